@@ -1,0 +1,466 @@
+"""The ``hwnas`` command line (typer + rich). Bad input: a clear message and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hwnas.errors import HwnasError
+
+app = typer.Typer(
+    name="hwnas",
+    help="Hardware-aware latency benchmarking and neural architecture search.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+devices_app = typer.Typer(help="List, inspect and detect target devices.", no_args_is_help=True)
+store_app = typer.Typer(help="Inspect and export the profile store.", no_args_is_help=True)
+ops_app = typer.Typer(help="Op configurations and named op sets.", no_args_is_help=True)
+app.add_typer(devices_app, name="devices")
+app.add_typer(store_app, name="store")
+app.add_typer(ops_app, name="ops")
+
+
+# ---- shared options ---------------------------------------------------------------------------
+DevicesFile = Annotated[
+    list[Path] | None,
+    typer.Option("--devices-file", help="TOML file of extra devices (repeatable). "
+                 "~/.config/hwnas/devices.toml is read when it exists."),
+]
+DbOption = Annotated[Path | None, typer.Option("--db", help="Profile store (SQLite). Default: the user cache dir.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def _out() -> Console:
+    return Console(soft_wrap=True, width=200 if not sys.stdout.isatty() else None)
+
+
+def _err() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+def _registry(files: list[Path] | None):  # noqa: ANN202
+    from platformdirs import user_config_dir
+
+    from hwnas.devices import default_registry
+
+    user_file = Path(user_config_dir("hwnas")) / "devices.toml"
+    extra = [user_file] if user_file.exists() else []
+    return default_registry(*extra, *(files or []))
+
+
+def _store(db: Path | None):  # noqa: ANN202
+    from hwnas.profilers import ProfileStore, default_db_path
+
+    return ProfileStore(db or default_db_path())
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _warn_governor(err: Console) -> str | None:
+    from hwnas.profilers import governor_warning
+
+    w = governor_warning()
+    if w:
+        err.print(f"[yellow]warning:[/] {w}")
+    return w
+
+
+@contextmanager
+def _progress(total: int, desc: str, console: Console) -> Iterator[Progress]:
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        TextColumn("{task.fields[current]}"), console=console, transient=False,
+    ) as prog:
+        prog.add_task(desc, total=total, current="")
+        yield prog
+
+
+# ---- devices ----------------------------------------------------------------------------------
+@devices_app.command("list")
+def devices_list(devices_file: DevicesFile = None, as_json: JsonFlag = False) -> None:
+    """List known devices and whether each can run on this machine."""
+    from hwnas.profilers import get_backend
+
+    reg = _registry(devices_file)
+    rows = []
+    for name in reg.names():
+        d = reg.get(name)
+        problems = get_backend(d.runtime).check(d)
+        rows.append({"name": name, "runtime": d.runtime, "available": not problems,
+                     "problems": problems, "description": d.description})
+    if as_json:
+        _print_json(rows)
+        return
+    t = Table("device", "runtime", "here", "description")
+    for r in rows:
+        t.add_row(r["name"], r["runtime"], "yes" if r["available"] else "[red]no[/]", r["description"])
+    _out().print(t)
+
+
+@devices_app.command("show")
+def devices_show(name: str, devices_file: DevicesFile = None, as_json: JsonFlag = False) -> None:
+    """Show one device's runtime options, constraints and availability."""
+    from hwnas.profilers import get_backend
+
+    d = _registry(devices_file).get(name)
+    problems = get_backend(d.runtime).check(d)
+    data = {**d.to_dict(), "available": not problems, "problems": problems}
+    if as_json:
+        _print_json(data)
+        return
+    out = _out()
+    out.print(f"[bold]{d.name}[/]: {d.description}")
+    t = Table("field", "value")
+    t.add_row("runtime", d.runtime)
+    for k, v in d.to_dict()["options"].items():
+        t.add_row(f"options.{k}", str(v))
+    for k, v in d.to_dict()["constraints"].items():
+        t.add_row(f"constraints.{k}", str(v))
+    t.add_row("available here", "yes" if not problems else "no: " + "; ".join(problems))
+    out.print(t)
+
+
+@devices_app.command("detect")
+def devices_detect(devices_file: DevicesFile = None, as_json: JsonFlag = False) -> None:
+    """Describe this machine and which devices can be profiled on it (with their fingerprints)."""
+    from hwnas.devices import fingerprint
+    from hwnas.profilers import cpu_governors, get_backend
+
+    reg = _registry(devices_file)
+    result: dict[str, Any] = {"cpu_governors": cpu_governors(), "devices": []}
+    for name in reg.names():
+        d = reg.get(name)
+        problems = get_backend(d.runtime).check(d)
+        entry: dict[str, Any] = {"name": name, "available": not problems, "problems": problems}
+        if not problems:
+            entry["fingerprint"] = fingerprint(d).to_dict()
+        result["devices"].append(entry)
+    if as_json:
+        _print_json(result)
+        return
+    out = _out()
+    avail = [e for e in result["devices"] if e["available"]]
+    if avail:
+        fp = avail[0]["fingerprint"]
+        out.print(f"CPU: {fp['cpu_model']} ({fp['cpu_cores_physical']} physical / {fp['cpu_cores_logical']} logical cores, {fp['machine']}, {fp['os']})")
+    out.print(f"CPU frequency governors: {result['cpu_governors'] or 'not exposed by this kernel'}")
+    t = Table("device", "status", "runtime version", "fingerprint")
+    for e in result["devices"]:
+        if e["available"]:
+            t.add_row(e["name"], "[green]available[/]", e["fingerprint"]["runtime_version"], e["fingerprint"]["id"])
+        else:
+            t.add_row(e["name"], "[red]unavailable[/]", "", "; ".join(e["problems"]))
+    out.print(t)
+
+
+# ---- ops --------------------------------------------------------------------------------------
+@ops_app.command("sets")
+def ops_sets(as_json: JsonFlag = False) -> None:
+    """List the named op sets usable with ``hwnas profile --space NAME``."""
+    from hwnas.profilers import op_set, op_set_names
+    from hwnas.profilers._opsets import op_set_doc
+
+    rows = [{"name": n, "ops": len(op_set(n)), "description": op_set_doc(n)} for n in op_set_names()]
+    if as_json:
+        _print_json(rows)
+        return
+    t = Table("op set", "ops", "description")
+    for r in rows:
+        t.add_row(r["name"], str(r["ops"]), r["description"])
+    _out().print(t)
+
+
+@ops_app.command("show")
+def ops_show(name: str, as_json: JsonFlag = False) -> None:
+    """Print the op configurations of a named op set, one per line (an --ops file)."""
+    from hwnas.profilers import op_set
+
+    cfgs = op_set(name)
+    if as_json:
+        _print_json([{"config": str(c), "macs": c.macs(), "params": c.params()} for c in cfgs])
+        return
+    for c in cfgs:
+        sys.stdout.write(f"{c}\n")
+
+
+# ---- profile ----------------------------------------------------------------------------------
+def _policy(max_time: float | None):  # noqa: ANN202
+    from hwnas.profilers import TimingPolicy
+
+    return TimingPolicy() if max_time is None else TimingPolicy(max_time_s=max_time, min_time_s=min(0.1, max_time))
+
+
+@dataclass
+class _ProfileResult:
+    device: str
+    fingerprint: str
+    db: str
+    run: Any
+
+
+def _profile(device_name: str, ops_file: Path | None, space: str | None, db: Path | None, force: bool,
+             max_time: float | None, devices_file: list[Path] | None, as_json: bool) -> _ProfileResult:
+    from hwnas.profilers import Profiler, op_set, read_ops_file
+
+    if ops_file and space:
+        raise HwnasError("give either --ops FILE or --space NAME, not both")
+    configs = read_ops_file(ops_file) if ops_file else op_set(space or "micro")
+    device = _registry(devices_file).get(device_name)
+    err = _err()
+    _warn_governor(err)
+    with _store(db) as store:
+        profiler = Profiler(device, _policy(max_time), store)
+        with _progress(len(configs), f"profiling on {device.name}", err) as prog:
+            task = prog.task_ids[0]
+
+            def start(todo: int, skipped: int) -> None:
+                if skipped:
+                    err.print(f"resuming: {skipped} op configuration(s) already in {store.path} are skipped "
+                              "(--force re-measures)")
+                prog.update(task, total=todo + skipped, completed=skipped)
+
+            def on_done(m: Any) -> None:
+                note = "" if m.status == "ok" else " (unsupported)"
+                prog.update(task, advance=1, current=f"{m.config}{note}")
+
+            run = profiler.profile_ops(configs, force=force, on_start=start, on_done=on_done)
+        return _ProfileResult(device.name, profiler.fingerprint.id, str(store.path), run)
+
+
+def _summarise_ops(res: _ProfileResult) -> dict[str, Any]:
+    run = res.run
+    return {
+        "device": res.device,
+        "fingerprint": res.fingerprint,
+        "db": res.db,
+        "measured": len(run.measured),
+        "skipped": len(run.skipped),
+        "unsupported": [{"config": str(m.config), "reason": m.reason} for m in run.unsupported],
+        "elapsed_s": round(run.elapsed_s, 3),
+        "ops_per_minute": round(run.ops_per_minute, 1),
+        "ops": [
+            {"config": str(m.config), "status": m.status, "latency_ms": m.latency_ms,
+             "ci95_rel": m.stats.rel_ci if m.stats else None, "n_runs": m.stats.n_runs if m.stats else 0,
+             "converged": m.stats.converged if m.stats else None}
+            for m in run.measured
+        ],
+    }
+
+
+@app.command()
+def profile(
+    device: Annotated[str, typer.Option("--device", "-d", help="Device name (hwnas devices list).")] = "cpu-ort",
+    ops: Annotated[Path | None, typer.Option("--ops", help="File of op configurations (one per line or a JSON list).")] = None,
+    space: Annotated[str | None, typer.Option("--space", help="Named op set (hwnas ops sets). Default: micro.")] = None,
+    db: DbOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-measure ops already in the store.")] = False,
+    max_time: Annotated[float | None, typer.Option("--max-time-per-op", help="Seconds of timing per op at most.")] = None,
+    devices_file: DevicesFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Measure op configurations on a device into the profile store (resumes where it stopped)."""
+    res = _profile(device, ops, space, db, force, max_time, devices_file, as_json)
+    summary = _summarise_ops(res)
+    if as_json:
+        _print_json(summary)
+        return
+    out = _out()
+    t = Table("op configuration", "median ms", "95% CI", "runs", title=f"{res.device} ({res.fingerprint})")
+    for m in res.run.measured:
+        if m.stats:
+            t.add_row(str(m.config), f"{m.stats.latency_ms:.4f}", f"+-{100 * m.stats.rel_ci:.1f}%", str(m.stats.n_runs))
+        else:
+            t.add_row(str(m.config), "[red]unsupported[/]", m.reason[:60], "")
+    if res.run.measured:
+        out.print(t)
+    out.print(
+        f"measured {summary['measured']} op(s) ({len(summary['unsupported'])} unsupported), skipped "
+        f"{summary['skipped']} already stored, {summary['elapsed_s']:.1f} s "
+        f"({summary['ops_per_minute']:.0f} ops/min); store: {res.db}"
+    )
+
+
+def _model_summary(m: Any, top: int) -> dict[str, Any]:
+    nodes = sorted(m.breakdown, key=lambda n: -n.duration_ms)
+    total = sum(n.duration_ms for n in m.breakdown) or 1.0
+    return {
+        "model": m.model_name,
+        "sha256": m.model_sha256,
+        "device": m.device_name,
+        "fingerprint": m.fingerprint_id,
+        **m.stats.to_dict(),
+        "kernels": len(m.breakdown),
+        "kernel_sum_ms": sum(n.duration_ms for n in m.breakdown),
+        "top_nodes": [{**n.to_dict(), "share": n.duration_ms / total} for n in nodes[:top]],
+    }
+
+
+@app.command("profile-model")
+def profile_model(
+    model: Annotated[Path, typer.Argument(help="ONNX model file.")],
+    device: Annotated[str, typer.Option("--device", "-d", help="Device name (hwnas devices list).")] = "cpu-ort",
+    db: DbOption = None,
+    top: Annotated[int, typer.Option("--top", help="How many of the slowest kernels to show.")] = 10,
+    no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the measurement.")] = False,
+    max_time: Annotated[float | None, typer.Option("--max-time", help="Seconds of timing at most.")] = None,
+    devices_file: DevicesFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """End-to-end latency of an ONNX model and its slowest kernels (runtime's own profiler)."""
+    from hwnas.profilers import Profiler, load_onnx
+
+    onnx_model = load_onnx(model)
+    dev = _registry(devices_file).get(device)
+    _warn_governor(_err())
+    store = None if no_store else _store(db)
+    try:
+        with _err().status(f"profiling {model.name} on {dev.name}"):
+            m = Profiler(dev, _policy(max_time), store).profile_model(onnx_model, name=model.name)
+    finally:
+        if store is not None:
+            store.close()
+    s = _model_summary(m, top)
+    if as_json:
+        _print_json(s)
+        return
+    out = _out()
+    out.print(
+        f"[bold]{m.model_name}[/] on {m.device_name}: [bold]{m.stats.latency_ms:.3f} ms[/] median "
+        f"(95% CI {m.stats.ci95_low_ms:.3f}-{m.stats.ci95_high_ms:.3f}, p10 {m.stats.p10_ms:.3f}, "
+        f"p90 {m.stats.p90_ms:.3f}, {m.stats.n_runs} runs)"
+    )
+    if s["top_nodes"]:
+        t = Table("kernel", "op type", "fused", "ms", "share", title=f"top {len(s['top_nodes'])} of {s['kernels']} kernels")
+        for n in s["top_nodes"]:
+            t.add_row(n["name"], n["op_type"], "yes" if n["fused"] else "", f"{n['duration_ms']:.4f}", f"{100 * n['share']:.1f}%")
+        out.print(t)
+
+
+# ---- store ------------------------------------------------------------------------------------
+@store_app.command("info")
+def store_info(db: DbOption = None, as_json: JsonFlag = False) -> None:
+    """Counts of fingerprints and measurements in the store."""
+    with _store(db) as store:
+        s = store.summary()
+        fps = [f.to_dict() for f in store.fingerprints()]
+    if as_json:
+        _print_json({**s, "fingerprint_list": fps})
+        return
+    out = _out()
+    for k, v in s.items():
+        out.print(f"{k}: {v}")
+    for f in fps:
+        out.print(f"  {f['id']}  {f['device_name']}  {f['runtime']} {f['runtime_version']}  {f['cpu_model']}")
+
+
+@store_app.command("export")
+def store_export(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory to write into.")],
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    db: DbOption = None,
+) -> None:
+    """Export every table of the store as Parquet or CSV."""
+    with _store(db) as store:
+        paths = store.export(out_dir, fmt)
+    for p in paths:
+        sys.stdout.write(f"{p}\n")
+
+
+# ---- main job ---------------------------------------------------------------------------------
+@app.command()
+def quickstart(
+    out: Annotated[Path, typer.Option("--out", help="Directory for everything written.")] = Path("hwnas-quickstart"),
+    device: Annotated[str, typer.Option("--device", "-d")] = "cpu-ort",
+    devices_file: DevicesFile = None,
+) -> None:
+    """The main job: profile this CPU on a small MobileNetV2's ops and the whole model; summarise."""
+    from hwnas.profilers import Profiler, build_sequence_onnx, mobilenetv2_layers
+
+    out.mkdir(parents=True, exist_ok=True)
+    db = out / "profiles.sqlite"
+    console = _out()
+    res = _profile(device, None, "mobilenetv2-small", db, False, None, devices_file, False)
+    layers = mobilenetv2_layers(96, 0.5, classes=10)
+    _, model = build_sequence_onnx(layers, name="mobilenetv2-0.5-96")
+    model_path = out / "mobilenetv2_0.5_96.onnx"
+    import onnx
+
+    onnx.save(model, str(model_path))
+    dev = _registry(devices_file).get(device)
+    with _store(db) as store:
+        with _err().status("profiling the whole model"):
+            m = Profiler(dev, None, store).profile_model(model, name=model_path.name)
+        fp_id = m.fingerprint_id
+        per_op = {}
+        for layer in layers:
+            rec = store.get_op(fp_id, layer.with_batch(dev.options.batch_size))
+            per_op[str(layer)] = rec.latency_ms if rec and rec.latency_ms is not None else float("nan")
+        summary_store = store.summary()
+    by_type: dict[str, float] = {}
+    for layer in layers:
+        by_type[layer.op.value] = by_type.get(layer.op.value, 0.0) + per_op[str(layer)]
+    op_sum = sum(per_op[str(layer)] for layer in layers)
+    t = Table("op type", "layers", "sum of op medians (ms)", title=f"MobileNetV2-0.5 @96 on {dev.name} ({fp_id})")
+    for op_type, ms in sorted(by_type.items(), key=lambda kv: -kv[1]):
+        t.add_row(op_type, str(sum(1 for x in layers if x.op.value == op_type)), f"{ms:.3f}")
+    console.print(t)
+    summary = {
+        "device": dev.name,
+        "fingerprint": fp_id,
+        "ops_measured_now": len(res.run.measured),
+        "ops_reused_from_store": len(res.run.skipped),
+        "sum_of_op_latencies_ms": round(op_sum, 4),
+        "whole_model_latency_ms": round(m.latency_ms, 4),
+        "sum_over_whole": round(op_sum / m.latency_ms, 3),
+        "model": str(model_path),
+        "profile_store": str(db),
+        "store_counts": summary_store,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    t2 = Table("", "")
+    t2.add_row("ops measured now / reused", f"{summary['ops_measured_now']} / {summary['ops_reused_from_store']}")
+    t2.add_row("whole model, measured end to end", f"{m.latency_ms:.3f} ms ({m.stats.n_runs} runs)")
+    t2.add_row("sum of per-op latencies", f"{op_sum:.3f} ms ({summary['sum_over_whole']:.2f}x the whole model)")
+    t2.add_row("slowest kernel", max(m.breakdown, key=lambda n: n.duration_ms).name if m.breakdown else "-")
+    t2.add_row("ONNX model", str(model_path))
+    t2.add_row("profile store", str(db))
+    t2.add_row("summary", str(out / "summary.json"))
+    console.print(t2)
+
+
+# ---- entry point ------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit code (2 for bad input)."""
+    try:
+        rc = app(args=argv, standalone_mode=False, prog_name="hwnas")
+    except HwnasError as exc:
+        _err().print(f"[red]error:[/] {exc}", highlight=False)
+        return 2
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        _err().print("interrupted; what was measured is stored: run the same command again to resume")
+        return 130
+    except typer.TyperException as exc:  # usage errors: unknown option, bad value, ...
+        exc.show()  # type: ignore[attr-defined]
+        return int(getattr(exc, "exit_code", 2))
+    return rc if isinstance(rc, int) else 0
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Target devices: frozen specs (runtime, options, constraints), a registry, and fingerprints.
+
+>>> from hwnas.devices import default_registry
+>>> default_registry().get("cpu-ort").options.intra_op_threads
+1
+"""
+
+from hwnas.devices._device import RUNTIMES, Device, DeviceConstraints, RuntimeOptions
+from hwnas.devices._fingerprint import Fingerprint, fingerprint
+from hwnas.devices._registry import DeviceRegistry, builtin_devices, default_registry
+
+__all__ = [
+    "RUNTIMES",
+    "Device",
+    "DeviceConstraints",
+    "RuntimeOptions",
+    "Fingerprint",
+    "fingerprint",
+    "DeviceRegistry",
+    "builtin_devices",
+    "default_registry",
+]

@@ -1,0 +1,132 @@
+"""Device specification: a frozen, serialisable value."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from hwnas.errors import HwnasError
+
+__all__ = ["Device", "RuntimeOptions", "DeviceConstraints", "RUNTIMES"]
+
+RUNTIMES = ("onnxruntime", "tvm", "torch")
+GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
+PRECISIONS = ("fp32", "fp16")
+
+Precision = Literal["fp32", "fp16"]
+
+
+def _from_mapping(cls: type, data: dict[str, Any], where: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise HwnasError(
+            f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}"
+        )
+    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise HwnasError(f"{where}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How the runtime is configured. ``intra_op_threads=0`` means all cores.
+
+    ``tvm_target`` is ``"host"`` (LLVM for this CPU, resolved at run time), ``"llvm"``, ``"cuda"``
+    or a JSON target dict as TVM 0.2x accepts it.
+    """
+
+    device_type: Literal["cpu", "cuda"] = "cpu"
+    provider: str | None = None
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    graph_optimization_level: str = "all"
+    tvm_target: str | None = None
+    precision: Precision = "fp32"
+    batch_size: int = 1
+    cpu_affinity: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.device_type not in ("cpu", "cuda"):
+            raise ValueError(f"device_type must be 'cpu' or 'cuda', got {self.device_type!r}")
+        if self.graph_optimization_level not in GRAPH_OPT_LEVELS:
+            raise ValueError(
+                f"graph_optimization_level must be one of {GRAPH_OPT_LEVELS}, "
+                f"got {self.graph_optimization_level!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.intra_op_threads < 0 or self.inter_op_threads < 0:
+            raise ValueError("thread counts must be >= 0 (0 = all cores)")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class DeviceConstraints:
+    """Limits that searches on this device must honour (``None`` = no limit)."""
+
+    latency_budget_ms: float | None = None
+    max_params: int | None = None
+    max_peak_memory_mb: float | None = None
+    allowed_op_types: tuple[str, ...] | None = None
+    max_input_resolution: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("latency_budget_ms", "max_params", "max_peak_memory_mb", "max_input_resolution"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if self.allowed_op_types is not None:
+            from hwnas.profilers._ops import OpType
+
+            known = {t.value for t in OpType}
+            bad = sorted(set(self.allowed_op_types) - known)
+            if bad:
+                raise ValueError(
+                    f"allowed_op_types has unknown op type(s) {bad}; known: {sorted(known)}"
+                )
+
+
+@dataclass(frozen=True)
+class Device:
+    """A target device: a runtime with its options, and the constraints searches must honour.
+
+    >>> d = Device("my-cpu", "onnxruntime")
+    >>> Device.from_dict(d.to_dict()) == d
+    True
+    """
+
+    name: str
+    runtime: str
+    options: RuntimeOptions = field(default_factory=RuntimeOptions)
+    constraints: DeviceConstraints = field(default_factory=DeviceConstraints)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c.isspace() for c in self.name):
+            raise ValueError(f"device name must be non-empty without spaces, got {self.name!r}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "device") -> Device:
+        data = dict(data)
+        options = _from_mapping(RuntimeOptions, dict(data.pop("options", {}) or {}), f"{where}.options")
+        constraints = _from_mapping(
+            DeviceConstraints, dict(data.pop("constraints", {}) or {}), f"{where}.constraints"
+        )
+        return _from_mapping(cls, {**data, "options": options, "constraints": constraints}, where)
+
+    def replace(self, **changes: Any) -> Device:
+        return dataclasses.replace(self, **changes)

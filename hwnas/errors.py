@@ -1,0 +1,59 @@
+"""Errors that are the user's to fix.
+
+Every error a user can cause by bad input derives from :class:`HwnasError`. The CLI prints its
+message (no traceback) and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "HwnasError",
+    "UnknownNameError",
+    "InvalidModelError",
+    "StoreError",
+    "FingerprintMismatchError",
+    "RuntimeUnavailableError",
+    "InvalidOpConfigError",
+]
+
+
+class HwnasError(Exception):
+    """Base class of errors caused by input or environment; the CLI exits 2 on them."""
+
+
+class UnknownNameError(HwnasError, KeyError):
+    """A name that is not in a registry; the message lists the known names."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        self.kind, self.name, self.known = kind, name, sorted(known)
+        close = difflib.get_close_matches(name, self.known, n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        super().__init__(
+            f"unknown {kind} {name!r}. Known {kind}s: {', '.join(self.known) or '(none)'}.{hint}"
+        )
+
+    def __str__(self) -> str:  # KeyError would quote the message otherwise
+        return str(self.args[0])
+
+
+class InvalidModelError(HwnasError):
+    """A model file that is missing, not ONNX, or fails the ONNX checker."""
+
+
+class InvalidOpConfigError(HwnasError, ValueError):
+    """An op configuration string or value that does not describe a valid op."""
+
+
+class StoreError(HwnasError):
+    """A profile store that cannot be used (corrupted, foreign, or of an unknown schema)."""
+
+
+class FingerprintMismatchError(HwnasError):
+    """Measurements from another machine or runtime version would be mixed in."""
+
+
+class RuntimeUnavailableError(HwnasError):
+    """A runtime (TVM, CUDA, ...) was requested but is not installed or not present."""

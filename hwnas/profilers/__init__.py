@@ -1,0 +1,27 @@
+"""Profilers: op configurations and whole ONNX models timed on real runtimes, into a store.
+
+>>> from hwnas.profilers import OpConfig
+>>> str(OpConfig.parse("dwconv_i32_r28_k3_s1_arelu6").output_shape())
+'(1, 32, 28, 28)'
+"""
+
+from hwnas.profilers._backends import Backend, NodeTiming, Prepared, backend_names, get_backend
+from hwnas.profilers._blocks import build_module, build_onnx, build_sequence_onnx
+from hwnas.profilers._onnx import OPSET, load_onnx
+from hwnas.profilers._opsets import mobilenetv2_layers, op_set, op_set_names, read_ops_file
+from hwnas.profilers._ops import Act, OpConfig, OpType
+from hwnas.profilers._profiler import Profiler, ProfileRun
+from hwnas.profilers._records import ModelMeasurement, OpMeasurement
+from hwnas.profilers._store import SCHEMA_VERSION, ProfileStore, default_db_path
+from hwnas.profilers._system import cpu_governors, governor_warning
+from hwnas.profilers._timing import LatencyStats, TimingPolicy, measure
+
+__all__ = [
+    "Act", "OpConfig", "OpType", "OPSET",
+    "Backend", "Prepared", "NodeTiming", "get_backend", "backend_names",
+    "build_module", "build_onnx", "build_sequence_onnx", "load_onnx",
+    "op_set", "op_set_names", "read_ops_file", "mobilenetv2_layers",
+    "Profiler", "ProfileRun", "OpMeasurement", "ModelMeasurement",
+    "ProfileStore", "SCHEMA_VERSION", "default_db_path",
+    "LatencyStats", "TimingPolicy", "measure", "cpu_governors", "governor_warning",
+]

@@ -1,0 +1,89 @@
+"""Build ONNX graphs (opset 17) directly with onnx.helper, from the torch blocks' own weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from hwnas.errors import InvalidModelError
+
+__all__ = ["OPSET", "GraphBuilder", "load_onnx"]
+
+OPSET = 17
+
+
+class GraphBuilder:
+    """Collects nodes and initialisers; each method returns the name of its output tensor."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._count: dict[str, int] = {}
+
+    def _name(self, prefix: str) -> str:
+        n = self._count.get(prefix, 0)
+        self._count[prefix] = n + 1
+        return f"{prefix}_{n}"
+
+    def const(self, array: np.ndarray, prefix: str = "w") -> str:
+        name = self._name(prefix)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def node(self, op_type: str, inputs: list[str], **attrs: object) -> str:
+        name = self._name(op_type.lower())
+        out = f"{name}_out"
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=name, **attrs))
+        return out
+
+    def model(
+        self,
+        inputs: list[tuple[str, tuple[int, ...]]],
+        output: str,
+        output_shape: tuple[int, ...],
+        name: str = "hwnas",
+        dynamic_batch: bool = False,
+    ) -> onnx.ModelProto:
+        def vi(n: str, shape: tuple[int, ...]) -> onnx.ValueInfoProto:
+            dims: list[int | str] = list(shape)
+            if dynamic_batch:
+                dims[0] = "batch"
+            return helper.make_tensor_value_info(n, TensorProto.FLOAT, dims)
+
+        graph = helper.make_graph(
+            self.nodes,
+            name,
+            [vi(n, s) for n, s in inputs],
+            [vi(output, output_shape)],
+            initializer=self.initializers,
+        )
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="hwnas"
+        )
+        model.ir_version = min(model.ir_version, 9)
+        onnx.checker.check_model(model)
+        return model
+
+
+def load_onnx(path: str | Path) -> onnx.ModelProto:
+    """Load and check an ONNX file; bad input raises :class:`InvalidModelError`."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidModelError(f"model file not found: {path}")
+    if path.is_dir():
+        raise InvalidModelError(f"{path} is a directory, not an ONNX file")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError, ValueError, ... on garbage
+        raise InvalidModelError(f"{path} is not an ONNX model: {exc}") from None
+    if not model.graph.node:
+        raise InvalidModelError(f"{path} is not an ONNX model (no graph nodes)")
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InvalidModelError(f"{path} is not a valid ONNX model: {first}") from None
+    return model

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import onnx
+import pytest
+
+from hwnas.cli import main
+from hwnas.profilers import OpConfig, build_onnx, op_set
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_help_and_devices(capsys) -> None:
+    rc, out, _ = run(capsys, "--help")
+    assert rc == 0 and "profile-model" in out
+    rc, out, _ = run(capsys, "devices", "list", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rc == 0 and rows["cpu-ort"]["available"]
+    rc, out, _ = run(capsys, "devices", "show", "cpu-ort", "--json")
+    assert rc == 0 and json.loads(out)["options"]["intra_op_threads"] == 1
+    rc, out, _ = run(capsys, "devices", "detect", "--json")
+    det = {d["name"]: d for d in json.loads(out)["devices"]}
+    assert rc == 0 and det["cpu-ort"]["fingerprint"]["runtime"] == "onnxruntime"
+
+
+def test_devices_file_option(capsys, tmp_path) -> None:
+    f = tmp_path / "d.toml"
+    f.write_text("[devices.edge]\nbase = 'cpu-ort'\n[devices.edge.constraints]\nlatency_budget_ms = 5.0\n")
+    rc, out, _ = run(capsys, "devices", "show", "edge", "--devices-file", str(f), "--json")
+    assert rc == 0 and json.loads(out)["constraints"]["latency_budget_ms"] == 5.0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["devices", "show", "gpu-9000"], "unknown device 'gpu-9000'. Known devices: cpu-ort"),
+        (["profile", "--device", "nope"], "Known devices: cpu-ort"),
+        (["profile", "--space", "nope"], "unknown op set 'nope'. Known op sets: micro"),
+        (["profile", "--ops", "/nonexistent/ops.txt"], "ops file not found"),
+        (["profile", "--device", "cuda-torch", "--space", "micro"], "cannot run here"),
+        (["profile-model", "/nonexistent/model.onnx"], "model file not found"),
+        (["store", "export", "-o", "x", "--format", "xlsx"], "known formats: csv, parquet"),
+        (["ops", "show", "nope"], "unknown op set"),
+    ],
+)
+def test_bad_input_exit_2_without_traceback(capsys, tmp_path, args, message) -> None:
+    rc, out, err = run(capsys, *args, *(["--db", str(tmp_path / "p.sqlite")] if args[0] in ("profile", "store") else []))
+    assert rc == 2, (out, err)
+    assert message in " ".join(err.split())
+    assert "Traceback" not in err + out
+
+
+def test_usage_errors_exit_2(capsys) -> None:
+    rc, _, err = run(capsys, "profile", "--no-such-flag")
+    assert rc == 2 and "No such option" in err
+
+
+def test_bad_model_files(capsys, tmp_path) -> None:
+    txt = tmp_path / "model.onnx"
+    txt.write_text("not a model")
+    rc, _, err = run(capsys, "profile-model", str(txt), "--no-store")
+    assert rc == 2 and "not an ONNX model" in err
+    model = build_onnx(OpConfig.parse("act_i4_r4_arelu"))
+    model.graph.node[0].input[0] = "missing_tensor"
+    bad = tmp_path / "invalid.onnx"
+    onnx.save(model, str(bad))
+    rc, _, err = run(capsys, "profile-model", str(bad), "--no-store")
+    assert rc == 2 and "not a valid ONNX model" in err and "Traceback" not in err
+
+
+def test_bad_ops_line_and_bad_db(capsys, tmp_path) -> None:
+    ops = tmp_path / "ops.txt"
+    ops.write_text("conv_i8_o8_r8_k3_s1_g1_arelu\ntransformer_i8\n")
+    rc, _, err = run(capsys, "profile", "--ops", str(ops), "--db", str(tmp_path / "p.sqlite"))
+    assert rc == 2 and "ops.txt:2" in err and "unknown op type 'transformer'" in err
+    db = tmp_path / "precious.db"
+    db.write_bytes(b"precious bytes")
+    rc, _, err = run(capsys, "profile", "--db", str(db))
+    assert rc == 2 and "not an SQLite database" in err and db.read_bytes() == b"precious bytes"
+
+
+def test_profile_json_and_resume(capsys, tmp_path) -> None:
+    ops = tmp_path / "ops.txt"
+    ops.write_text("\n".join(str(c) for c in op_set("micro")[:3]))
+    db = str(tmp_path / "p.sqlite")
+    rc, out, err = run(capsys, "profile", "--ops", str(ops), "--db", db, "--json", "--max-time-per-op", "0.05")
+    first = json.loads(out)
+    assert rc == 0 and first["measured"] == 3 and first["skipped"] == 0
+    assert all(o["latency_ms"] > 0 for o in first["ops"])
+    rc, out, err = run(capsys, "profile", "--ops", str(ops), "--db", db, "--json")
+    assert rc == 0 and json.loads(out)["skipped"] == 3 and "resuming" in err
+    rc, out, _ = run(capsys, "store", "info", "--db", db, "--json")
+    assert json.loads(out)["op_measurements"] == 3
+    rc, out, _ = run(capsys, "store", "export", "--db", db, "-o", str(tmp_path / "exp"), "--format", "csv")
+    assert rc == 0 and (tmp_path / "exp" / "op_measurements.csv").exists()
+
+
+def test_profile_model_json(capsys, tmp_path) -> None:
+    path = tmp_path / "m.onnx"
+    onnx.save(build_onnx(OpConfig.parse("mbconv_i8_o8_r8_k3_s1_e3_arelu6_res")), str(path))
+    rc, out, _ = run(capsys, "profile-model", str(path), "--db", str(tmp_path / "p.sqlite"), "--json",
+                     "--top", "3", "--max-time", "0.1")
+    s = json.loads(out)
+    assert rc == 0 and s["latency_ms"] > 0 and 1 <= len(s["top_nodes"]) <= 3
+    assert {"name", "op_type", "fused", "duration_ms", "share"} <= set(s["top_nodes"][0])
+
+
+def _count(db: Path) -> int:
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return con.execute("SELECT COUNT(*) FROM op_measurements").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def test_sigkill_loses_at_most_the_op_in_flight_and_resumes(tmp_path) -> None:
+    db = tmp_path / "p.sqlite"
+    cmd = [sys.executable, "-m", "hwnas", "profile", "--space", "stability", "--db", str(db),
+           "--max-time-per-op", "0.15"]
+    total = len(op_set("stability"))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while _count(db) < 4 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = _count(db)
+    assert 4 <= done < total, "the kill should land mid-run"
+    out = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["skipped"] >= done  # nothing committed was lost
+    assert summary["skipped"] + summary["measured"] == total
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT config_key, COUNT(*) FROM op_measurements GROUP BY config_key").fetchall()
+    assert len(rows) == total and all(n == 1 for _, n in rows)
+
+
+def test_quickstart_twice_reuses_the_profile(capsys, tmp_path) -> None:
+    rc, out, _ = run(capsys, "quickstart", "--out", str(tmp_path / "qs"))
+    assert rc == 0 and "whole model, measured end to end" in out
+    s = json.loads((tmp_path / "qs" / "summary.json").read_text())
+    assert s["ops_measured_now"] > 10 and s["whole_model_latency_ms"] > 0
+    rc, out, _ = run(capsys, "quickstart", "--out", str(tmp_path / "qs"))
+    s2 = json.loads((tmp_path / "qs" / "summary.json").read_text())
+    assert rc == 0 and s2["ops_measured_now"] == 0 and s2["ops_reused_from_store"] == s["ops_measured_now"]

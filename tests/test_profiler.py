@@ -1,0 +1,42 @@
+"""Orchestration tests. ``FailingOrtBackend`` is a deterministic fake that refuses some op types,
+named as such; it is used only to test that failures are recorded, never to claim a number."""
+
+from __future__ import annotations
+
+from hwnas.profilers import OpConfig, OpType, Profiler, build_onnx, op_set
+from hwnas.profilers._backends import OrtBackend
+
+
+class FailingOrtBackend(OrtBackend):
+    def prepare_op(self, cfg, device):  # noqa: ANN001, ANN201
+        if cfg.op is OpType.SE:
+            raise RuntimeError("[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : fake refusal of SE")
+        return super().prepare_op(cfg, device)
+
+
+def test_runtime_failure_is_recorded_and_profiling_continues(registry, store, fast_policy) -> None:
+    p = Profiler(registry.get("cpu-ort"), fast_policy, store, backend=FailingOrtBackend())
+    run = p.profile_ops(op_set("micro"))
+    assert len(run.measured) == len(op_set("micro"))
+    (bad,) = run.unsupported
+    assert bad.config.op is OpType.SE and "NOT_IMPLEMENTED" in bad.reason and bad.stats is None
+    assert sum(m.status == "ok" for m in run.measured) == len(op_set("micro")) - 1
+    # a rerun does not retry the recorded failure (use force=True for that)
+    assert len(p.profile_ops(op_set("micro")).skipped) == len(op_set("micro"))
+
+
+def test_device_batch_size_applies(registry, fast_policy) -> None:
+    device = registry.get("cpu-ort").replace(
+        options=__import__("dataclasses").replace(registry.get("cpu-ort").options, batch_size=4)
+    )
+    m = Profiler(device, fast_policy).profile_op(OpConfig.parse("conv_i4_o8_r8_k3_s1_g1_arelu"))
+    assert m.config.batch == 4 and str(m.config).endswith("_b4") and m.status == "ok"
+
+
+def test_whole_model_is_stored_with_breakdown(registry, store, fast_policy) -> None:
+    model = build_onnx(OpConfig.parse("mbconv_i8_o8_r8_k3_s1_e3_arelu6_res"))
+    m = Profiler(registry.get("cpu-ort"), fast_policy, store).profile_model(model, name="block")
+    df = store.model_measurements()
+    assert df["model_name"].tolist() == ["block"] and df["latency_ms"].iloc[0] == m.latency_ms
+    assert len(m.model_sha256) == 64 and m.breakdown
+    assert m.stats.ci95_low_ms <= m.latency_ms <= m.stats.ci95_high_ms
