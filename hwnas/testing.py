@@ -20,7 +20,7 @@ from hwnas.profilers._timing import TimingPolicy, measure
 __all__ = ["check_device", "check_backend", "FAST_POLICY"]
 
 #: A timing policy for tests: a few runs, a few milliseconds per op. Never for reported numbers.
-FAST_POLICY = TimingPolicy(warmup_runs=2, warmup_s=0.0, min_runs=5, min_time_s=0.002, max_time_s=0.05, batch=5)
+FAST_POLICY = TimingPolicy(warmup_runs=2, warmup_s=0.0, min_runs=5, min_time_s=0.002, max_time_s=0.05, batch=5, rounds=2)
 
 
 def check_device(device: Device) -> None:

@@ -39,4 +39,4 @@ def test_whole_model_is_stored_with_breakdown(registry, store, fast_policy) -> N
     df = store.model_measurements()
     assert df["model_name"].tolist() == ["block"] and df["latency_ms"].iloc[0] == m.latency_ms
     assert len(m.model_sha256) == 64 and m.breakdown
-    assert m.stats.ci95_low_ms <= m.latency_ms <= m.stats.ci95_high_ms
+    assert m.stats.p10_ms <= m.latency_ms <= m.stats.p90_ms and m.stats.n_rounds == 2

@@ -46,3 +46,27 @@ def test_policy_validation() -> None:
         TimingPolicy(min_runs=2)
     with pytest.raises(ValueError):
         TimingPolicy(max_time_s=0)
+
+
+def test_median_of_rounds_rejects_one_slow_episode() -> None:
+    calls = {"n": 0}
+
+    def sample(n: int) -> list[float]:
+        calls["n"] += 1
+        return [1e-3] * n
+
+    policy = TimingPolicy(rounds=3, min_time_s=0.0, min_runs=10, warmup_runs=1, warmup_s=0.0)
+    stats, _ = measure(sample, policy)
+    assert stats.n_rounds == 3 and stats.round_spread_rel == 0.0
+
+    # round 2 of 3 is 10% slow (a noisy neighbour): the reported latency ignores it
+    state = {"round_runs": 0}
+
+    def episodic(n: int) -> list[float]:
+        state["round_runs"] += n
+        slow = 12 <= state["round_runs"] <= 22
+        return [1.1e-3 if slow else 1e-3] * n
+
+    stats, raw = measure(episodic, TimingPolicy(rounds=3, min_time_s=0.0, min_runs=10, batch=10, warmup_runs=1, warmup_s=0.0))
+    assert stats.latency_ms == pytest.approx(1.0)
+    assert stats.round_spread_rel == pytest.approx(0.1) and max(raw) == pytest.approx(1.1)

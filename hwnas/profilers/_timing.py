@@ -17,27 +17,33 @@ __all__ = ["TimingPolicy", "LatencyStats", "measure", "median_ci"]
 class TimingPolicy:
     """When to stop sampling.
 
-    Warm-up runs are discarded. Sampling continues in batches until the 95% confidence interval of
-    the median is within ``+-target_rel_ci`` of it (after at least ``min_runs`` runs and
-    ``min_time_s``), or ``max_time_s`` / ``max_runs`` is reached. For sub-50 us ops the CI also counts
-    as stable when its half-width is under ``abs_tol_ms`` (the timer's noise floor).
+    Warm-up runs are discarded. Timing is split into ``rounds`` consecutive rounds; in each, sampling
+    continues in batches until the 95% confidence interval of the median is within
+    ``+-target_rel_ci`` of it (after at least ``min_runs`` runs and ``min_time_s``), or the round's
+    share of ``max_time_s`` / ``max_runs`` is used. For sub-50 us ops the CI also counts as stable
+    when its half-width is under ``abs_tol_ms`` (the timer's noise floor). The reported latency is
+    the median of the rounds' medians, so one slow episode (a noisy neighbour, a clock change) does
+    not move it.
     """
 
     warmup_runs: int = 5
     warmup_s: float = 0.05
     min_runs: int = 20
     max_runs: int = 100_000
-    min_time_s: float = 0.1
+    min_time_s: float = 0.15
     max_time_s: float = 1.5
     target_rel_ci: float = 0.01
     abs_tol_ms: float = 0.0005
     batch: int = 10
+    rounds: int = 3
 
     def __post_init__(self) -> None:
         if self.min_runs < 3 or self.max_runs < self.min_runs:
             raise ValueError("need 3 <= min_runs <= max_runs")
         if self.max_time_s <= 0 or self.target_rel_ci <= 0:
             raise ValueError("max_time_s and target_rel_ci must be > 0")
+        if self.rounds < 1:
+            raise ValueError("rounds must be >= 1")
 
 
 def median_ci(sorted_ms: np.ndarray, z: float = 1.96) -> tuple[float, float]:
@@ -53,7 +59,7 @@ def median_ci(sorted_ms: np.ndarray, z: float = 1.96) -> tuple[float, float]:
 class LatencyStats:
     """Summary of the timed runs (warm-up excluded). All times in milliseconds."""
 
-    latency_ms: float  # the median: the figure hwnas reports
+    latency_ms: float  # the median of the rounds' medians: the figure hwnas reports
     mean_ms: float
     std_ms: float
     min_ms: float
@@ -67,6 +73,8 @@ class LatencyStats:
     n_warmup: int
     converged: bool
     measure_time_s: float
+    n_rounds: int = 1
+    round_spread_rel: float = 0.0  # (max - min) of the rounds' medians / latency_ms
 
     @property
     def rel_ci(self) -> float:
@@ -75,10 +83,13 @@ class LatencyStats:
 
     @classmethod
     def from_samples(
-        cls, samples_ms: np.ndarray | list[float], n_warmup: int, converged: bool, measure_time_s: float
+        cls, samples_ms: np.ndarray | list[float], n_warmup: int, converged: bool, measure_time_s: float,
+        round_medians_ms: list[float] | None = None,
     ) -> LatencyStats:
+        """Statistics of all samples; the latency is the median of ``round_medians_ms`` when given."""
         a = np.sort(np.asarray(samples_ms, dtype=np.float64))
-        med = float(np.median(a))
+        rounds = round_medians_ms or [float(np.median(a))]
+        med = float(np.median(rounds))
         lo, hi = median_ci(a)
         return cls(
             latency_ms=med,
@@ -95,6 +106,8 @@ class LatencyStats:
             n_warmup=n_warmup,
             converged=converged,
             measure_time_s=measure_time_s,
+            n_rounds=len(rounds),
+            round_spread_rel=(max(rounds) - min(rounds)) / med if med else 0.0,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,27 +126,35 @@ def measure(sample: Callable[[int], list[float]], policy: TimingPolicy = TimingP
         n_warm += 1
         if time.perf_counter() - start > policy.max_time_s / 3:
             break
-    t0 = time.perf_counter()
     samples: list[float] = []
-    converged = False
+    round_medians: list[float] = []
+    converged = True
     batch = max(1, policy.batch)
-    while True:
-        samples.extend(s * 1e3 for s in sample(batch))
-        elapsed = time.perf_counter() - t0
-        n = len(samples)
-        if n >= policy.min_runs and elapsed >= policy.min_time_s:
-            a = np.sort(np.asarray(samples))
-            med = float(np.median(a))
-            lo, hi = median_ci(a)
-            if med > 0 and (hi - lo) / 2 <= max(policy.target_rel_ci * med, policy.abs_tol_ms):
-                converged = True
+    for _ in range(policy.rounds):
+        t0 = time.perf_counter()
+        round_samples: list[float] = []
+        round_ok = False
+        max_time, max_runs = policy.max_time_s / policy.rounds, max(policy.min_runs, policy.max_runs // policy.rounds)
+        while True:
+            round_samples.extend(s * 1e3 for s in sample(batch))
+            elapsed = time.perf_counter() - t0
+            n = len(round_samples)
+            if n >= policy.min_runs and elapsed >= policy.min_time_s / policy.rounds:
+                a = np.sort(np.asarray(round_samples))
+                med = float(np.median(a))
+                lo, hi = median_ci(a)
+                if med > 0 and (hi - lo) / 2 <= max(policy.target_rel_ci * med, policy.abs_tol_ms):
+                    round_ok = True
+                    break
+            if elapsed >= max_time or n >= max_runs:
                 break
-        if elapsed >= policy.max_time_s or n >= policy.max_runs:
-            break
-        # keep each batch around 1/20 of the time cap, so the cap is not overshot much
-        per_run = elapsed / n if n else 0.0
-        if per_run > 0:
-            batch = int(min(max(1, (policy.max_time_s / 20) / per_run), 200))
+            # keep each batch around 1/20 of the round's time cap, so the cap is not overshot much
+            per_run = elapsed / n if n else 0.0
+            if per_run > 0:
+                batch = int(min(max(1, (max_time / 20) / per_run), 200))
+        converged = converged and round_ok
+        samples.extend(round_samples)
+        round_medians.append(float(np.median(round_samples)))
     arr = np.asarray(samples, dtype=np.float64)
-    stats = LatencyStats.from_samples(arr, n_warm, converged, time.perf_counter() - start)
+    stats = LatencyStats.from_samples(arr, n_warm, converged, time.perf_counter() - start, round_medians)
     return stats, arr
