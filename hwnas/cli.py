@@ -30,6 +30,8 @@ ops_app = typer.Typer(help="Op configurations and named op sets.", no_args_is_he
 app.add_typer(devices_app, name="devices")
 app.add_typer(store_app, name="store")
 app.add_typer(ops_app, name="ops")
+predictor_app = typer.Typer(help="Train, evaluate and inspect latency predictors.", no_args_is_help=True)
+app.add_typer(predictor_app, name="predictor")
 
 
 # ---- shared options ---------------------------------------------------------------------------
@@ -379,6 +381,222 @@ def store_export(
         paths = store.export(out_dir, fmt)
     for p in paths:
         sys.stdout.write(f"{p}\n")
+
+
+# ---- latency predictors --------------------------------------------------------------------------
+PredictorDir = Annotated[Path | None, typer.Option("--predictor", help="Predictor directory. Default: the "
+                         "user cache dir's predictor for this device and fingerprint.")]
+AllowMismatch = Annotated[bool, typer.Option("--allow-fingerprint-mismatch",
+                          help="Use a predictor trained on another machine or runtime version anyway.")]
+
+
+def _default_predictor_dir(device_name: str, fp_id: str) -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("hwnas")) / "predictors" / f"{device_name}-{fp_id}"
+
+
+def _load_predictor(device: Any, directory: Path | None, allow_mismatch: bool):  # noqa: ANN202
+    from hwnas.devices import fingerprint
+    from hwnas.latency_models import LatencyPredictor
+    from hwnas.profilers import get_backend
+
+    get_backend(device.runtime).require(device)
+    fp = fingerprint(device)
+    d = directory or _default_predictor_dir(device.name, fp.id)
+    if not (d / "model.json").exists():
+        raise HwnasError(f"no predictor at {d}; train one with `hwnas predictor train --device {device.name}`"
+                         + (f" --out {d}" if directory else ""))
+    return LatencyPredictor.load(d, fp, allow_mismatch), d
+
+
+def _op_progress(profiler: Any, err: Console):  # noqa: ANN202
+    def run(cfgs: list, what: str) -> None:
+        with _progress(len(cfgs), what, err) as prog:
+            task = prog.task_ids[0]
+            profiler.profile_ops(cfgs, on_start=lambda todo, skipped: prog.update(task, completed=skipped),
+                                 on_done=lambda m: prog.update(task, advance=1, current=str(m.config)))
+    return run
+
+
+@predictor_app.command("train")
+def predictor_train(
+    device: Annotated[str, typer.Option("--device", "-d")] = "cpu-ort",
+    db: DbOption = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Where to save the predictor.")] = None,
+    model: Annotated[str, typer.Option("--model", help="lightgbm, lut or flops.")] = "lightgbm",
+    samples: Annotated[int, typer.Option("--samples", help="Op configurations sampled from the priors.")] = 400,
+    adaptive: Annotated[int, typer.Option("--adaptive", help="Extra samples near the worst-predicted ops.")] = 100,
+    calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Measure whole models to calibrate.")] = True,
+    quick: Annotated[bool, typer.Option("--quick", help="Few calibration models (a smoke run).")] = False,
+    max_time: Annotated[float | None, typer.Option("--max-time-per-op")] = None,
+    devices_file: DevicesFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Profile the device (resumable), fit a latency model, calibrate it on whole models, save it."""
+    from hwnas.latency_models import create_latency_model
+    from hwnas.latency_models._training import calibration_models, train_device_predictor
+    from hwnas.profilers import Profiler
+
+    create_latency_model(model)  # unknown names fail before any profiling
+    dev = _registry(devices_file).get(device)
+    err = _err()
+    _warn_governor(err)
+    with _store(db) as store:
+        profiler = Profiler(dev, _policy(max_time), store)
+        cal = calibration_models(quick) if calibrate else []
+        with _progress(len(cal), "calibration models", err) as prog:
+            task = prog.task_ids[0]
+            report = train_device_predictor(
+                profiler, model, samples, adaptive, cal, profile_ops=_op_progress(profiler, err),
+                on_model=lambda name, ms: prog.update(task, advance=1, current=f"{name}: {ms:.2f} ms"))
+        d = report.predictor.save(out or _default_predictor_dir(dev.name, profiler.fingerprint.id))
+    val = getattr(report.predictor.model, "validation_", None) or {}
+    cal_ = report.predictor.calibration
+    result = {"predictor": str(d), "device": dev.name, "fingerprint": profiler.fingerprint.id, "model": model,
+              "op_configs": report.n_configs, "adaptive_samples": report.n_adaptive,
+              "calibration_models": report.n_calibration_models, "op_level_5fold": val.get("op_level_5fold"),
+              "calibration": cal_.__dict__}
+    if as_json:
+        _print_json(result)
+        return
+    o = _out()
+    op = result["op_level_5fold"] or {}
+    o.print(f"trained {model} on {report.n_configs} op configurations ({report.n_adaptive} adaptive) of {dev.name}")
+    if op:
+        o.print(f"op level, 5-fold: MAPE {100 * op['mape']:.1f}%, within +-10% {100 * op['acc10']:.1f}%")
+    if cal_.fitted:
+        o.print(f"calibrated on {cal_.n_models} whole models: MAPE {100 * (cal_.train_mape or 0):.1f}% on them")
+    o.print(f"saved to {d}")
+
+
+@predictor_app.command("eval")
+def predictor_eval(
+    device: Annotated[str, typer.Option("--device", "-d")] = "cpu-ort",
+    predictor: PredictorDir = None,
+    db: DbOption = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a predicted-vs-measured PNG here.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Few models (a smoke run).")] = False,
+    allow_mismatch: AllowMismatch = False,
+    devices_file: DevicesFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Measure held-out whole models (MnasNet-, EfficientNet-, SqueezeNet-like, random) and score
+    the predictor on them."""
+    import warnings
+
+    import numpy as np
+
+    from hwnas.latency_models import latency_metrics
+    from hwnas.latency_models._training import evaluation_models, measure_models
+    from hwnas.profilers import Profiler
+
+    dev = _registry(devices_file).get(device)
+    pred, d = _load_predictor(dev, predictor, allow_mismatch)
+    models = evaluation_models(quick)
+    err = _err()
+    with _store(db) as store, _progress(len(models), "measuring models", err) as prog:
+        task = prog.task_ids[0]
+        measured = measure_models(Profiler(dev, None, store), [(n, m) for _, n, m in models],
+                                  lambda name, ms: prog.update(task, advance=1, current=name))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        predicted = np.array([pred.predict_onnx(m.onnx).latency_ms for m in measured])
+    truth = np.array([m.latency_ms for m in measured])
+    metrics = latency_metrics(truth, predicted)
+    rows = [{"family": f, "model": m.name, "measured_ms": m.latency_ms, "predicted_ms": float(p)}
+            for (f, _, _), m, p in zip(models, measured, predicted)]
+    if plot:
+        _scatter_png(truth, predicted, [r["family"] for r in rows], plot, f"{dev.name}: {d.name}")
+    if as_json:
+        _print_json({"predictor": str(d), "metrics": metrics, "models": rows})
+        return
+    t = Table("family", "model", "measured ms", "predicted ms", "error")
+    for r in rows:
+        t.add_row(r["family"], r["model"], f"{r['measured_ms']:.3f}", f"{r['predicted_ms']:.3f}",
+                  f"{100 * (r['predicted_ms'] / r['measured_ms'] - 1):+.1f}%")
+    o = _out()
+    o.print(t)
+    o.print(f"RMSE {metrics['rmse_ms']:.3f} ms, MAPE {100 * metrics['mape']:.2f}%, within +-5% "
+            f"{100 * metrics['acc5']:.1f}%, within +-10% {100 * metrics['acc10']:.1f}%, Spearman "
+            f"{metrics.get('spearman', float('nan')):.4f}, Kendall {metrics.get('kendall', float('nan')):.4f}"
+            + (f"; plot: {plot}" if plot else ""))
+
+
+def _scatter_png(truth: Any, predicted: Any, groups: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for g in sorted(set(groups)):
+        sel = np.array([x == g for x in groups])
+        ax.scatter(truth[sel], predicted[sel], s=16, label=g)
+    lim = np.geomspace(0.8 * min(truth.min(), predicted.min()), 1.25 * max(truth.max(), predicted.max()), 50)
+    ax.plot(lim, lim, "k-", lw=0.8)
+    ax.fill_between(lim, 0.9 * lim, 1.1 * lim, color="grey", alpha=0.2, label="+-10%")
+    ax.set(xscale="log", yscale="log", xlabel="measured latency (ms)", ylabel="predicted latency (ms)", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@predictor_app.command("show")
+def predictor_show(directory: Annotated[Path, typer.Argument(help="Predictor directory.")]) -> None:
+    """Print a saved predictor's metadata (fingerprint, training data, validation, calibration)."""
+    meta_path = directory / "model.json"
+    if not meta_path.exists():
+        raise HwnasError(f"no predictor at {directory} (missing model.json)")
+    meta = json.loads(meta_path.read_text())
+    meta.pop("state", None)
+    if (directory / "predictor.json").exists():
+        meta["calibration"] = json.loads((directory / "predictor.json").read_text())["calibration"]
+    _print_json(meta)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="ONNX model file.")],
+    device: Annotated[str, typer.Option("--device", "-d")] = "cpu-ort",
+    predictor: PredictorDir = None,
+    allow_mismatch: AllowMismatch = False,
+    top: Annotated[int, typer.Option("--top", help="Kernels to list (0 = all).")] = 0,
+    devices_file: DevicesFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Predict an ONNX model's latency on a device: kernels as the runtime executes them, summed and
+    calibrated."""
+    import warnings
+
+    from hwnas.profilers import load_onnx
+
+    onnx_model = load_onnx(model)
+    dev = _registry(devices_file).get(device)
+    pred, d = _load_predictor(dev, predictor, allow_mismatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = pred.predict_onnx(onnx_model)
+    err = _err()
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/] fallback estimate for {w}", highlight=False)
+    if not result.calibrated:
+        err.print("[yellow]warning:[/] the predictor is not calibrated on whole models: the total is a plain sum")
+    if as_json:
+        _print_json({"model": str(model), "device": dev.name, "predictor": str(d), **result.to_dict()})
+        return
+    kernels = sorted(result.kernels, key=lambda k: -k.latency_ms)
+    shown = kernels[:top] if top else kernels
+    t = Table("kernel", "kind", "ms", "note", title=f"{model.name} on {dev.name}: {len(result.kernels)} kernels")
+    for k in shown:
+        t.add_row(k.label, k.kind + (" (fallback)" if k.fallback else ""), f"{k.latency_ms:.4f}", k.note[:70])
+    o = _out()
+    o.print(t)
+    o.print(f"predicted latency: [bold]{result.latency_ms:.3f} ms[/] (sum of kernels {result.op_sum_ms:.3f} ms, "
+            f"{result.n_units} kernels, {'calibrated' if result.calibrated else 'uncalibrated'})")
 
 
 # ---- main job ---------------------------------------------------------------------------------

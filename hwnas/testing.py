@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +19,7 @@ from hwnas.profilers._backends import Backend
 from hwnas.profilers._ops import OpConfig
 from hwnas.profilers._timing import TimingPolicy, measure
 
-__all__ = ["check_device", "check_backend", "FAST_POLICY"]
+__all__ = ["check_device", "check_backend", "check_latency_model", "FAST_POLICY"]
 
 #: A timing policy for tests: a few runs, a few milliseconds per op. Never for reported numbers.
 FAST_POLICY = TimingPolicy(warmup_runs=2, warmup_s=0.0, min_runs=5, min_time_s=0.002, max_time_s=0.05, batch=5, rounds=2)
@@ -56,3 +58,47 @@ def check_backend(backend: Backend, device: Device, config: OpConfig | None = No
         assert stats.min_ms <= stats.p10_ms <= stats.latency_ms <= stats.p90_ms <= stats.max_ms
     finally:
         prepared.close()
+
+
+def check_latency_model(model: Any, configs: Sequence[OpConfig], latency_ms: Sequence[float],
+                        fingerprint: Any, other_fingerprint: Any, tmp_dir: Any) -> None:
+    """Every latency model: estimator API, positive predictions, save/load round trip, refusal of
+    another device's fingerprint, explicit fallback for an unseen op type, and monotone sanity
+    (more output channels is not faster on average)."""
+    from sklearn.base import clone
+
+    from hwnas.errors import FingerprintMismatchError
+    from hwnas.latency_models import load_latency_model
+    from hwnas.profilers._ops import OpType
+
+    params = model.get_params()
+    assert clone(model).get_params() == params, "__init__ must only store hyper-parameters"
+    assert not [k for k in vars(model) if k.endswith("_")], "an unfitted model has no learned attributes"
+    fitted = model.fit(configs, latency_ms, fingerprint)
+    assert fitted is model, "fit must return self"
+    pred = model.predict(configs)
+    assert pred.shape == (len(configs),) and np.all(np.isfinite(pred)) and np.all(pred > 0)
+    path = model.save(tmp_dir / model.name)
+    loaded = load_latency_model(path, fingerprint)
+    np.testing.assert_allclose(loaded.predict(configs), pred, rtol=1e-9)
+    try:
+        load_latency_model(path, other_fingerprint)
+    except FingerprintMismatchError:
+        pass
+    else:  # pragma: no cover
+        raise AssertionError("a model of another fingerprint must be refused")
+    load_latency_model(path, other_fingerprint, allow_fingerprint_mismatch=True)
+    seen = {c.op for c in configs}
+    unseen = [t for t in OpType if t not in seen]
+    if unseen:
+        from hwnas.profilers._opsets import op_set
+
+        probe = next(c for c in op_set("micro") if c.op is unseen[0])
+        d = model.predict_detailed([probe])
+        assert d.latency_ms[0] > 0, "never a silent zero"
+        if model.name != "flops":
+            assert d.fallback[0] and d.reasons[0]
+    small = [c for c in configs if c.op is OpType.PWCONV]
+    if small:
+        wide = [dataclasses.replace(c, cout=4 * c.cout) for c in small]
+        assert model.predict(wide).mean() >= model.predict(small).mean()

@@ -1,3 +1,44 @@
-"""Latency predictors trained from device profiles (not yet implemented: see the project's issues)."""
+"""Latency predictors trained from device profiles.
 
-__all__: list[str] = []
+Op-level models (estimator API: ``fit`` / ``predict`` / ``get_params``), registered by name:
+``lightgbm`` (:class:`LightGBMLatencyModel`, one booster per op type), ``lut``
+(:class:`LookupTableModel`) and ``flops`` (:class:`FlopsLinearModel`). A :class:`LatencyPredictor`
+adds the calibration that turns op sums into whole-model latency, decomposes ONNX graphs into the
+kernels a runtime executes, and predicts many architectures at once.
+
+>>> from hwnas.latency_models import latency_model_names
+>>> latency_model_names()
+['flops', 'lightgbm', 'lut']
+"""
+
+from hwnas.latency_models._decompose import Kernel, decompose_onnx
+from hwnas.latency_models._features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, feature_matrix, op_features
+from hwnas.latency_models._metrics import latency_metrics
+from hwnas.latency_models._models import (
+    FlopsLinearModel,
+    LatencyModel,
+    LightGBMLatencyModel,
+    LookupTableModel,
+    OpPrediction,
+    create_latency_model,
+    latency_model_names,
+    load_latency_model,
+)
+from hwnas.latency_models._predictor import (
+    Calibration,
+    FallbackWarning,
+    KernelPrediction,
+    LatencyPredictor,
+    LayerTable,
+    ModelPrediction,
+)
+from hwnas.latency_models._sampling import perturb, sample_configs
+from hwnas.latency_models._transfer import TransferLatencyModel, encode_nb201
+
+__all__ = [
+    "Kernel", "decompose_onnx", "FEATURE_NAMES", "FEATURE_SCHEMA_VERSION", "feature_matrix", "op_features",
+    "latency_metrics", "LatencyModel", "LightGBMLatencyModel", "LookupTableModel", "FlopsLinearModel",
+    "OpPrediction", "create_latency_model", "latency_model_names", "load_latency_model",
+    "Calibration", "FallbackWarning", "KernelPrediction", "LatencyPredictor", "LayerTable", "ModelPrediction",
+    "perturb", "sample_configs", "TransferLatencyModel", "encode_nb201",
+]

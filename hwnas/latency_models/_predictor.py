@@ -1,0 +1,268 @@
+"""Whole-model latency: predict each kernel (or op configuration), sum, add a calibrated overhead.
+
+Each op the profiler measured ran in its own runtime session, so each measurement includes one
+call's overhead (and, on ONNX Runtime, layout reorders around the op). A whole model pays that once.
+The calibration is fitted on measured whole models:
+
+    latency = scale * sum(op predictions) + per_unit_ms * n_units + per_mb_ms * MB moved
+              + per_weight_mb_ms * MB of weights + offset_ms
+
+(``n_units``: the ops summed; ``MB moved``: their inputs + outputs; ``MB of weights``: their
+parameters), by least squares on the relative error. The weights term matters on CPUs: an op timed
+alone runs with its weights hot in cache, while in a whole model the layers evict each other's
+weights (on the 2-core dev machine it was fitted at ~0.07 ms per MB, and lowered the held-out error
+from 10.1% to 8.9% MAPE; BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from hwnas.devices._fingerprint import Fingerprint
+from hwnas.errors import HwnasError
+from hwnas.latency_models._decompose import Kernel, decompose_onnx
+from hwnas.latency_models._features import FEATURE_NAMES, feature_matrix
+from hwnas.latency_models._models import LatencyModel, OpPrediction, load_latency_model
+from hwnas.profilers._ops import Act, OpConfig, OpType
+
+__all__ = ["Calibration", "KernelPrediction", "ModelPrediction", "LatencyPredictor", "LayerTable", "FallbackWarning"]
+
+_IO = [FEATURE_NAMES.index("bytes_in"), FEATURE_NAMES.index("bytes_out")]
+_W = FEATURE_NAMES.index("bytes_weights")
+
+
+class FallbackWarning(UserWarning):
+    """A kernel was predicted with a fallback estimate."""
+
+
+def _mb(configs: Sequence[OpConfig]) -> tuple[float, float]:
+    """MB moved (inputs + outputs) and MB of weights of these ops."""
+    if not configs:
+        return 0.0, 0.0
+    F = feature_matrix(configs)
+    return float(F[:, _IO].sum() / 1e6), float(F[:, _W].sum() / 1e6)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    scale: float = 1.0
+    per_unit_ms: float = 0.0
+    per_mb_ms: float = 0.0
+    per_weight_mb_ms: float = 0.0
+    offset_ms: float = 0.0
+    n_models: int = 0
+    train_mape: float | None = None
+
+    @property
+    def fitted(self) -> bool:
+        return self.n_models > 0
+
+    def apply(self, op_sum_ms: Any, n_units: Any, io_mb: Any, weight_mb: Any) -> Any:
+        return (self.scale * op_sum_ms + self.per_unit_ms * n_units + self.per_mb_ms * io_mb
+                + self.per_weight_mb_ms * weight_mb + self.offset_ms)
+
+    @classmethod
+    def fit(cls, op_sum_ms: Sequence[float], n_units: Sequence[float], io_mb: Sequence[float],
+            weight_mb: Sequence[float], measured_ms: Sequence[float]) -> Calibration:
+        s, n, b, w, m = (np.asarray(v, dtype=float) for v in (op_sum_ms, n_units, io_mb, weight_mb, measured_ms))
+        if len(m) < 5:
+            raise HwnasError(f"calibration needs at least 5 measured models, got {len(m)}")
+        A = np.column_stack([s, n, b, w, np.ones_like(s)]) / m[:, None]
+        coef = [float(c) for c in np.linalg.lstsq(A, np.ones_like(m), rcond=None)[0]]
+        pred = cls(*coef).apply(s, n, b, w)
+        return cls(*coef, n_models=len(m), train_mape=float(np.mean(np.abs(pred - m) / m)))
+
+
+@dataclass(frozen=True)
+class KernelPrediction:
+    label: str
+    kind: str
+    latency_ms: float
+    fallback: bool
+    note: str
+    nodes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelPrediction:
+    latency_ms: float
+    op_sum_ms: float
+    n_units: int
+    calibrated: bool
+    kernels: tuple[KernelPrediction, ...] = field(default=())
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{k.label}: {k.note}" for k in self.kernels if k.fallback]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "latency_ms": self.latency_ms, "op_sum_ms": self.op_sum_ms, "n_units": self.n_units,
+            "calibrated": self.calibrated, "warnings": self.warnings,
+            "kernels": [k.to_dict() for k in self.kernels],
+        }
+
+
+class LayerTable:
+    """Predicted latency of every choice of every layer, for fast batch prediction.
+
+    ``choices[l][j]`` is the op configurations of choice ``j`` at layer ``l`` (an empty list for a
+    skipped layer). ``predict(indices)`` takes an ``(n_architectures, n_layers)`` integer array.
+    """
+
+    def __init__(self, predictor: LatencyPredictor, choices: Sequence[Sequence[Sequence[OpConfig]]]) -> None:
+        flat = [c for layer in choices for choice in layer for c in choice]
+        uniq = list(dict.fromkeys(flat))
+        pred = dict(zip(uniq, predictor.predict_configs(uniq).latency_ms)) if uniq else {}
+        width = max(len(layer) for layer in choices)
+        self.ms = np.zeros((len(choices), width))
+        self.units = np.zeros((len(choices), width))
+        self.io_mb = np.zeros((len(choices), width))
+        self.weight_mb = np.zeros((len(choices), width))
+        for i, layer in enumerate(choices):
+            for j, choice in enumerate(layer):
+                self.ms[i, j] = sum(pred[c] for c in choice)
+                self.units[i, j] = len(choice)
+                self.io_mb[i, j], self.weight_mb[i, j] = _mb(list(choice))
+        self.calibration = predictor.calibration
+        self._rows = np.arange(len(choices))
+
+    def predict(self, indices: np.ndarray) -> np.ndarray:
+        idx = np.asarray(indices)
+        s = self.ms[self._rows, idx].sum(1)
+        n = self.units[self._rows, idx].sum(1)
+        b = self.io_mb[self._rows, idx].sum(1)
+        w = self.weight_mb[self._rows, idx].sum(1)
+        return self.calibration.apply(s, n, b, w)
+
+
+class LatencyPredictor:
+    """An op-level latency model plus the calibration that turns op sums into model latency.
+
+    >>> from hwnas.latency_models import FlopsLinearModel
+    >>> from hwnas.profilers import OpConfig
+    >>> cfgs = [OpConfig.parse(f"pwconv_i{c}_o{c}_r14_arelu") for c in (8, 16, 32, 64)]
+    >>> p = LatencyPredictor(FlopsLinearModel().fit(cfgs, [0.01, 0.02, 0.05, 0.15]))
+    >>> p.predict_architecture(cfgs) > 0
+    True
+    """
+
+    def __init__(self, model: LatencyModel, calibration: Calibration | None = None) -> None:
+        self.model = model
+        self.calibration = calibration or Calibration()
+
+    @property
+    def fingerprint(self) -> dict[str, Any] | None:
+        return getattr(self.model, "fingerprint_", None)
+
+    # ---- ops and architectures --------------------------------------------------------------
+    def predict_configs(self, configs: Sequence[OpConfig]) -> OpPrediction:
+        return self.model.predict_detailed(configs)
+
+    def predict_architecture(self, configs: Sequence[OpConfig]) -> float:
+        """Latency (ms) of a model made of these op configurations, without exporting ONNX."""
+        return float(self.predict_architectures([configs])[0])
+
+    def predict_architectures(self, archs: Sequence[Sequence[OpConfig]]) -> np.ndarray:
+        """Batch prediction: each distinct op configuration is predicted once."""
+        uniq: dict[OpConfig, int] = {}
+        rows = [[uniq.setdefault(c, len(uniq)) for c in arch] for arch in archs]
+        keys = list(uniq)
+        pred = self.predict_configs(keys)
+        if pred.fallback.any():
+            bad = sorted({str(keys[i]) for i in np.flatnonzero(pred.fallback)})
+            warnings.warn(f"fallback estimates for {len(bad)} op configuration(s), e.g. {bad[0]}: "
+                          f"{pred.reasons[int(np.flatnonzero(pred.fallback)[0])]}", FallbackWarning, stacklevel=2)
+        ms = pred.latency_ms
+        F = feature_matrix(keys) if keys else np.zeros((0, len(FEATURE_NAMES)))
+        io, wt = F[:, _IO].sum(1) / 1e6, F[:, _W] / 1e6
+        sums = np.array([ms[r].sum() for r in rows])
+        units = np.array([len(r) for r in rows], dtype=float)
+        mb = np.array([io[r].sum() for r in rows])
+        wmb = np.array([wt[r].sum() for r in rows])
+        return self.calibration.apply(sums, units, mb, wmb)
+
+    def layer_table(self, choices: Sequence[Sequence[Sequence[OpConfig]]]) -> LayerTable:
+        return LayerTable(self, choices)
+
+    # ---- ONNX models ------------------------------------------------------------------------
+    def predict_kernels(self, kernels: Sequence[Kernel]) -> ModelPrediction:
+        ops = [k for k in kernels if k.kind == "op"]
+        unknown = [k for k in kernels if k.kind == "unknown"]
+        stand_ins = [OpConfig(OpType.ACT, max(1, k.elements), act=Act.RELU) for k in unknown]
+        configs = [k.config for k in ops] + stand_ins
+        pred = self.predict_configs(configs) if configs else OpPrediction(np.zeros(0), np.zeros(0, bool), ())
+        by_id: dict[int, tuple[float, bool, str]] = {}
+        for i, k in enumerate(ops):
+            by_id[id(k)] = (float(pred.latency_ms[i]), bool(pred.fallback[i]), pred.reasons[i] or k.note)
+        for j, k in enumerate(unknown):
+            i = len(ops) + j
+            note = (f"{k.note}; estimated as an elementwise op over {k.elements} elements "
+                    f"({k.label} has no hwnas op type)")
+            by_id[id(k)] = (float(pred.latency_ms[i]), True, note)
+        out = []
+        for k in kernels:
+            if k.kind == "view":
+                out.append(KernelPrediction(k.label, "view", 0.0, False, k.note, k.nodes))
+            else:
+                ms, fb, note = by_id[id(k)]
+                out.append(KernelPrediction(k.label, k.kind, ms, fb, note, k.nodes))
+        op_sum = float(sum(k.latency_ms for k in out))
+        n_units = sum(1 for k in out if k.kind != "view")
+        total = float(self.calibration.apply(op_sum, n_units, *_mb(configs)))
+        result = ModelPrediction(total, op_sum, n_units, self.calibration.fitted, tuple(out))
+        for w in result.warnings:
+            warnings.warn(w, FallbackWarning, stacklevel=2)
+        return result
+
+    def predict_onnx(self, model: onnx.ModelProto) -> ModelPrediction:
+        """Decompose an ONNX graph into executed kernels, predict each, sum, calibrate."""
+        return self.predict_kernels(decompose_onnx(model))
+
+    def with_calibration(self, calibration: Calibration) -> LatencyPredictor:
+        return LatencyPredictor(self.model, calibration)
+
+    def calibrate(self, units: Sequence[Sequence[OpConfig]], measured_ms: Sequence[float]) -> LatencyPredictor:
+        """A copy calibrated on models given as their op configurations (kernels or blocks)."""
+        raw = LatencyPredictor(self.model)
+        sums, counts, mbs, wmbs = [], [], [], []
+        for u in units:
+            p = raw.predict_configs(list(u)).latency_ms
+            sums.append(float(p.sum()))
+            counts.append(len(u))
+            io, w = _mb(list(u))
+            mbs.append(io)
+            wmbs.append(w)
+        return self.with_calibration(Calibration.fit(sums, counts, mbs, wmbs, measured_ms))
+
+    # ---- persistence ------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        d = self.model.save(directory)
+        (d / "predictor.json").write_text(json.dumps({"calibration": asdict(self.calibration)}, indent=2) + "\n")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path, fingerprint: Fingerprint | None = None,
+             allow_fingerprint_mismatch: bool = False) -> LatencyPredictor:
+        d = Path(directory)
+        model = load_latency_model(d, fingerprint, allow_fingerprint_mismatch)
+        cal = Calibration()
+        if (d / "predictor.json").exists():
+            cal = Calibration(**json.loads((d / "predictor.json").read_text())["calibration"])
+        return cls(model, cal)
+
+
+def kernel_configs(model: onnx.ModelProto) -> list[OpConfig]:
+    """The op configurations of an ONNX model's kernels (views and unknown kernels excluded)."""
+    return [k.config for k in decompose_onnx(model) if k.kind == "op" and k.config is not None]

@@ -1,0 +1,186 @@
+"""Training a device's predictor from its profile: sample, profile, resample where the error is
+high, fit, calibrate on measured whole models."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from hwnas.devices._fingerprint import Fingerprint
+from hwnas.errors import HwnasError
+from hwnas.latency_models._decompose import decompose_onnx
+from hwnas.latency_models._metrics import latency_metrics
+from hwnas.latency_models._models import LatencyModel, create_latency_model
+from hwnas.latency_models._predictor import Calibration, LatencyPredictor
+from hwnas.latency_models._sampling import perturb
+from hwnas.profilers._ops import OpConfig
+from hwnas.profilers._profiler import Profiler
+from hwnas.profilers._store import ProfileStore
+
+__all__ = ["training_data", "out_of_fold", "adaptive_round", "measure_models", "calibrate_on", "kernel_units"]
+
+
+def training_data(store: ProfileStore, fingerprint: Fingerprint) -> tuple[list[OpConfig], np.ndarray]:
+    """The successfully measured op configurations of one device fingerprint (never mixed)."""
+    store.check_fingerprint(fingerprint)
+    df = store.op_measurements(fingerprint.id)
+    if df.empty:
+        raise HwnasError(
+            f"the profile store {store.path} has no measurements for device {fingerprint.device_name!r} "
+            f"(fingerprint {fingerprint.id}); run `hwnas profile --device {fingerprint.device_name}` first"
+        )
+    ok = df[df["status"] == "ok"]
+    return [OpConfig.parse(k) for k in ok["config_key"]], ok["latency_ms"].to_numpy(dtype=float)
+
+
+def out_of_fold(model: LatencyModel, configs: Sequence[OpConfig], y: np.ndarray, folds: int = 5,
+                seed: int = 0) -> np.ndarray:
+    """Out-of-fold predictions (k-fold cross-validation) of ``model`` on the op data."""
+    from sklearn.base import clone
+
+    n = len(configs)
+    order = np.random.default_rng(seed).permutation(n)
+    pred = np.zeros(n)
+    for f in range(folds):
+        test = order[f::folds]
+        train = np.setdiff1d(order, test)
+        m = clone(model).fit([configs[i] for i in train], y[train])
+        pred[test] = m.predict([configs[i] for i in test])
+    return pred
+
+
+def adaptive_round(model: LatencyModel, configs: Sequence[OpConfig], y: np.ndarray, n_new: int,
+                   seed: int = 0) -> list[OpConfig]:
+    """nn-Meter's adaptive sampling: new configurations near those with the largest
+    cross-validated relative error."""
+    pred = out_of_fold(model, configs, y, seed=seed)
+    err = np.abs(pred - y) / y
+    worst = [configs[i] for i in np.argsort(-err)[: max(1, len(configs) // 10)]]
+    return perturb(worst, n_new, seed=seed)
+
+
+def kernel_units(model: onnx.ModelProto) -> list[OpConfig]:
+    return [k.config for k in decompose_onnx(model) if k.kind == "op" and k.config is not None]
+
+
+@dataclass(frozen=True)
+class MeasuredModel:
+    name: str
+    onnx: onnx.ModelProto
+    latency_ms: float
+
+
+def measure_models(profiler: Profiler, models: Sequence[tuple[str, onnx.ModelProto]],
+                   on_done: Callable[[str, float], None] | None = None) -> list[MeasuredModel]:
+    """End-to-end latency of each model; reuses a stored measurement of the same model (by hash)
+    and fingerprint when the profiler has a store."""
+    stored: dict[str, float] = {}
+    if profiler.store is not None:
+        df = profiler.store.model_measurements(profiler.fingerprint.id)
+        stored = dict(zip(df["model_sha256"], df["latency_ms"]))
+    out = []
+    for name, m in models:
+        sha = hashlib.sha256(m.SerializeToString()).hexdigest()
+        ms = stored.get(sha)
+        if ms is None:
+            ms = profiler.profile_model(m, name=name, breakdown_runs=0).latency_ms
+        out.append(MeasuredModel(name, m, float(ms)))
+        if on_done:
+            on_done(name, float(ms))
+    return out
+
+
+def calibrate_on(predictor: LatencyPredictor, measured: Sequence[MeasuredModel]) -> LatencyPredictor:
+    """Fit the whole-model calibration on measured models (decomposed into kernels)."""
+    return predictor.calibrate([kernel_units(m.onnx) for m in measured], [m.latency_ms for m in measured])
+
+
+def evaluate(predictor: LatencyPredictor, measured: Sequence[MeasuredModel]) -> tuple[dict[str, float], np.ndarray]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pred = np.array([predictor.predict_onnx(m.onnx).latency_ms for m in measured])
+    return latency_metrics(np.array([m.latency_ms for m in measured]), pred), pred
+
+
+def fit_model(name: str, configs: Sequence[OpConfig], y: np.ndarray, fingerprint: Fingerprint | None,
+              **params: object) -> LatencyModel:
+    model = create_latency_model(name, **params)
+    oof = out_of_fold(model, configs, y) if len(configs) >= 10 else None
+    model.fit(configs, y, fingerprint)
+    if oof is not None:
+        model.validation_ = {"op_level_5fold": latency_metrics(y, oof)}
+    return model
+
+
+__all__ += ["MeasuredModel", "evaluate", "fit_model", "Calibration"]
+
+
+def calibration_models(quick: bool = False) -> list[tuple[str, onnx.ModelProto]]:
+    """Default whole models a predictor is calibrated on: random architectures, MobileNetV2- and
+    ResNet-like at several widths and resolutions (MnasNet, EfficientNet and SqueezeNet stay held out)."""
+    from hwnas import zoo
+
+    widths, res = ([0.5], [96]) if quick else ([0.35, 0.5, 0.75, 1.0], [96, 160])
+    models = [zoo.random_model(s) for s in range(3 if quick else 16)]
+    models += [zoo.create(f, w, r) for f in ("mobilenetv2", "resnet") for w in widths for r in res]
+    return [(m.name, m.onnx) for m in models]
+
+
+def evaluation_models(quick: bool = False) -> list[tuple[str, str, onnx.ModelProto]]:
+    """Held-out whole models: (family, name, onnx)."""
+    from hwnas import zoo
+
+    widths, res = ([0.5], [128]) if quick else ([0.35, 0.5, 0.75, 1.0], [128, 192])
+    models = [zoo.random_model(1000 + s) for s in range(2 if quick else 16)]
+    models += [zoo.create(f, w, r) for f in ("mnasnet", "efficientnet", "squeezenet") for w in widths for r in res]
+    return [(m.family, m.name, m.onnx) for m in models]
+
+
+@dataclass
+class TrainReport:
+    predictor: LatencyPredictor
+    n_configs: int
+    n_adaptive: int
+    n_calibration_models: int
+
+
+def train_device_predictor(
+    profiler: Profiler,
+    model_name: str = "lightgbm",
+    samples: int = 400,
+    adaptive: int = 100,
+    calibrate_with: Sequence[tuple[str, onnx.ModelProto]] = (),
+    seed: int = 0,
+    profile_ops: Callable[[list[OpConfig], str], None] | None = None,
+    on_model: Callable[[str, float], None] | None = None,
+) -> TrainReport:
+    """Profile (sampled configurations + the calibration models' kernels), resample adaptively,
+    fit ``model_name`` on the device's store, calibrate on the measured whole models."""
+    from hwnas.latency_models._sampling import sample_configs
+
+    if profiler.store is None:
+        raise HwnasError("training a predictor needs a profile store")
+    run = profile_ops or (lambda cfgs, what: profiler.profile_ops(cfgs))
+    kernels = list(dict.fromkeys(c for _, m in calibrate_with for c in kernel_units(m)))
+    run(sample_configs(samples, seed=seed) + kernels, "profiling ops")
+    configs, y = training_data(profiler.store, profiler.fingerprint)
+    n_new = 0
+    if adaptive and len(configs) >= 20:
+        new = adaptive_round(fit_model("lightgbm", configs, y, None), configs, y, adaptive, seed=seed + 1)
+        n_new = len(new)
+        run(new, "adaptive ops")
+        configs, y = training_data(profiler.store, profiler.fingerprint)
+    predictor = LatencyPredictor(fit_model(model_name, configs, y, profiler.fingerprint))
+    if calibrate_with:
+        measured = measure_models(profiler, calibrate_with, on_model)
+        predictor = calibrate_on(predictor, measured)
+    return TrainReport(predictor, len(configs), n_new, len(calibrate_with))
+
+
+__all__ += ["calibration_models", "evaluation_models", "TrainReport", "train_device_predictor"]

@@ -1,0 +1,96 @@
+"""Architecture-level latency prediction on a new device from few measurements, using other
+devices' latencies of the same architectures as features.
+
+Fitted on the target's few measured architectures only, as the geometric mean of two ridge
+regressions (each with its regularisation chosen by efficient leave-one-out cross-validation):
+
+1. multiplicative view: log(target) on the standardised log latencies of the source devices;
+2. additive view: target (ms) on the standardised source latencies plus the architecture encoding
+   (a latency is a sum of per-op costs).
+
+Devices share most of their latency structure, so a few samples find the mix of sources that matches
+the target. On NAS-Bench-201 the two views' average beat either alone, at 10 and 100 samples, over
+all 21 devices held out in turn (BENCHMARKS.md); a LightGBM residual stage did not help there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import RidgeCV
+
+__all__ = ["TransferLatencyModel", "NB201_OPS", "encode_nb201"]
+
+NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+def encode_nb201(arch_str: str) -> np.ndarray:
+    """One-hot of the 6 edges' ops (30), op counts (5), and the number of convolutions on the
+    longest live input-to-output path."""
+    nodes = [n for n in arch_str.strip("|").split("|+|")]
+    edges: list[tuple[int, int, str]] = []  # (src, dst, op)
+    for dst, node in enumerate(nodes, start=1):
+        for item in node.strip("|").split("|"):
+            op, src = item.split("~")
+            if op not in NB201_OPS:
+                raise ValueError(f"unknown NAS-Bench-201 op {op!r} in {arch_str!r}; known: {NB201_OPS}")
+            edges.append((int(src), dst, op))
+    if len(edges) != 6:
+        raise ValueError(f"a NAS-Bench-201 cell has 6 edges, {arch_str!r} has {len(edges)}")
+    onehot = np.zeros((6, len(NB201_OPS)))
+    for i, (_, _, op) in enumerate(edges):
+        onehot[i, NB201_OPS.index(op)] = 1
+    counts = onehot.sum(0)
+    # longest path (in convolutions) from node 0 to node 3 over edges that are not 'none'
+    best = {0: 0.0}
+    for src, dst, op in sorted(edges, key=lambda e: e[1]):
+        if op != "none" and src in best:
+            best[dst] = max(best.get(dst, -1.0), best[src] + (op.startswith("nor_conv")))
+    depth = best.get(3, -1.0)
+    return np.concatenate([onehot.ravel(), counts, [depth]])
+
+
+class TransferLatencyModel(BaseEstimator):
+    """Latency of architectures on a target device from ``n`` of its measurements.
+
+    ``fit(X, S, y)``: ``X`` architecture encodings, ``S`` source devices' latencies (ms, same rows),
+    ``y`` the target's latencies (ms). ``predict(X, S)``.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> S = rng.uniform(1, 10, size=(200, 3)); X = rng.integers(0, 2, size=(200, 4))
+    >>> y = 2 * S[:, 0] + 0.5
+    >>> m = TransferLatencyModel().fit(X[:20], S[:20], y[:20])
+    >>> float(np.abs(m.predict(X[20:], S[20:]) / y[20:] - 1).max()) < 0.05
+    True
+    """
+
+    def __init__(self, alphas: tuple[float, ...] = tuple(np.logspace(-4, 4, 33)), min_latency_ms: float = 1e-3) -> None:
+        self.alphas = alphas
+        self.min_latency_ms = min_latency_ms
+
+    def _views(self, X: np.ndarray, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logS = np.log(np.maximum(S, self.min_latency_ms))
+        Z = (logS - self.log_mean_) / self.log_std_
+        M = (S - self.ms_mean_) / self.ms_std_
+        return Z, np.column_stack([M, X])
+
+    def fit(self, X: np.ndarray, S: np.ndarray, y: np.ndarray) -> TransferLatencyModel:
+        X, S, y = np.asarray(X, float), np.asarray(S, float), np.asarray(y, float)
+        if len(y) < 2:
+            raise ValueError("need at least 2 target measurements")
+        if np.any(~np.isfinite(y)) or np.any(y <= 0):
+            raise ValueError("target latencies must be positive and finite")
+        logS = np.log(np.maximum(S, self.min_latency_ms))
+        self.log_mean_, self.log_std_ = logS.mean(0), logS.std(0) + 1e-9
+        self.ms_mean_, self.ms_std_ = S.mean(0), S.std(0) + 1e-9
+        Z, F = self._views(X, S)
+        self.multiplicative_ = RidgeCV(alphas=self.alphas).fit(Z, np.log(y))
+        self.additive_ = RidgeCV(alphas=self.alphas).fit(F, y)
+        return self
+
+    def predict(self, X: np.ndarray, S: np.ndarray) -> np.ndarray:
+        Z, F = self._views(np.asarray(X, float), np.asarray(S, float))
+        log_a = self.multiplicative_.predict(Z)
+        log_b = np.log(np.maximum(self.additive_.predict(F), self.min_latency_ms))
+        return np.exp((log_a + log_b) / 2)

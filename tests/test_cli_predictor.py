@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+
+from hwnas import zoo
+from hwnas.cli import main
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small real predictor: profiled on cpu-ort, calibrated on 5 measured whole models."""
+    d = tmp_path_factory.mktemp("pred")
+    rc = main(["predictor", "train", "--device", "cpu-ort", "--db", str(d / "p.sqlite"), "--out", str(d / "predictor"),
+               "--samples", "40", "--adaptive", "10", "--quick", "--max-time-per-op", "0.03", "--json"])
+    assert rc == 0
+    return d
+
+
+def test_train_writes_a_calibrated_predictor(trained, capsys) -> None:
+    meta = json.loads((trained / "predictor" / "model.json").read_text())
+    assert meta["model"] == "lightgbm" and meta["fingerprint"]["device_name"] == "cpu-ort"
+    assert meta["training_summary"]["n_configs"] >= 40 and meta["validation"]["op_level_5fold"]["n"] >= 40
+    cal = json.loads((trained / "predictor" / "predictor.json").read_text())["calibration"]
+    assert cal["n_models"] == 5
+    rc, out, _ = run(capsys, "predictor", "show", str(trained / "predictor"))
+    assert rc == 0 and json.loads(out)["calibration"]["n_models"] == 5
+
+
+def test_rerun_reuses_the_profile(trained, capsys) -> None:
+    rc, out, err = run(capsys, "predictor", "train", "--db", str(trained / "p.sqlite"), "--out",
+                       str(trained / "again"), "--samples", "40", "--adaptive", "0", "--quick", "--json")
+    assert rc == 0 and json.loads(out)["op_configs"] >= 40
+
+
+def test_predict_json_and_table(trained, tmp_path, capsys) -> None:
+    path = tmp_path / "mnas.onnx"
+    onnx.save(zoo.create("mnasnet", 0.35, 64).onnx, str(path))
+    rc, out, _ = run(capsys, "predict", str(path), "--predictor", str(trained / "predictor"), "--json")
+    r = json.loads(out)
+    assert rc == 0 and r["latency_ms"] > 0 and r["calibrated"] and r["kernels"]
+    assert {"label", "kind", "latency_ms", "fallback", "note"} <= set(r["kernels"][0])
+    rc, out, _ = run(capsys, "predict", str(path), "--predictor", str(trained / "predictor"), "--top", "3")
+    assert rc == 0 and "predicted latency" in out
+
+
+def test_eval_quick_with_plot(trained, tmp_path, capsys) -> None:
+    png = tmp_path / "eval.png"
+    rc, out, _ = run(capsys, "predictor", "eval", "--predictor", str(trained / "predictor"), "--db",
+                     str(trained / "p.sqlite"), "--quick", "--plot", str(png), "--json")
+    r = json.loads(out)
+    assert rc == 0 and r["metrics"]["n"] == 5 and 0 <= r["metrics"]["acc10"] <= 1
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_predictor_bad_input(trained, tmp_path, capsys) -> None:
+    model = tmp_path / "m.onnx"
+    onnx.save(zoo.create("resnet", 0.25, 32).onnx, str(model))
+    rc, _, err = run(capsys, "predict", str(model), "--predictor", str(tmp_path / "nothing"))
+    assert rc == 2 and "no predictor at" in err and "hwnas predictor train" in err
+    # trained on cpu-ort (1 thread): refused for cpu-ort-mt, whose fingerprint differs
+    rc, _, err = run(capsys, "predict", str(model), "--device", "cpu-ort-mt", "--predictor", str(trained / "predictor"))
+    assert rc == 2 and "another fingerprint" in " ".join(err.split()) and "intra_op_threads" in err
+    rc, _, err = run(capsys, "predict", str(model), "--device", "cpu-ort-mt", "--predictor",
+                     str(trained / "predictor"), "--allow-fingerprint-mismatch", "--json")
+    assert rc == 0
+    rc, _, err = run(capsys, "predictor", "train", "--model", "xgboost", "--db", str(tmp_path / "x.sqlite"))
+    assert rc == 2 and "Known latency models: flops, lightgbm, lut" in err
+    rc, _, err = run(capsys, "predict", str(tmp_path / "missing.onnx"), "--predictor", str(trained / "predictor"))
+    assert rc == 2 and "model file not found" in err

@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from hwnas import zoo
+from hwnas.devices import default_registry, fingerprint
+from hwnas.errors import HwnasError
+from hwnas.latency_models import (
+    Calibration, FallbackWarning, LatencyPredictor, LightGBMLatencyModel, TransferLatencyModel, create_latency_model,
+    decompose_onnx, encode_nb201, latency_model_names, op_features, sample_configs,
+)
+from hwnas.latency_models._features import _EXTRACTORS
+from hwnas.profilers import OpConfig, OpType, Profiler, ProfileStore
+from hwnas.testing import FAST_POLICY, check_latency_model
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """Real ONNX Runtime measurements of ~60 small op configurations."""
+    configs = [c for c in sample_configs(400, seed=3) if c.macs() < 2_000_000][:60]
+    configs += [OpConfig.parse(f"pwconv_i{c}_o{c}_r8_arelu") for c in (8, 16, 24, 32, 48, 64)]
+    db = tmp_path_factory.mktemp("lm") / "p.sqlite"
+    with ProfileStore(db) as store:
+        p = Profiler(default_registry().get("cpu-ort"), FAST_POLICY, store)
+        p.profile_ops(configs)
+        from hwnas.latency_models._training import training_data
+
+        cfgs, y = training_data(store, p.fingerprint)
+    return cfgs, y, p.fingerprint
+
+
+@pytest.mark.parametrize("name", latency_model_names())
+def test_latency_models_pass_the_check_suite(name, measured, tmp_path) -> None:
+    cfgs, y, fp = measured
+    other = dataclasses.replace(fp, cpu_model="Some Other CPU")
+    drop = {OpType.AVGPOOL}  # leave one op type out, to exercise the fallback
+    keep = [i for i, c in enumerate(cfgs) if c.op not in drop]
+    check_latency_model(create_latency_model(name), [cfgs[i] for i in keep], y[keep], fp, other, tmp_path)
+
+
+def test_every_op_type_has_a_feature_extractor() -> None:
+    assert set(_EXTRACTORS) == set(OpType)
+    f = op_features(OpConfig.parse("mbconv_i24_o24_r56_k5_s1_e6_se0.25_arelu6_res"))
+    assert f["mid"] == 144 and f["dw_macs"] == 56 * 56 * 144 * 25 and f["intensity"] > 0
+
+
+def test_lightgbm_beats_flops_on_held_out_ops(measured) -> None:
+    from hwnas.latency_models._training import out_of_fold
+
+    cfgs, y, _ = measured
+    err = {}
+    for name in ("lightgbm", "flops"):
+        p = out_of_fold(create_latency_model(name), cfgs, y)
+        err[name] = float(np.median(np.abs(p - y) / y))
+    assert err["lightgbm"] < err["flops"]
+
+
+def test_unknown_model_name_lists_known() -> None:
+    with pytest.raises(HwnasError, match="Known latency models: flops, lightgbm, lut"):
+        create_latency_model("xgboost")
+
+
+def _graph(nodes, inits, x_shape, y_name, y_shape):
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                          [helper.make_tensor_value_info(y_name, TensorProto.FLOAT, y_shape)],
+                          initializer=[numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_decompose_conv_bn_act_and_silu() -> None:
+    rng = np.random.default_rng(0)
+    inits = {"W": rng.standard_normal((16, 8, 3, 3)), "s": np.ones(16), "b": np.zeros(16), "m": np.zeros(16),
+             "v": np.ones(16), "W2": rng.standard_normal((16, 1, 3, 3))}
+    nodes = [
+        helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["n"], name="bn"),
+        helper.make_node("Relu", ["n"], ["r"], name="relu"),
+        helper.make_node("Conv", ["r", "W2"], ["d"], pads=[1, 1, 1, 1], strides=[2, 2], group=16, name="dw"),
+        helper.make_node("Sigmoid", ["d"], ["sg"], name="sig"),
+        helper.make_node("Mul", ["d", "sg"], ["y"], name="mul"),
+    ]
+    ks = decompose_onnx(_graph(nodes, inits, [1, 8, 16, 16], "y", [1, 16, 8, 8]))
+    assert [str(k.config) for k in ks] == ["conv_i8_o16_r16_k3_s1_g1_arelu", "dwconv_i16_r16_k3_s2_asilu"]
+    assert ks[0].nodes == ("conv", "bn", "relu") and ks[1].nodes == ("dw", "sig", "mul")
+
+
+def test_decompose_se_linear_views_and_unknown() -> None:
+    rng = np.random.default_rng(0)
+    inits = {"W1": rng.standard_normal((4, 16, 1, 1)), "B1": np.zeros(4), "W2": rng.standard_normal((16, 4, 1, 1)),
+             "B2": np.zeros(16), "Wf": rng.standard_normal((10, 16)), "Bf": np.zeros(10)}
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["x"], ["g"], name="gap"),
+        helper.make_node("Conv", ["g", "W1", "B1"], ["c1"], name="se_reduce"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="se_relu"),
+        helper.make_node("Conv", ["r1", "W2", "B2"], ["c2"], name="se_expand"),
+        helper.make_node("Sigmoid", ["c2"], ["s"], name="se_gate"),
+        helper.make_node("Mul", ["x", "s"], ["se_out"], name="se_mul"),
+        helper.make_node("GlobalAveragePool", ["se_out"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], axis=1, name="flatten"),
+        helper.make_node("Gemm", ["f", "Wf", "Bf"], ["logits"], transB=1, name="fc"),
+        helper.make_node("Softmax", ["logits"], ["y"], axis=1, name="softmax"),
+    ]
+    ks = decompose_onnx(_graph(nodes, inits, [1, 16, 8, 8], "y", [1, 10]))
+    assert [(k.kind, k.label) for k in ks] == [
+        ("op", "se_i16_r8_se0.28125"), ("op", "gap_i16_r8"), ("view", "Flatten"), ("op", "linear_i16_o10"),
+        ("unknown", "Softmax")]
+    assert ks[0].config.se_channels == 4 and ks[-1].elements == 10
+
+
+def test_fusion_rules_match_onnxruntime() -> None:
+    """Our conv kernels are ORT's Conv kernels: ORT fuses each Conv with its activation."""
+    from hwnas.profilers import Profiler
+
+    m = zoo.create("mobilenetv2", 0.35, 64)
+    ours = [k for k in decompose_onnx(m.onnx) if k.config is not None and k.config.op in (OpType.CONV, OpType.DWCONV, OpType.PWCONV)]
+    prof = Profiler(default_registry().get("cpu-ort"), FAST_POLICY).profile_model(m.onnx, breakdown_runs=1)
+    ort_convs = [n for n in prof.breakdown if n.op_type in ("Conv", "FusedConv")]
+    assert len(ort_convs) == len(ours)
+    assert not [n for n in prof.breakdown if n.op_type in ("Clip", "Relu")]  # all activations fused
+
+
+@pytest.mark.parametrize("family", zoo.family_names())
+def test_zoo_families_decompose_fully(family) -> None:
+    m = zoo.create(family, 0.35, 64)
+    ks = decompose_onnx(m.onnx)
+    assert not [k for k in ks if k.kind == "unknown"]
+    n_conv_nodes = sum(n.op_type == "Conv" for n in m.onnx.graph.node)
+    se = sum(k.config.op is OpType.SE for k in ks if k.config)
+    assert sum(k.config.op in (OpType.CONV, OpType.DWCONV, OpType.PWCONV) for k in ks if k.config) == n_conv_nodes - 2 * se
+
+
+def test_predictor_whole_model_calibration_and_batch(measured, tmp_path) -> None:
+    cfgs, y, fp = measured
+    p = LatencyPredictor(LightGBMLatencyModel(n_estimators=50).fit(cfgs, y, fp))
+    m = zoo.create("mobilenetv2", 0.35, 64)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        raw = p.predict_onnx(m.onnx)
+    assert raw.latency_ms > 0 and not raw.calibrated and raw.n_units == len([k for k in raw.kernels if k.kind != "view"])
+    # calibration fitted on synthetic "measurements" recovers a known scale + per-unit overhead
+    units = [[c for c in cfgs[i:i + 6]] for i in range(0, 60, 6)]
+    sums = [p.predict_configs(u).latency_ms.sum() for u in units]
+    truth = [0.8 * s - 0.003 * len(u) + 0.02 for s, u in zip(sums, units)]
+    cal = p.calibrate(units, truth)
+    assert cal.calibration.fitted and cal.calibration.train_mape < 0.02
+    np.testing.assert_allclose([cal.predict_architecture(u) for u in units], truth, rtol=0.03)
+    # batch prediction == one by one, and the layer table agrees
+    archs = [cfgs[:5], cfgs[5:9], cfgs[2:7]]
+    np.testing.assert_allclose(cal.predict_architectures(archs), [cal.predict_architecture(a) for a in archs])
+    table = cal.layer_table([[[cfgs[0]], [cfgs[1]]], [[cfgs[2]], []]])
+    np.testing.assert_allclose(table.predict(np.array([[0, 0], [1, 1]])),
+                               [cal.predict_architecture([cfgs[0], cfgs[2]]), cal.predict_architecture([cfgs[1]])])
+    cal.save(tmp_path / "pred")
+    again = LatencyPredictor.load(tmp_path / "pred", fp)
+    assert again.calibration == cal.calibration
+    with pytest.raises(HwnasError, match="at least 5"):
+        Calibration.fit([1, 2], [1, 1], [0, 0], [0, 0], [1, 2])
+
+
+def test_unknown_kernel_gets_an_explicit_fallback(measured) -> None:
+    cfgs, y, fp = measured
+    p = LatencyPredictor(LightGBMLatencyModel(n_estimators=20).fit(cfgs, y, fp))
+    model = _graph([helper.make_node("Softmax", ["x"], ["y"], axis=1, name="sm")], {}, [1, 1000], "y", [1, 1000])
+    with pytest.warns(FallbackWarning, match="Softmax has no hwnas op type"):
+        r = p.predict_onnx(model)
+    (k,) = r.kernels
+    assert k.fallback and k.latency_ms > 0 and r.latency_ms > 0
+
+
+def test_nb201_encoding_and_transfer() -> None:
+    e = encode_nb201("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
+    assert e.shape == (36,) and e[:30].sum() == 6 and e[-1] == 2
+    with pytest.raises(ValueError, match="unknown NAS-Bench-201 op"):
+        encode_nb201("|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 2, size=(300, 6)).astype(float)
+    S = np.column_stack([1 + X @ [1, 2, 3, 1, 0.5, 0.2], 2 + X @ [1.5, 2, 2, 1, 1, 0.1]]) * rng.lognormal(0, 0.01, (300, 2))
+    y = 0.5 + X @ [0.6, 1.1, 1.6, 0.5, 0.3, 0.1]
+    m = TransferLatencyModel().fit(X[:10], S[:10], y[:10])
+    from scipy import stats
+
+    assert stats.spearmanr(y[10:], m.predict(X[10:], S[10:])).statistic > 0.95
