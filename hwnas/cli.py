@@ -599,6 +599,141 @@ def predict(
             f"{result.n_units} kernels, {'calibrated' if result.calibrated else 'uncalibrated'})")
 
 
+# ---- search -------------------------------------------------------------------------------------
+@app.command()
+def search(
+    device: Annotated[str, typer.Option("--device", "-d")] = "cpu-ort",
+    space: Annotated[str, typer.Option("--space", help="Search space (nb201, proxyless, mlp).")] = "nb201",
+    target_ms: Annotated[float, typer.Option("--target-ms", help="Latency target T of the MNAS reward (ms).")] = 5.0,
+    strategy: Annotated[str, typer.Option("--strategy", help="grid, random or evolution.")] = "evolution",
+    budget: Annotated[int, typer.Option("--budget", help="Architectures to evaluate.")] = 20,
+    evaluator: Annotated[str, typer.Option("--evaluator", help="proxy (train on a dataset) or table (CSV).")] = "proxy",
+    epochs: Annotated[int, typer.Option("--epochs", help="Proxy training epochs.")] = 2,
+    dataset: Annotated[str, typer.Option("--dataset", help="digits, a .npz file, or an image folder.")] = "digits",
+    resolution: Annotated[int, typer.Option("--resolution", help="Input resolution for proxy training.")] = 16,
+    accuracy_csv: Annotated[Path | None, typer.Option("--accuracy-csv", help="Table evaluator: CSV with arch_str.")] = None,
+    accuracy_column: Annotated[str, typer.Option("--accuracy-column")] = "cifar10_test_acc",
+    reward_name: Annotated[str, typer.Option("--reward", help="soft or hard MNAS preset.")] = "hard",
+    hard_limit: Annotated[bool, typer.Option("--hard-limit/--soft-limit", help="Only propose architectures "
+                          "predicted within T (hard) or let the reward penalise them (soft).")] = True,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/search"),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    predictor: PredictorDir = None,
+    allow_mismatch: AllowMismatch = False,
+    train_device: Annotated[str, typer.Option("--train-device", help="cpu or cuda for proxy training.")] = "cpu",
+    devices_file: DevicesFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Latency-constrained search: the most accurate architecture within the device's budget."""
+    import warnings
+
+    from hwnas.search import (Journal, Limits, best_and_front, check_budget_feasible, create_space, create_strategy,
+                              reward_preset, run_search)
+    from hwnas.search._evaluators import ProxyTrainingEvaluator, TableEvaluator
+    from hwnas.search._run import _feasible
+    from hwnas.search.strategies import strategy_names
+
+    dev = _registry(devices_file).get(device)
+    if strategy not in strategy_names():
+        from hwnas.errors import UnknownNameError
+
+        raise UnknownNameError("strategy", strategy, strategy_names())
+    reward = reward_preset(reward_name, target_ms)
+    sp = create_space(space).restrict(dev.constraints)
+    pred, pred_dir = _load_predictor(dev, predictor, allow_mismatch)
+    cache: dict = {}
+
+    def latency_many(archs):  # noqa: ANN001, ANN202
+        todo = [a for a in archs if a not in cache]
+        if todo:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cache.update(zip(todo, pred.predict_architectures([sp.op_configs(a) for a in todo])))
+        return [cache[a] for a in archs]
+
+    def latency(arch):  # noqa: ANN001, ANN202
+        return latency_many([arch])[0]
+
+    c = dev.constraints
+    limit = target_ms if hard_limit else c.latency_budget_ms
+    if c.latency_budget_ms is not None and limit is not None:
+        limit = min(limit, c.latency_budget_ms)
+    limits = Limits(limit, c.max_params, c.max_peak_memory_mb)
+    feasible = _feasible(sp, limits, latency)
+    check_budget_feasible(sp, feasible, latency, seed=seed, latency_many=latency_many)
+    if evaluator == "table":
+        if accuracy_csv is None:
+            raise HwnasError("--evaluator table needs --accuracy-csv")
+        evaluate = TableEvaluator(sp, accuracy_csv, accuracy_column)
+    elif evaluator == "proxy":
+        evaluate = ProxyTrainingEvaluator(sp, dataset, epochs, resolution, device=train_device, seed=seed)
+    else:
+        from hwnas.errors import UnknownNameError
+
+        raise UnknownNameError("evaluator", evaluator, ["proxy", "table"])
+    settings = {"device": dev.name, "space": space, "strategy": strategy, "seed": seed, "target_ms": target_ms,
+                "reward": reward_name, "limit_ms": limit, "evaluator": evaluator, "epochs": epochs,
+                "dataset": dataset, "resolution": resolution, "predictor": str(pred_dir)}
+    out.mkdir(parents=True, exist_ok=True)
+    journal = Journal(out / "journal.sqlite", settings, resume)
+    strat = create_strategy(strategy, sp, seed=seed, feasible=feasible)
+    err = _err()
+    done = len(journal.trials())
+    with _progress(budget, f"{strategy} on {space}", err) as prog:
+        task = prog.task_ids[0]
+        prog.update(task, completed=done)
+        trials = run_search(sp, strat, evaluate, latency, reward, budget, journal,
+                            on_trial=lambda t, n: prog.update(task, completed=n,
+                                                              current=f"acc {t.accuracy:.3f} lat {t.latency_ms:.2f} ms"))
+    journal.close()
+    best, front = best_and_front(trials, limit)
+    result = _write_run(out, sp, trials, best, front, settings, target_ms, pred)
+    if as_json:
+        _print_json(result)
+        return
+    o = _out()
+    if best is None:
+        o.print("no evaluated architecture is within the latency limit")
+    else:
+        o.print(f"best: [bold]{best.arch}[/] accuracy {best.accuracy:.4f}, predicted {best.latency_ms:.3f} ms "
+                f"(target {target_ms} ms), {best.params:,} parameters")
+    o.print(f"{len(trials)} evaluated ({len(trials) - done} now); run directory: {out} "
+            f"(journal.sqlite, best.json, trials.csv, pareto.csv, pareto.png)")
+
+
+def _write_run(out: Path, sp: Any, trials: list, best: Any, front: list, settings: dict, target_ms: float,
+               pred: Any) -> dict[str, Any]:
+    import dataclasses
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    pd.DataFrame([dataclasses.asdict(t) for t in trials]).to_csv(out / "trials.csv", index=False)
+    pd.DataFrame([dataclasses.asdict(t) for t in front]).to_csv(out / "pareto.csv", index=False)
+    result = {"settings": settings, "n_trials": len(trials),
+              "best": dataclasses.asdict(best) if best else None,
+              "fingerprint": pred.fingerprint, "space": sp.name}
+    if best is not None:
+        result["best"]["predicted_latency_ms"] = best.latency_ms
+    (out / "best.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter([t.latency_ms for t in trials], [t.accuracy for t in trials], s=12, alpha=0.6, label="evaluated")
+    ax.plot([t.latency_ms for t in front], [t.accuracy for t in front], "r.-", label="Pareto front")
+    ax.axvline(target_ms, color="k", ls="--", lw=1, label=f"target {target_ms} ms")
+    if best is not None:
+        ax.scatter([best.latency_ms], [best.accuracy], s=80, facecolors="none", edgecolors="g", label="best")
+    ax.set(xlabel="predicted latency (ms)", ylabel="accuracy", title=f"{settings['strategy']} on {sp.name}, {settings['device']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "pareto.png", dpi=110)
+    plt.close(fig)
+    return result
+
+
 # ---- main job ---------------------------------------------------------------------------------
 @app.command()
 def quickstart(

@@ -19,7 +19,7 @@ from hwnas.profilers._backends import Backend
 from hwnas.profilers._ops import OpConfig
 from hwnas.profilers._timing import TimingPolicy, measure
 
-__all__ = ["check_device", "check_backend", "check_latency_model", "FAST_POLICY"]
+__all__ = ["check_device", "check_backend", "check_latency_model", "check_strategy", "check_space", "FAST_POLICY"]
 
 #: A timing policy for tests: a few runs, a few milliseconds per op. Never for reported numbers.
 FAST_POLICY = TimingPolicy(warmup_runs=2, warmup_s=0.0, min_runs=5, min_time_s=0.002, max_time_s=0.05, batch=5, rounds=2)
@@ -102,3 +102,57 @@ def check_latency_model(model: Any, configs: Sequence[OpConfig], latency_ms: Seq
     if small:
         wide = [dataclasses.replace(c, cout=4 * c.cout) for c in small]
         assert model.predict(wide).mean() >= model.predict(small).mean()
+
+
+def check_space(space: Any, samples: int = 30, seed: int = 0) -> None:
+    """Every search space: string and vector encodings round-trip, variation stays in the space,
+    op configurations and costs exist."""
+    rng = np.random.default_rng(seed)
+    dims = None
+    for _ in range(samples):
+        a = space.sample(rng)
+        assert space.from_string(space.to_string(a)) == a
+        v = space.encode(a)
+        dims = dims or v.shape
+        assert v.shape == dims and v.sum() == len(space.decisions)
+        b = space.mutate(a, rng)
+        space.validate(b)
+        space.validate(space.crossover(a, b, rng))
+        assert hash(a) == hash(space.make(a.choices))
+        assert space.op_configs(a) and space.params(a) > 0 and space.flops(a) > 0
+
+
+def check_strategy(name: str, space: Any, budget: int = 25) -> None:
+    """Every strategy: ask/tell contract, determinism under a seed, only feasible proposals,
+    and resume by replaying tells."""
+    from hwnas.search.strategies import SearchExhausted, create_strategy
+
+    def feasible(arch: Any) -> bool:  # reject about half the space, deterministically
+        return hash(space.to_string(arch)) % 2 == 0 or sum(arch.choices) % 2 == 0
+
+    def reward(arch: Any) -> float:
+        return float(np.sin(sum((i + 1) * c for i, c in enumerate(arch.choices))))
+
+    def run(n: int, s: Any) -> list[Any]:
+        out = []
+        for _ in range(n):
+            try:
+                a = s.ask()
+            except SearchExhausted:
+                break
+            space.validate(a)
+            assert feasible(a), "strategies must only propose feasible architectures"
+            s.tell(a, reward(a))
+            out.append(a)
+        return out
+
+    first = run(budget, create_strategy(name, space, seed=7, feasible=feasible))
+    assert first, "a strategy must propose something"
+    assert run(budget, create_strategy(name, space, seed=7, feasible=feasible)) == first, "seeded runs must repeat"
+    assert len(set(first)) == len(first), "no architecture is proposed twice"
+    replay = create_strategy(name, space, seed=7, feasible=feasible)
+    k = len(first) // 2
+    for a in first[:k]:
+        assert replay.ask() == a
+        replay.tell(a, reward(a))
+    assert run(len(first) - k, replay) == first[k:], "replaying tells must resume the same run"

@@ -26,3 +26,15 @@ def store(tmp_path: Path):
 @pytest.fixture
 def fast_policy():
     return FAST_POLICY
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A small real predictor: profiled on cpu-ort, calibrated on 5 measured whole models."""
+    from hwnas.cli import main
+
+    d = tmp_path_factory.mktemp("pred")
+    rc = main(["predictor", "train", "--device", "cpu-ort", "--db", str(d / "p.sqlite"), "--out", str(d / "predictor"),
+               "--samples", "40", "--adaptive", "10", "--quick", "--max-time-per-op", "0.03", "--json"])
+    assert rc == 0
+    return d

@@ -15,16 +15,6 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A small real predictor: profiled on cpu-ort, calibrated on 5 measured whole models."""
-    d = tmp_path_factory.mktemp("pred")
-    rc = main(["predictor", "train", "--device", "cpu-ort", "--db", str(d / "p.sqlite"), "--out", str(d / "predictor"),
-               "--samples", "40", "--adaptive", "10", "--quick", "--max-time-per-op", "0.03", "--json"])
-    assert rc == 0
-    return d
-
-
 def test_train_writes_a_calibrated_predictor(trained, capsys) -> None:
     meta = json.loads((trained / "predictor" / "model.json").read_text())
     assert meta["model"] == "lightgbm" and meta["fingerprint"]["device_name"] == "cpu-ort"

@@ -45,6 +45,8 @@ def op_configs(draw):
         return OpConfig(op, c, h=r, w=r2, n_inputs=draw(st.integers(2, 4)), batch=b)
     if op is OpType.ACT:
         return OpConfig(op, c, h=r, w=r2, act=act, batch=b)
+    if op is OpType.ADD:
+        return OpConfig(op, c, h=r, w=r2, n_inputs=draw(st.integers(2, 4)), batch=b)
     return OpConfig(op, c, h=r, w=r2, batch=b)
 
 

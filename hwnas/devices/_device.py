@@ -74,6 +74,7 @@ class DeviceConstraints:
     max_params: int | None = None
     max_peak_memory_mb: float | None = None
     allowed_op_types: tuple[str, ...] | None = None
+    allowed_kernel_sizes: tuple[int, ...] | None = None
     max_input_resolution: int | None = None
 
     def __post_init__(self) -> None:

@@ -61,6 +61,9 @@ class Calibration:
     n_models: int = 0
     train_mape: float | None = None
 
+    #: below this many measured models only ``scale`` and ``offset_ms`` are fitted
+    FULL_FIT_MODELS = 15
+
     @property
     def fitted(self) -> bool:
         return self.n_models > 0
@@ -75,8 +78,12 @@ class Calibration:
         s, n, b, w, m = (np.asarray(v, dtype=float) for v in (op_sum_ms, n_units, io_mb, weight_mb, measured_ms))
         if len(m) < 5:
             raise HwnasError(f"calibration needs at least 5 measured models, got {len(m)}")
-        A = np.column_stack([s, n, b, w, np.ones_like(s)]) / m[:, None]
-        coef = [float(c) for c in np.linalg.lstsq(A, np.ones_like(m), rcond=None)[0]]
+        if len(m) >= cls.FULL_FIT_MODELS:
+            A = np.column_stack([s, n, b, w, np.ones_like(s)]) / m[:, None]
+            coef = [float(c) for c in np.linalg.lstsq(A, np.ones_like(m), rcond=None)[0]]
+        else:  # too few models for 5 coefficients: scale and offset only
+            a, c = np.linalg.lstsq(np.column_stack([s, np.ones_like(s)]) / m[:, None], np.ones_like(m), rcond=None)[0]
+            coef = [float(a), 0.0, 0.0, 0.0, float(c)]
         pred = cls(*coef).apply(s, n, b, w)
         return cls(*coef, n_models=len(m), train_mape=float(np.mean(np.abs(pred - m) / m)))
 

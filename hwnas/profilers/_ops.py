@@ -55,7 +55,7 @@ _FIELDS: dict[OpType, tuple[str, ...]] = {
     OpType.AVGPOOL: ("cin", "hw", "kernel", "stride"),
     OpType.GAP: ("cin", "hw"),
     OpType.LINEAR: ("cin", "cout"),
-    OpType.ADD: ("cin", "hw"),
+    OpType.ADD: ("cin", "hw", "n_inputs"),
     OpType.CONCAT: ("cin", "hw", "n_inputs"),
     OpType.ACT: ("cin", "hw", "act"),
 }
@@ -141,8 +141,8 @@ class OpConfig:
             raise bad(f"se ratio must be in [0, 1], got {self.se}")
         if self.op is OpType.SE and self.se <= 0:
             raise bad("squeeze-excite needs se > 0")
-        if self.op is OpType.CONCAT and self.n_inputs < 2:
-            raise bad("concat needs n_inputs >= 2")
+        if self.op in (OpType.CONCAT, OpType.ADD) and self.n_inputs < 2:
+            raise bad(f"{self.op.value} needs n_inputs >= 2")
         if self.op is OpType.ACT and self.act is Act.NONE:
             raise bad("an activation op needs an activation")
         if self.op in (OpType.MAXPOOL, OpType.AVGPOOL) and self.kernel < 2:
@@ -209,7 +209,8 @@ class OpConfig:
                 if self.residual:
                     parts.append("res")
             elif name == "n_inputs":
-                parts.append(f"n{self.n_inputs}")
+                if self.op is OpType.CONCAT or self.n_inputs != 2:
+                    parts.append(f"n{self.n_inputs}")
         if self.batch != 1:
             parts.append(f"b{self.batch}")
         return "_".join(parts)

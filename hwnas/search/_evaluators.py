@@ -1,0 +1,128 @@
+"""Accuracy evaluators: a table (NAS-Bench-201 CSV) and proxy training on a real dataset."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hwnas.errors import HwnasError
+from hwnas.search.spaces._base import Arch, SearchSpace
+
+__all__ = ["TableEvaluator", "ProxyTrainingEvaluator", "load_dataset"]
+
+
+class TableEvaluator:
+    """Accuracy looked up in a CSV with ``arch_str`` and an accuracy column (in %, returned as a
+    fraction)."""
+
+    def __init__(self, space: SearchSpace, csv: str | Path, column: str) -> None:
+        try:
+            df = pd.read_csv(csv)
+        except FileNotFoundError:
+            raise HwnasError(f"accuracy CSV not found: {csv}") from None
+        if "arch_str" not in df.columns or column not in df.columns:
+            cols = [c for c in df.columns if c not in ("index", "arch_str")]
+            raise HwnasError(f"{csv} needs arch_str and {column!r}; accuracy columns: {', '.join(cols)}")
+        self.space = space
+        self.table = dict(zip(df["arch_str"], df[column].astype(float) / 100.0))
+
+    def __call__(self, arch: Arch) -> float:
+        key = self.space.to_string(arch)
+        if key not in self.table:
+            raise HwnasError(f"{key} is not in the accuracy table")
+        return self.table[key]
+
+
+def load_dataset(name: str | Path, resolution: int | None = None, seed: int = 0):  # noqa: ANN201
+    """``digits`` (scikit-learn, offline), a ``.npz`` with x/y arrays, or an image folder
+    (class per sub-folder). Returns (x_train, y_train, x_val, y_val, n_classes) as torch tensors."""
+    import torch
+
+    name = str(name)
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x = d.images.astype(np.float32) / 16.0  # (n, 8, 8)
+        x = np.repeat(x[:, None], 3, axis=1)
+        y = d.target.astype(np.int64)
+    elif name.endswith(".npz"):
+        try:
+            data = np.load(name)
+        except FileNotFoundError:
+            raise HwnasError(f"dataset not found: {name}") from None
+        x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
+        if x.ndim == 3:
+            x = np.repeat(x[:, None], 3, axis=1)
+    elif Path(name).is_dir():
+        from PIL import Image
+
+        classes = sorted(p.name for p in Path(name).iterdir() if p.is_dir())
+        xs, ys = [], []
+        for ci, c in enumerate(classes):
+            for f in sorted((Path(name) / c).iterdir()):
+                img = Image.open(f).convert("RGB").resize((resolution or 32, resolution or 32))
+                xs.append(np.asarray(img, np.float32).transpose(2, 0, 1) / 255.0)
+                ys.append(ci)
+        if not xs:
+            raise HwnasError(f"no images under {name}")
+        x, y = np.stack(xs), np.array(ys, np.int64)
+    else:
+        raise HwnasError(f"unknown dataset {name!r}: use 'digits', a .npz file with x and y, or an image folder")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(y))
+    n_val = max(1, len(y) // 5)
+    xt, yt = torch.from_numpy(x[order]), torch.from_numpy(y[order])
+    if resolution and xt.shape[-1] != resolution:
+        xt = torch.nn.functional.interpolate(xt, size=(resolution, resolution), mode="bilinear", align_corners=False)
+    return xt[n_val:], yt[n_val:], xt[:n_val], yt[:n_val], int(y.max()) + 1
+
+
+class ProxyTrainingEvaluator:
+    """Train the candidate for a few epochs and return validation accuracy (CPU or CUDA)."""
+
+    def __init__(self, space: SearchSpace, dataset: str = "digits", epochs: int = 3, resolution: int | None = 32,
+                 batch_size: int = 64, lr: float = 0.01, device: str = "cpu", seed: int = 0) -> None:
+        import torch
+
+        if device == "cuda" and not torch.cuda.is_available():
+            raise HwnasError("--train-device cuda requested but no CUDA GPU is available")
+        self.space, self.epochs, self.batch_size, self.lr, self.device, self.seed = space, epochs, batch_size, lr, device, seed
+        flat = space.name == "mlp"
+        self.data = load_dataset(dataset, None if flat else resolution, seed)
+        if flat:  # tabular: flatten one channel
+            xt, yt, xv, yv, k = self.data
+            self.data = (xt[:, 0].flatten(1), yt, xv[:, 0].flatten(1), yv, k)
+        self.resolution = resolution
+
+    def __call__(self, arch: Arch) -> float:
+        import torch
+
+        xt, yt, xv, yv, classes = self.data
+        torch.manual_seed(self.seed)
+        kw = {"resolution": xt.shape[1]} if self.space.name == "mlp" else {"resolution": self.resolution}
+        model = self.space.build_module(arch, classes=classes, **kw).to(self.device)
+        opt = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4)
+        steps = self.epochs * ((len(yt) + self.batch_size - 1) // self.batch_size)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr * 5, total_steps=max(1, steps))
+        g = torch.Generator().manual_seed(self.seed)
+        model.train()
+        for _ in range(self.epochs):
+            perm = torch.randperm(len(yt), generator=g)
+            for i in range(0, len(yt), self.batch_size):
+                idx = perm[i: i + self.batch_size]
+                x, y = xt[idx].to(self.device), yt[idx].to(self.device)
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+        model.eval()
+        with torch.no_grad():
+            pred = torch.cat([model(xv[i: i + 256].to(self.device)).argmax(1).cpu() for i in range(0, len(yv), 256)])
+        return float((pred == yv).float().mean())
+
+

@@ -1,0 +1,172 @@
+"""The search loop: ask, check hard limits, evaluate, reward, journal, tell. Resumable.
+
+Resume replays the journal through the strategy (asks are deterministic given the seed and the
+tells), so a killed search continues without losing or repeating finished evaluations.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hwnas.errors import HwnasError
+from hwnas.search._objective import MnasReward, pareto_front
+from hwnas.search.spaces._base import Arch, InfeasibleError, SearchSpace
+from hwnas.search.strategies._base import SearchExhausted, Strategy
+
+__all__ = ["Limits", "Journal", "Trial", "run_search", "check_budget_feasible"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard limits checked before an architecture is evaluated (``None`` = no limit)."""
+
+    latency_ms: float | None = None
+    max_params: int | None = None
+    max_peak_memory_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class Trial:
+    number: int
+    arch: str
+    accuracy: float
+    latency_ms: float
+    reward: float
+    params: int
+    flops: int
+    eval_seconds: float
+
+
+class Journal:
+    """Every evaluated candidate in SQLite, committed one by one."""
+
+    def __init__(self, path: str | Path, settings: dict[str, Any], resume: bool) -> None:
+        self.path = Path(path)
+        exists = self.path.exists() and self.path.stat().st_size > 0
+        if exists and not resume:
+            raise HwnasError(f"{self.path} already holds a search; pass --resume to continue it, or another --out")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(str(self.path))
+            self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS trials (number INTEGER PRIMARY KEY, arch TEXT NOT NULL, accuracy REAL, "
+                "latency_ms REAL, reward REAL, params INTEGER, flops INTEGER, eval_seconds REAL, created_at TEXT)")
+            row = self.conn.execute("SELECT value FROM meta WHERE key='settings'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise HwnasError(f"{self.path} is not a search journal ({exc}); refusing to use it") from None
+        if row is None:
+            with self.conn:
+                self.conn.execute("INSERT INTO meta VALUES ('settings', ?)", (json.dumps(settings, sort_keys=True),))
+        else:
+            stored = json.loads(row[0])
+            diff = {k: (stored.get(k), settings.get(k)) for k in set(stored) | set(settings) if stored.get(k) != settings.get(k)}
+            if diff:
+                detail = "; ".join(f"{k}: journal {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
+                raise HwnasError(f"cannot resume {self.path}: the settings differ ({detail})")
+        self.conn.execute("PRAGMA journal_mode=WAL")
+
+    def trials(self) -> list[Trial]:
+        rows = self.conn.execute("SELECT number, arch, accuracy, latency_ms, reward, params, flops, eval_seconds "
+                                 "FROM trials ORDER BY number").fetchall()
+        return [Trial(*r) for r in rows]
+
+    def add(self, t: Trial) -> None:
+        with self.conn:
+            self.conn.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                              (*asdict(t).values(), datetime.now(timezone.utc).isoformat(timespec="seconds")))
+
+    def dataframe(self) -> pd.DataFrame:
+        return pd.DataFrame([asdict(t) for t in self.trials()])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _feasible(space: SearchSpace, limits: Limits, latency: Callable[[Arch], float]) -> Callable[[Arch], bool]:
+    def ok(arch: Arch) -> bool:
+        if limits.max_params is not None and space.params(arch) > limits.max_params:
+            return False
+        if limits.max_peak_memory_mb is not None and space.peak_memory_mb(arch) > limits.max_peak_memory_mb:
+            return False
+        return limits.latency_ms is None or latency(arch) <= limits.latency_ms
+
+    return ok
+
+
+def check_budget_feasible(space: SearchSpace, feasible: Callable[[Arch], bool], latency: Callable[[Arch], float],
+                          samples: int = 1000, seed: int = 0,
+                          latency_many: Callable[[list[Arch]], np.ndarray] | None = None) -> None:
+    """Raise :class:`InfeasibleError` naming the smallest predicted latency found when none of
+    ``samples`` random architectures is feasible. ``latency_many`` predicts a batch at once (and
+    should fill ``latency``'s cache)."""
+    rng = np.random.default_rng(seed)
+    archs = list(dict.fromkeys(space.sample(rng) for _ in range(samples)))
+    if latency_many is not None:
+        latency_many(archs)
+    if any(feasible(a) for a in archs):
+        return
+    best = min(archs, key=latency)
+    raise InfeasibleError(
+        f"no architecture of {space.name!r} meets the limits ({len(archs)} random ones checked); the smallest predicted "
+        f"latency found is {latency(best):.3f} ms ({space.to_string(best)}). Raise the budget or restrict the space."
+    )
+
+
+def run_search(
+    space: SearchSpace,
+    strategy: Strategy,
+    evaluate: Callable[[Arch], float],
+    latency: Callable[[Arch], float],
+    reward: MnasReward,
+    budget: int,
+    journal: Journal,
+    on_trial: Callable[[Trial, int], None] | None = None,
+) -> list[Trial]:
+    """Run until ``budget`` evaluations are in the journal (continuing a resumed one)."""
+    done = journal.trials()
+    for t in done:  # replay: the strategy re-proposes what it proposed before
+        arch = strategy.ask()
+        if space.to_string(arch) != t.arch:
+            raise HwnasError(f"cannot resume: trial {t.number} was {t.arch}, the strategy now proposes "
+                             f"{space.to_string(arch)} (different code or settings)")
+        strategy.tell(arch, t.reward)
+    trials = list(done)
+    while len(trials) < budget:
+        try:
+            arch = strategy.ask()
+        except SearchExhausted:
+            break
+        t0 = time.perf_counter()
+        acc = float(evaluate(arch))
+        lat = float(latency(arch))
+        r = reward(acc, lat)
+        t = Trial(len(trials), space.to_string(arch), acc, lat, r, space.params(arch), space.flops(arch),
+                  time.perf_counter() - t0)
+        journal.add(t)
+        strategy.tell(arch, r)
+        trials.append(t)
+        if on_trial:
+            on_trial(t, len(trials))
+    return trials
+
+
+def best_and_front(trials: list[Trial], limit_ms: float | None) -> tuple[Trial | None, list[Trial]]:
+    """The best-reward trial within the latency limit, and the accuracy-latency Pareto front."""
+    ok = [t for t in trials if limit_ms is None or t.latency_ms <= limit_ms]
+    best = max(ok, key=lambda t: (t.reward, t.accuracy)) if ok else None
+    idx = pareto_front([t.accuracy for t in trials], [t.latency_ms for t in trials]) if trials else []
+    return best, [trials[i] for i in idx]
+
+
+__all__ += ["best_and_front"]

@@ -1,0 +1,46 @@
+"""Ask/tell search strategies. The run loop, journal, resume and progress bar live outside them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import numpy as np
+
+from hwnas.search.spaces._base import Arch, InfeasibleError, SearchSpace
+
+__all__ = ["Strategy", "SearchExhausted"]
+
+
+class SearchExhausted(Exception):
+    """The strategy has no new architecture to propose (e.g. a finished grid)."""
+
+
+class Strategy(ABC):
+    """Proposes architectures (``ask``) and learns from their rewards (``tell``; higher is better).
+
+    Only feasible architectures are proposed: ``feasible(arch)`` checks the hard limits. A strategy
+    is deterministic given its seed and the sequence of tells, which is how runs resume (the run
+    loop replays the journal through ask/tell).
+    """
+
+    name: str = ""
+
+    def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None) -> None:
+        self.space = space
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.feasible = feasible or (lambda arch: True)
+
+    @abstractmethod
+    def ask(self) -> Arch: ...
+
+    def tell(self, arch: Arch, reward: float) -> None:
+        """Record the reward of an asked architecture (no-op by default)."""
+
+    def _sample_feasible(self, tries: int = 10_000) -> Arch:
+        for _ in range(tries):
+            arch = self.space.sample(self.rng)
+            if self.feasible(arch):
+                return arch
+        raise InfeasibleError(f"no feasible architecture in {tries} random samples of {self.space.name!r}")

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.cli import main
+from hwnas.devices import DeviceConstraints
+from hwnas.errors import HwnasError
+from hwnas.search import MnasReward, pareto_front, reward_preset
+from hwnas.search.spaces import InfeasibleError, create_space, space_names
+from hwnas.search.strategies import strategy_names
+from hwnas.testing import check_space, check_strategy
+
+SMALL = {"nb201": {"channels": 4, "cells_per_stage": 1, "resolution": 8}, "proxyless": {"resolution": 64, "width": 0.35},
+         "mlp": {}}
+
+
+@pytest.mark.parametrize("name", space_names())
+def test_spaces_pass_the_space_suite(name) -> None:
+    check_space(create_space(name, **SMALL.get(name, {})))
+
+
+@pytest.mark.parametrize("name", space_names())
+def test_spaces_build_modules(name) -> None:
+    space = create_space(name, **SMALL.get(name, {}))
+    arch = space.sample(np.random.default_rng(1))
+    m = space.build_module(arch, classes=7)
+    with torch.no_grad():
+        y = m(torch.randn(*space.input_shape(arch)))
+    assert tuple(y.shape) == (1, 7)
+
+
+@pytest.mark.parametrize("name", strategy_names())
+def test_strategies_pass_the_strategy_suite(name) -> None:
+    check_strategy(name, create_space("nb201"))
+
+
+def test_nb201_strings_match_the_dataset_format() -> None:
+    s = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    space = create_space("nb201")
+    assert space.to_string(space.from_string(s)) == s
+    assert len(list(space.enumerate())) == space.size == 15625
+    with pytest.raises(HwnasError, match="unknown NAS-Bench-201 op 'conv_9x9'"):
+        space.from_string(s.replace("avg_pool_3x3", "conv_9x9"))
+
+
+def test_restrict_removes_what_the_device_cannot_run() -> None:
+    nb = create_space("nb201").restrict(DeviceConstraints(allowed_op_types=("conv", "add", "act", "gap", "linear")))
+    ops = {space_op for a in nb.enumerate() for space_op in nb.ops(a)}
+    assert "avg_pool_3x3" not in ops and nb.size == 4 ** 6
+    px = create_space("proxyless").restrict(DeviceConstraints(allowed_kernel_sizes=(3, 5)))
+    assert not any("k7" in px.to_string(px.sample(np.random.default_rng(i))) for i in range(50))
+    with pytest.raises(InfeasibleError, match="allows no option"):
+        create_space("proxyless").restrict(DeviceConstraints(allowed_op_types=("conv",), allowed_kernel_sizes=(9,)))
+
+
+def test_mnas_reward_and_pareto() -> None:
+    soft, hard = reward_preset("soft", 10.0), reward_preset("hard", 10.0)
+    assert hard(0.8, 5.0) == 0.8 and hard(0.8, 20.0) == pytest.approx(0.4)
+    assert soft(0.8, 5.0) > 0.8 > soft(0.8, 20.0)
+    np.testing.assert_allclose(MnasReward(10, -0.07, -0.07).many(np.array([0.8]), np.array([20.0])), [soft(0.8, 20.0)])
+    front = pareto_front([0.9, 0.8, 0.95, 0.7], [5.0, 3.0, 9.0, 4.0])
+    assert front.tolist() == [1, 0, 2]
+    with pytest.raises(HwnasError, match="Known reward presets: hard, soft"):
+        reward_preset("medium", 1.0)
+
+
+def test_search_on_digits_with_resume(trained, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    args = ["search", "--space", "mlp", "--strategy", "evolution", "--target-ms", "1.0", "--epochs", "1",
+            "--predictor", str(trained / "predictor"), "--out", str(out), "--json"]
+    assert main([*args, "--budget", "4"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["n_trials"] == 4 and first["best"]["accuracy"] > 0.1
+    for f in ("journal.sqlite", "best.json", "trials.csv", "pareto.csv", "pareto.png"):
+        assert (out / f).exists()
+    assert main([*args, "--budget", "6"]) == 2  # the run exists: refuse without --resume
+    assert "--resume" in capsys.readouterr().err
+    assert main([*args, "--budget", "6", "--resume"]) == 0
+    capsys.readouterr()
+    rows = sqlite3.connect(out / "journal.sqlite").execute("SELECT number, arch FROM trials ORDER BY number").fetchall()
+    assert [r[0] for r in rows] == list(range(6)) and len({r[1] for r in rows}) == 6
+    assert main([*args, "--budget", "6", "--resume", "--seed", "3"]) == 2  # other settings: refused
+    assert "settings differ" in capsys.readouterr().err
+
+
+def test_search_table_evaluator_nb201(trained, tmp_path, capsys) -> None:
+    csv = tmp_path / "acc.csv"
+    space = create_space("nb201")
+    rows = ["index,arch_str,acc"] + [f"{i},{space.to_string(a)},{50 + (i % 40)}" for i, a in enumerate(space.enumerate())]
+    csv.write_text("\n".join(rows) + "\n")
+    rc = main(["search", "--space", "nb201", "--evaluator", "table", "--accuracy-csv", str(csv), "--accuracy-column",
+               "acc", "--strategy", "random", "--budget", "30", "--target-ms", "1000", "--predictor",
+               str(trained / "predictor"), "--out", str(tmp_path / "r"), "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == 0 and r["n_trials"] == 30 and r["best"]["accuracy"] > 0.5
+
+
+def test_search_bad_input(trained, tmp_path, capsys) -> None:
+    base = ["search", "--predictor", str(trained / "predictor"), "--out", str(tmp_path / "x"), "--budget", "2",
+            "--epochs", "1"]
+    assert main([*base, "--strategy", "annealing"]) == 2
+    assert "Known strategys: evolution, grid, random" in capsys.readouterr().err.replace("strategies", "strategys")
+    assert main([*base, "--space", "nasnet"]) == 2
+    assert "Known search spaces" in capsys.readouterr().err
+    assert main([*base, "--space", "nb201", "--target-ms", "0.0001"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no architecture of 'nb201' meets the limits" in err and "smallest predicted latency" in err
+
+
+def test_sigkilled_search_resumes_without_repeats(trained, tmp_path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "hwnas", "search", "--space", "mlp", "--strategy", "random", "--target-ms", "1.0",
+           "--epochs", "3", "--predictor", str(trained / "predictor"), "--out", str(out), "--budget", "12"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+
+    def count() -> int:
+        try:
+            return sqlite3.connect(f"file:{out / 'journal.sqlite'}?mode=ro", uri=True).execute(
+                "SELECT COUNT(*) FROM trials").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    while count() < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = count()
+    assert 3 <= done < 12
+    r = subprocess.run([*cmd, "--resume", "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = sqlite3.connect(out / "journal.sqlite").execute("SELECT arch FROM trials ORDER BY number").fetchall()
+    assert len(rows) == 12 and len(set(rows)) == 12
