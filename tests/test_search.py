@@ -141,3 +141,25 @@ def test_sigkilled_search_resumes_without_repeats(trained, tmp_path) -> None:
     assert r.returncode == 0, r.stderr
     rows = sqlite3.connect(out / "journal.sqlite").execute("SELECT arch FROM trials ORDER BY number").fetchall()
     assert len(rows) == 12 and len(set(rows)) == 12
+
+
+def test_datasets(tmp_path) -> None:
+    from hwnas.search._evaluators import load_dataset
+
+    xt, yt, xv, yv, k = load_dataset("digits", resolution=16)
+    assert k == 10 and xt.shape[1:] == (3, 16, 16) and len(yv) > 300
+    npz = tmp_path / "d.npz"
+    np.savez(npz, x=np.random.rand(50, 8, 8).astype(np.float32), y=np.arange(50) % 5)
+    assert load_dataset(str(npz))[4] == 5
+    img = tmp_path / "imgs"
+    from PIL import Image
+
+    for c in ("cat", "dog"):
+        (img / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray((np.random.rand(10, 10, 3) * 255).astype(np.uint8)).save(img / c / f"{i}.png")
+    assert load_dataset(str(img), resolution=8)[0].shape[1:] == (3, 8, 8)
+    with pytest.raises(HwnasError, match="unknown dataset"):
+        load_dataset("imagenet")
+    with pytest.raises(HwnasError, match="never downloads|needs torchvision"):
+        load_dataset(f"cifar10:{tmp_path}")

@@ -37,8 +37,9 @@ class TableEvaluator:
 
 
 def load_dataset(name: str | Path, resolution: int | None = None, seed: int = 0):  # noqa: ANN201
-    """``digits`` (scikit-learn, offline), a ``.npz`` with x/y arrays, or an image folder
-    (class per sub-folder). Returns (x_train, y_train, x_val, y_val, n_classes) as torch tensors."""
+    """``digits`` (scikit-learn, offline), ``cifar10[:ROOT]`` (torchvision, a local copy: never
+    downloaded), a ``.npz`` with x/y arrays, or an image folder (class per sub-folder). Returns
+    (x_train, y_train, x_val, y_val, n_classes) as torch tensors."""
     import torch
 
     name = str(name)
@@ -49,6 +50,20 @@ def load_dataset(name: str | Path, resolution: int | None = None, seed: int = 0)
         x = d.images.astype(np.float32) / 16.0  # (n, 8, 8)
         x = np.repeat(x[:, None], 3, axis=1)
         y = d.target.astype(np.int64)
+    elif name.startswith("cifar10"):
+        root = name.partition(":")[2] or "data"
+        try:
+            from torchvision.datasets import CIFAR10
+        except ImportError:
+            raise HwnasError("the cifar10 dataset needs torchvision (pip install torchvision matching your torch); "
+                             "digits works offline without it") from None
+        try:
+            ds = CIFAR10(root, train=True, download=False)
+        except RuntimeError:
+            raise HwnasError(f"CIFAR-10 not found under {root!r}: hwnas never downloads at run time; put the "
+                             "python version there (cifar-10-batches-py) and pass --dataset cifar10:ROOT") from None
+        x = ds.data.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+        y = np.asarray(ds.targets, np.int64)
     elif name.endswith(".npz"):
         try:
             data = np.load(name)
@@ -71,7 +86,8 @@ def load_dataset(name: str | Path, resolution: int | None = None, seed: int = 0)
             raise HwnasError(f"no images under {name}")
         x, y = np.stack(xs), np.array(ys, np.int64)
     else:
-        raise HwnasError(f"unknown dataset {name!r}: use 'digits', a .npz file with x and y, or an image folder")
+        raise HwnasError(f"unknown dataset {name!r}: use 'digits', 'cifar10[:ROOT]', a .npz file with x and y, "
+                         "or an image folder")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
     n_val = max(1, len(y) // 5)

@@ -1,4 +1,4 @@
-"""Search spaces, registered by name: ``nb201``, ``proxyless``, ``mlp``.
+"""Search spaces, registered by name: ``nb201``, ``proxyless``, ``mlp``, ``mnasnet``.
 
 >>> from hwnas.search.spaces import create_space
 >>> space = create_space("nb201")
@@ -14,14 +14,15 @@ from typing import Any
 from hwnas._registry import Registry
 from hwnas.search.spaces._base import Arch, Decision, InfeasibleError, SearchSpace
 from hwnas.search.spaces._mlp import MLPSpace
+from hwnas.search.spaces._mnasnet import MnasNetSpace
 from hwnas.search.spaces._nb201 import NB201_OPS, NB201Space
 from hwnas.search.spaces._proxyless import ProxylessSpace
 
 __all__ = ["Arch", "Decision", "SearchSpace", "InfeasibleError", "NB201Space", "NB201_OPS", "ProxylessSpace",
-           "MLPSpace", "create_space", "space_names"]
+           "MLPSpace", "MnasNetSpace", "create_space", "space_names"]
 
 _SPACES: Registry[type[SearchSpace]] = Registry("search space")
-for _cls in (NB201Space, ProxylessSpace, MLPSpace):
+for _cls in (NB201Space, ProxylessSpace, MLPSpace, MnasNetSpace):
     _SPACES.register(_cls.name, _cls)
 
 
