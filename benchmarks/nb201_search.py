@@ -26,7 +26,7 @@ from sklearn.model_selection import KFold
 from hwnas.errors import HwnasError
 from hwnas.latency_models import TransferLatencyModel, encode_nb201
 from hwnas.search import MnasReward
-from hwnas.search._run import Limits, _feasible
+from hwnas.search._run import Limits, feasibility
 from hwnas.search.spaces import NB201Space
 from hwnas.search.strategies import SearchExhausted, create_strategy, strategy_names
 
@@ -77,7 +77,7 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
     limit = target / (1 + margin)
     latency = lambda arch: float(pred[row[space.to_string(arch)]])  # noqa: E731
     params = {k: (float(v) if "." in v else int(v)) for k, v in (p.split("=", 1) for p in args.strategy_param)}
-    strategy = create_strategy(args.strategy, space, seed=seed, feasible=_feasible(space, Limits(latency_ms=limit), latency),
+    strategy = create_strategy(args.strategy, space, seed=seed, feasible=feasibility(space, Limits(latency_ms=limit), latency),
                                **params)
     reward = MnasReward(target, 0.0, -1.0)
     best_i, best_acc, curve = None, -np.inf, []

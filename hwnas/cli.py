@@ -631,7 +631,7 @@ def search(
     from hwnas.search import (Journal, Limits, best_and_front, check_budget_feasible, create_space, create_strategy,
                               reward_preset, run_search)
     from hwnas.search._evaluators import ProxyTrainingEvaluator, TableEvaluator
-    from hwnas.search._run import _feasible
+    from hwnas.search._run import feasibility
     from hwnas.search.strategies import strategy_names
 
     dev = _registry(devices_file).get(device)
@@ -660,7 +660,7 @@ def search(
     if c.latency_budget_ms is not None and limit is not None:
         limit = min(limit, c.latency_budget_ms)
     limits = Limits(limit, c.max_params, c.max_peak_memory_mb)
-    feasible = _feasible(sp, limits, latency)
+    feasible = feasibility(sp, limits, latency)
     check_budget_feasible(sp, feasible, latency, seed=seed, latency_many=latency_many)
     if evaluator == "table":
         if accuracy_csv is None:

@@ -31,8 +31,9 @@ class UnknownNameError(HwnasError, KeyError):
         self.kind, self.name, self.known = kind, name, sorted(known)
         close = difflib.get_close_matches(name, self.known, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
         super().__init__(
-            f"unknown {kind} {name!r}. Known {kind}s: {', '.join(self.known) or '(none)'}.{hint}"
+            f"unknown {kind} {name!r}. Known {plural}: {', '.join(self.known) or '(none)'}.{hint}"
         )
 
     def __str__(self) -> str:  # KeyError would quote the message otherwise

@@ -24,7 +24,7 @@ from hwnas.profilers._onnx import GraphBuilder
 from hwnas.profilers._opsets import mobilenetv2_layers
 from hwnas.profilers._ops import Act, OpConfig, OpType
 
-__all__ = ["ZooModel", "create", "family_names", "random_model", "ResBasic", "Fire", "ChainModel"]
+__all__ = ["ZooModel", "create", "family_names", "random_model", "ResBasic", "Fire", "ChainModel", "OpBlock"]
 
 
 def _ch(c: float, width: float, divisor: int = 8) -> int:
@@ -68,7 +68,9 @@ class Fire(nn.Module):
         return g.node("Concat", [self.e1.emit_onnx(g, s), self.e3.emit_onnx(g, s)], axis=1)
 
 
-class _Op(nn.Module):
+class OpBlock(nn.Module):
+    """One op configuration as a single-input block of a :class:`ChainModel`."""
+
     def __init__(self, cfg: OpConfig) -> None:
         super().__init__()
         self.m = OpModule(cfg)
@@ -112,7 +114,7 @@ class ZooModel:
 
 
 def _from_configs(layers: list[OpConfig]) -> ChainModel:
-    return ChainModel([_Op(c) for c in layers], layers[0].input_shapes()[0], layers[-1].output_shape())
+    return ChainModel([OpBlock(c) for c in layers], layers[0].input_shapes()[0], layers[-1].output_shape())
 
 
 def _head(layers: list[OpConfig], cin: int, r: int, last: int, classes: int, act: Act) -> list[OpConfig]:
@@ -171,7 +173,7 @@ def _resnet(width: float, resolution: int, classes: int) -> ChainModel:
     c0 = _ch(64, width)
     stem = OpConfig(OpType.CONV, 3, c0, r, r, kernel=7, stride=2, act=Act.RELU)
     pool = OpConfig(OpType.MAXPOOL, c0, h=stem.out_hw[0], w=stem.out_hw[1], kernel=3, stride=2)
-    blocks: list[nn.Module] = [_Op(stem), _Op(pool)]
+    blocks: list[nn.Module] = [OpBlock(stem), OpBlock(pool)]
     r, cin = pool.out_hw[0], c0
     for i, c in enumerate((64, 128, 256, 512)):
         cout = _ch(c, width)
@@ -180,7 +182,7 @@ def _resnet(width: float, resolution: int, classes: int) -> ChainModel:
             blocks.append(ResBasic(cin, cout, s))
             r, cin = (r + 2 - 3) // s + 1, cout
     gap, fc = OpConfig(OpType.GAP, cin, h=r, w=r), OpConfig(OpType.LINEAR, cin, classes)
-    blocks += [_Op(gap), _Op(fc)]
+    blocks += [OpBlock(gap), OpBlock(fc)]
     return ChainModel(blocks, (1, 3, resolution, resolution), (1, classes))
 
 
@@ -190,11 +192,11 @@ def _squeezenet(width: float, resolution: int, classes: int) -> ChainModel:
     r = resolution
     c0 = _ch(64, width)
     stem = OpConfig(OpType.CONV, 3, c0, r, r, kernel=3, stride=2, act=Act.RELU)
-    blocks: list[nn.Module] = [_Op(stem)]
+    blocks: list[nn.Module] = [OpBlock(stem)]
     r, cin = stem.out_hw[0], c0
     for stage in ((16, 64), (32, 128), (48, 192, 64, 256)):
         pool = OpConfig(OpType.MAXPOOL, cin, h=r, w=r, kernel=3, stride=2)
-        blocks.append(_Op(pool))
+        blocks.append(OpBlock(pool))
         r = pool.out_hw[0]
         pairs = [(stage[0], stage[1])] * 2 if len(stage) == 2 else [(stage[0], stage[1]), (stage[0], stage[1]), (stage[2], stage[3]), (stage[2], stage[3])]
         for sq, ex in pairs:
@@ -203,7 +205,7 @@ def _squeezenet(width: float, resolution: int, classes: int) -> ChainModel:
             cin = 2 * ex_c
     head = OpConfig(OpType.PWCONV, cin, classes, r, r, act=Act.RELU)
     gap = OpConfig(OpType.GAP, classes, h=r, w=r)
-    blocks += [_Op(head), _Op(gap)]
+    blocks += [OpBlock(head), OpBlock(gap)]
     return ChainModel(blocks, (1, 3, resolution, resolution), (1, classes, 1, 1))
 
 

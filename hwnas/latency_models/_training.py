@@ -15,13 +15,15 @@ from hwnas.errors import HwnasError
 from hwnas.latency_models._decompose import decompose_onnx
 from hwnas.latency_models._metrics import latency_metrics
 from hwnas.latency_models._models import LatencyModel, create_latency_model
-from hwnas.latency_models._predictor import Calibration, LatencyPredictor
+from hwnas.latency_models._predictor import LatencyPredictor
 from hwnas.latency_models._sampling import perturb
 from hwnas.profilers._ops import OpConfig
 from hwnas.profilers._profiler import Profiler
 from hwnas.profilers._store import ProfileStore
 
-__all__ = ["training_data", "out_of_fold", "adaptive_round", "measure_models", "calibrate_on", "kernel_units"]
+__all__ = ["training_data", "out_of_fold", "adaptive_round", "measure_models", "calibrate_on", "kernel_units",
+           "MeasuredModel", "evaluate", "fit_model", "calibration_models", "evaluation_models", "TrainReport",
+           "train_device_predictor"]
 
 
 def training_data(store: ProfileStore, fingerprint: Fingerprint) -> tuple[list[OpConfig], np.ndarray]:
@@ -118,8 +120,6 @@ def fit_model(name: str, configs: Sequence[OpConfig], y: np.ndarray, fingerprint
     return model
 
 
-__all__ += ["MeasuredModel", "evaluate", "fit_model", "Calibration"]
-
 
 def calibration_models(quick: bool = False) -> list[tuple[str, onnx.ModelProto]]:
     """Default whole models a predictor is calibrated on: random architectures, MobileNetV2- and
@@ -182,5 +182,3 @@ def train_device_predictor(
         predictor = calibrate_on(predictor, measured)
     return TrainReport(predictor, len(configs), n_new, len(calibrate_with))
 
-
-__all__ += ["calibration_models", "evaluation_models", "TrainReport", "train_device_predictor"]

@@ -23,7 +23,7 @@ from hwnas.search._objective import MnasReward, pareto_front
 from hwnas.search.spaces._base import Arch, InfeasibleError, SearchSpace
 from hwnas.search.strategies._base import SearchExhausted, Strategy
 
-__all__ = ["Limits", "Journal", "Trial", "run_search", "check_budget_feasible"]
+__all__ = ["Limits", "Journal", "Trial", "run_search", "check_budget_feasible", "feasibility", "best_and_front"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,9 @@ class Journal:
         self.conn.close()
 
 
-def _feasible(space: SearchSpace, limits: Limits, latency: Callable[[Arch], float]) -> Callable[[Arch], bool]:
+def feasibility(space: SearchSpace, limits: Limits, latency: Callable[[Arch], float]) -> Callable[[Arch], bool]:
+    """A predicate: does ``arch`` meet the hard limits (latency from ``latency``)?"""
+
     def ok(arch: Arch) -> bool:
         if limits.max_params is not None and space.params(arch) > limits.max_params:
             return False
@@ -168,5 +170,3 @@ def best_and_front(trials: list[Trial], limit_ms: float | None) -> tuple[Trial |
     idx = pareto_front([t.accuracy for t in trials], [t.latency_ms for t in trials]) if trials else []
     return best, [trials[i] for i in idx]
 
-
-__all__ += ["best_and_front"]

@@ -32,7 +32,7 @@ class MLPSpace(SearchSpace):
 
     def canonical(self, arch: Arch) -> Arch:
         depth = arch.choices[0] + 1
-        unused = tuple(self.allowed[i + 1][0] if hasattr(self, "allowed") else 0 for i in range(depth, MAX_DEPTH))
+        unused = tuple(self.allowed[i + 1][0] for i in range(depth, MAX_DEPTH))
         return Arch(arch.space, arch.choices[: 1 + depth] + unused)
 
     def widths(self, arch: Arch) -> list[int]:

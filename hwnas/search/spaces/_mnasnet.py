@@ -164,14 +164,14 @@ class MnasNetSpace(SearchSpace):
         return (1, 3, res, res)
 
     def build_module(self, arch: Arch, classes: int = 10, resolution: int | None = None) -> nn.Module:
-        from hwnas.zoo import ChainModel, _Op
+        from hwnas.zoo import ChainModel, OpBlock
 
         space = MnasNetSpace(classes, self.act.value, self.allowed)
         layers, skips, res = space._layers(arch)
         if resolution is not None and resolution != res:
             raise HwnasError(f"this mnasnet architecture's input resolution is {res} (a searched decision)")
-        blocks: list[nn.Module] = [(_Residual([_Op(c) for c in ops]) if skip else
-                                    (_Op(ops[0]) if len(ops) == 1 else _Chain([_Op(c) for c in ops])))
+        blocks: list[nn.Module] = [(_Residual([OpBlock(c) for c in ops]) if skip else
+                                    (OpBlock(ops[0]) if len(ops) == 1 else _Chain([OpBlock(c) for c in ops])))
                                    for ops, skip in zip(layers, skips)]
         first, last = layers[0][0], layers[-1][-1]
         return ChainModel(blocks, first.input_shapes()[0], last.output_shape())
