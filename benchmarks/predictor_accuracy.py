@@ -33,7 +33,7 @@ from hwnas import zoo
 from hwnas.devices import default_registry
 from hwnas.latency_models import LatencyPredictor, sample_configs
 from hwnas.latency_models._training import (
-    adaptive_round, calibrate_on, evaluate, fit_model, kernel_units, measure_models, training_data,
+    adaptive_configs, calibrate_on, evaluate, fit_model, kernel_units, measure_models, training_data,
 )
 from hwnas.profilers import OpConfig, OpType, Profiler, ProfileStore, governor_warning
 from hwnas.profilers._opsets import mobilenetv2_layers
@@ -158,7 +158,7 @@ def main() -> int:
         profile_ops(profiler, sampled + train_kernels, console, "profiling ops")
         configs, y = training_data(store, profiler.fingerprint)
         if args.adaptive:
-            new = adaptive_round(fit_model("lightgbm", configs, y, None), configs, y, args.adaptive, seed=1)
+            new = adaptive_configs(configs, y, sampled + train_kernels, args.adaptive, seed=1)
             profile_ops(profiler, new, console, "adaptive ops")
             configs, y = training_data(store, profiler.fingerprint)
         t_ops = time.perf_counter() - t_start

@@ -144,9 +144,12 @@ def test_predictor_whole_model_calibration_and_batch(measured, tmp_path) -> None
         raw = p.predict_onnx(m.onnx)
     assert raw.latency_ms > 0 and not raw.calibrated and raw.n_units == len([k for k in raw.kernels if k.kind != "view"])
     # calibration fitted on synthetic "measurements" recovers a known scale + per-unit overhead
-    units = [[c for c in cfgs[i:i + 6]] for i in range(0, 60, 6)]
-    sums = [p.predict_configs(u).latency_ms.sum() for u in units]
-    truth = [0.8 * s - 0.003 * len(u) + 0.02 for s, u in zip(sums, units)]
+    from hwnas.latency_models._decompose import expand_kernels
+
+    units = [list(cfgs[i:i + 6]) for i in range(0, 64, 4)]  # 16 models: the full 5-term fit
+    kernels = [expand_kernels(u) for u in units]
+    sums = [p.predict_configs(k).latency_ms.sum() for k in kernels]
+    truth = [0.8 * s - 0.003 * len(k) + 0.02 for s, k in zip(sums, kernels)]
     cal = p.calibrate(units, truth)
     assert cal.calibration.fitted and cal.calibration.train_mape < 0.02
     np.testing.assert_allclose([cal.predict_architecture(u) for u in units], truth, rtol=0.03)
@@ -186,3 +189,22 @@ def test_nb201_encoding_and_transfer() -> None:
     from scipy import stats
 
     assert stats.spearmanr(y[10:], m.predict(X[10:], S[10:])).statistic > 0.95
+
+
+def test_architecture_path_matches_the_onnx_path(measured) -> None:
+    """Blocks expand into exactly the kernels the ONNX decomposition finds, so predicting an
+    architecture from its op configurations equals predicting its exported graph."""
+    from hwnas.latency_models._decompose import expand_kernels
+    from hwnas.profilers import build_onnx, build_sequence_onnx, mobilenetv2_layers
+
+    for cfg in [c for c in sample_configs(300, seed=5) if c.op is OpType.MBCONV][:25]:
+        assert expand_kernels([cfg]) == [k.config for k in decompose_onnx(build_onnx(cfg)) if k.kind == "op"], cfg
+    cfgs, y, fp = measured
+    p = LatencyPredictor(LightGBMLatencyModel(n_estimators=30).fit(cfgs, y, fp),
+                         Calibration(1.1, -0.01, 0.002, 0.05, 0.03, n_models=20))
+    layers = mobilenetv2_layers(64, 0.35, classes=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = p.predict_architecture(layers)
+        b = p.predict_onnx(build_sequence_onnx(layers)[1]).latency_ms
+    assert a == pytest.approx(b, rel=1e-9)

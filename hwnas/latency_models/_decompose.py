@@ -22,7 +22,7 @@ from onnx import numpy_helper, shape_inference
 from hwnas.errors import InvalidModelError
 from hwnas.profilers._ops import Act, OpConfig, OpType
 
-__all__ = ["Kernel", "decompose_onnx", "VIEW_OPS"]
+__all__ = ["Kernel", "decompose_onnx", "VIEW_OPS", "expand_kernels", "se_ratio"]
 
 VIEW_OPS = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 _ACT_OPS = {"Relu": Act.RELU, "HardSwish": Act.HARDSWISH, "Sigmoid": Act.SIGMOID}
@@ -145,6 +145,32 @@ def _conv_kernel(g: _Graph, n: onnx.NodeProto) -> tuple[OpConfig, list[onnx.Node
     return cfg, covered
 
 
+def se_ratio(channels: int, reduced: int) -> float:
+    """The ``se`` field of a squeeze-excite kernel on ``channels`` reducing to ``reduced``."""
+    return min(1.0, float(f"{(reduced + 0.5) / channels:.6g}"))  # int(channels * se) == reduced
+
+
+def expand_kernels(configs: list[OpConfig] | tuple[OpConfig, ...]) -> list[OpConfig]:
+    """The kernels that blocks run as, the same ones :func:`decompose_onnx` finds in their graphs:
+    an MBConv becomes expand 1x1 (if any), depthwise, squeeze-excite (if any) and project 1x1 (which
+    absorbs the residual Add); other op configurations are kernels already."""
+    out: list[OpConfig] = []
+    for c in configs:
+        if c.op is not OpType.MBCONV:
+            out.append(c)
+            continue
+        mid = c.mid_channels
+        if mid != c.cin:
+            out.append(OpConfig(OpType.PWCONV, c.cin, mid, c.h, c.w, act=c.act, batch=c.batch))
+        dw = OpConfig(OpType.DWCONV, mid, h=c.h, w=c.w, kernel=c.kernel, stride=c.stride, act=c.act, batch=c.batch)
+        out.append(dw)
+        ho, wo = dw.out_hw
+        if c.se:
+            out.append(OpConfig(OpType.SE, mid, h=ho, w=wo, se=se_ratio(mid, c.se_channels), batch=c.batch))
+        out.append(OpConfig(OpType.PWCONV, mid, c.cout, ho, wo, batch=c.batch))
+    return out
+
+
 def _se_kernel(g: _Graph, gap: onnx.NodeProto) -> tuple[OpConfig, list[onnx.NodeProto]] | None:
     x = gap.input[0]
     c1 = g.only_consumer(gap.output[0])
@@ -162,8 +188,7 @@ def _se_kernel(g: _Graph, gap: onnx.NodeProto) -> tuple[OpConfig, list[onnx.Node
         return None
     b, c, h, w = (int(v) for v in g.shapes[x])
     reduced = int(g.shapes[c1.input[1]][0])
-    se = float(f"{(reduced + 0.5) / c:.6g}")  # int(c * se) == reduced
-    return OpConfig(OpType.SE, c, h=h, w=w, se=min(se, 1.0), batch=b), [gap, c1, *a1_nodes, c2, gate, mul]
+    return OpConfig(OpType.SE, c, h=h, w=w, se=se_ratio(c, reduced), batch=b), [gap, c1, *a1_nodes, c2, gate, mul]
 
 
 def _elems(shape: tuple[int, ...] | None) -> int:

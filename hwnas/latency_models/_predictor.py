@@ -28,7 +28,7 @@ import onnx
 
 from hwnas.devices._fingerprint import Fingerprint
 from hwnas.errors import HwnasError
-from hwnas.latency_models._decompose import Kernel, decompose_onnx
+from hwnas.latency_models._decompose import Kernel, decompose_onnx, expand_kernels
 from hwnas.latency_models._features import FEATURE_NAMES, feature_matrix
 from hwnas.latency_models._models import LatencyModel, OpPrediction, load_latency_model
 from hwnas.profilers._ops import Act, OpConfig, OpType
@@ -129,6 +129,7 @@ class LayerTable:
     """
 
     def __init__(self, predictor: LatencyPredictor, choices: Sequence[Sequence[Sequence[OpConfig]]]) -> None:
+        choices = [[expand_kernels(list(choice)) for choice in layer] for layer in choices]
         flat = [c for layer in choices for choice in layer for c in choice]
         uniq = list(dict.fromkeys(flat))
         pred = dict(zip(uniq, predictor.predict_configs(uniq).latency_ms)) if uniq else {}
@@ -182,9 +183,19 @@ class LatencyPredictor:
         return float(self.predict_architectures([configs])[0])
 
     def predict_architectures(self, archs: Sequence[Sequence[OpConfig]]) -> np.ndarray:
-        """Batch prediction: each distinct op configuration is predicted once."""
+        """Batch prediction: blocks are expanded into the kernels they run as (as in the ONNX
+        path, so the calibration applies alike), and each distinct kernel is predicted once."""
         uniq: dict[OpConfig, int] = {}
-        rows = [[uniq.setdefault(c, len(uniq)) for c in arch] for arch in archs]
+        expanded: dict[OpConfig, list[OpConfig]] = {}
+        rows = []
+        for arch in archs:
+            row = []
+            for c in arch:
+                ks = expanded.get(c)
+                if ks is None:
+                    ks = expanded[c] = expand_kernels([c])
+                row += [uniq.setdefault(k, len(uniq)) for k in ks]
+            rows.append(row)
         keys = list(uniq)
         pred = self.predict_configs(keys)
         if pred.fallback.any():
@@ -245,7 +256,8 @@ class LatencyPredictor:
         raw = LatencyPredictor(self.model)
         sums, counts, mbs, wmbs = [], [], [], []
         for u in units:
-            p = raw.predict_configs(list(u)).latency_ms
+            u = expand_kernels(list(u))
+            p = raw.predict_configs(u).latency_ms
             sums.append(float(p.sum()))
             counts.append(len(u))
             io, w = _mb(list(u))

@@ -22,7 +22,7 @@ from hwnas.profilers._profiler import Profiler
 from hwnas.profilers._store import ProfileStore
 
 __all__ = ["training_data", "out_of_fold", "adaptive_round", "measure_models", "calibrate_on", "kernel_units",
-           "MeasuredModel", "evaluate", "fit_model", "calibration_models", "evaluation_models", "TrainReport",
+           "adaptive_configs", "MeasuredModel", "evaluate", "fit_model", "calibration_models", "evaluation_models", "TrainReport",
            "train_device_predictor"]
 
 
@@ -63,6 +63,16 @@ def adaptive_round(model: LatencyModel, configs: Sequence[OpConfig], y: np.ndarr
     err = np.abs(pred - y) / y
     worst = [configs[i] for i in np.argsort(-err)[: max(1, len(configs) // 10)]]
     return perturb(worst, n_new, seed=seed)
+
+
+def adaptive_configs(configs: Sequence[OpConfig], y: np.ndarray, base: Sequence[OpConfig], n_new: int,
+                     seed: int) -> list[OpConfig]:
+    """The adaptive round, fitted on the measured part of ``base`` only, so that rerunning a
+    training on the same store asks for the same configurations (and profiles nothing new)."""
+    keep = set(base)
+    idx = [i for i, c in enumerate(configs) if c in keep]
+    sub = [configs[i] for i in idx]
+    return adaptive_round(fit_model("lightgbm", sub, y[idx], None), sub, y[idx], n_new, seed=seed)
 
 
 def kernel_units(model: onnx.ModelProto) -> list[OpConfig]:
@@ -168,11 +178,12 @@ def train_device_predictor(
         raise HwnasError("training a predictor needs a profile store")
     run = profile_ops or (lambda cfgs, what: profiler.profile_ops(cfgs))
     kernels = list(dict.fromkeys(c for _, m in calibrate_with for c in kernel_units(m)))
-    run(sample_configs(samples, seed=seed) + kernels, "profiling ops")
+    base = sample_configs(samples, seed=seed) + kernels
+    run(base, "profiling ops")
     configs, y = training_data(profiler.store, profiler.fingerprint)
     n_new = 0
     if adaptive and len(configs) >= 20:
-        new = adaptive_round(fit_model("lightgbm", configs, y, None), configs, y, adaptive, seed=seed + 1)
+        new = adaptive_configs(configs, y, base, adaptive, seed + 1)
         n_new = len(new)
         run(new, "adaptive ops")
         configs, y = training_data(profiler.store, profiler.fingerprint)
