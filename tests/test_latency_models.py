@@ -208,3 +208,16 @@ def test_architecture_path_matches_the_onnx_path(measured) -> None:
         a = p.predict_architecture(layers)
         b = p.predict_onnx(build_sequence_onnx(layers)[1]).latency_ms
     assert a == pytest.approx(b, rel=1e-9)
+
+
+def test_calibration_never_predicts_negative_latency() -> None:
+    rng = np.random.default_rng(0)
+    s = rng.uniform(1, 10, 8)
+    m = 0.5 * s - 2.0 + rng.normal(0, 0.01, 8)  # an offset that would go below zero for small models
+    m = np.maximum(m, 0.1)
+    few = Calibration.fit(s, np.full(8, 10), np.ones(8), np.ones(8), m)
+    assert few.scale >= 0 and few.offset_ms >= 0
+    s2 = rng.uniform(1, 10, 20)
+    many = Calibration.fit(s2, rng.integers(5, 50, 20), rng.uniform(0, 5, 20), rng.uniform(0, 5, 20), 0.5 * s2 - 0.4)
+    tiny = many.apply(np.array([0.01]), np.array([200]), np.array([0.0]), np.array([0.0]))
+    assert tiny[0] >= Calibration.MIN_FRACTION * 0.01 > 0

@@ -61,16 +61,20 @@ class Calibration:
     n_models: int = 0
     train_mape: float | None = None
 
-    #: below this many measured models only ``scale`` and ``offset_ms`` are fitted
+    #: below this many measured models only ``scale`` and ``offset_ms`` are fitted (both >= 0)
     FULL_FIT_MODELS = 15
+    #: a calibrated latency is never below this fraction of the raw op sum (the linear terms can
+    #: extrapolate below zero for models far smaller than the calibration models)
+    MIN_FRACTION = 0.05
 
     @property
     def fitted(self) -> bool:
         return self.n_models > 0
 
     def apply(self, op_sum_ms: Any, n_units: Any, io_mb: Any, weight_mb: Any) -> Any:
-        return (self.scale * op_sum_ms + self.per_unit_ms * n_units + self.per_mb_ms * io_mb
-                + self.per_weight_mb_ms * weight_mb + self.offset_ms)
+        total = (self.scale * op_sum_ms + self.per_unit_ms * n_units + self.per_mb_ms * io_mb
+                 + self.per_weight_mb_ms * weight_mb + self.offset_ms)
+        return np.maximum(total, self.MIN_FRACTION * np.asarray(op_sum_ms)) if self.fitted else total
 
     @classmethod
     def fit(cls, op_sum_ms: Sequence[float], n_units: Sequence[float], io_mb: Sequence[float],
@@ -81,10 +85,12 @@ class Calibration:
         if len(m) >= cls.FULL_FIT_MODELS:
             A = np.column_stack([s, n, b, w, np.ones_like(s)]) / m[:, None]
             coef = [float(c) for c in np.linalg.lstsq(A, np.ones_like(m), rcond=None)[0]]
-        else:  # too few models for 5 coefficients: scale and offset only
-            a, c = np.linalg.lstsq(np.column_stack([s, np.ones_like(s)]) / m[:, None], np.ones_like(m), rcond=None)[0]
+        else:  # too few models for 5 coefficients: non-negative scale and offset only
+            from scipy.optimize import nnls
+
+            a, c = nnls(np.column_stack([s, np.ones_like(s)]) / m[:, None], np.ones_like(m))[0]
             coef = [float(a), 0.0, 0.0, 0.0, float(c)]
-        pred = cls(*coef).apply(s, n, b, w)
+        pred = cls(*coef, n_models=len(m)).apply(s, n, b, w)
         return cls(*coef, n_models=len(m), train_mape=float(np.mean(np.abs(pred - m) / m)))
 
 
