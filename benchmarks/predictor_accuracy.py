@@ -33,7 +33,7 @@ from hwnas import zoo
 from hwnas.devices import default_registry
 from hwnas.latency_models import LatencyPredictor, sample_configs
 from hwnas.latency_models._training import (
-    adaptive_configs, calibrate_on, evaluate, fit_model, kernel_units, measure_models, training_data,
+    adaptive_configs, calibrate_on, calibration_models, evaluate, evaluation_models, fit_model, kernel_units, measure_models, training_data,
 )
 from hwnas.profilers import OpConfig, OpType, Profiler, ProfileStore, governor_warning
 from hwnas.profilers._opsets import mobilenetv2_layers
@@ -42,15 +42,9 @@ MODELS = ["lightgbm", "lut", "flops"]
 
 
 def model_sets(quick: bool) -> tuple[list[zoo.ZooModel], list[zoo.ZooModel]]:
-    n_rand = 4 if quick else 40
-    widths = [0.5, 1.0] if quick else [0.35, 0.5, 0.75, 1.0]
-    res_train = [96] if quick else [96, 160]
-    res_test = [128] if quick else [128, 192]
-    train = [zoo.random_model(s) for s in range(n_rand)]
-    train += [zoo.create(f, w, r) for f in ("mobilenetv2", "resnet") for w in widths for r in res_train]
-    test = [zoo.random_model(1000 + s) for s in range(n_rand)]
-    test += [zoo.create(f, w, r) for f in ("mnasnet", "efficientnet", "squeezenet") for w in widths for r in res_test]
-    return train, test
+    """The predictor's own calibration and held-out sets, with 40 random architectures in each."""
+    n = 4 if quick else 40
+    return calibration_models(quick, n_random=n), evaluation_models(quick, n_random=n)
 
 
 def progress(console: Console) -> Progress:

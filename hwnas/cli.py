@@ -444,7 +444,7 @@ def predictor_train(
     _warn_governor(err)
     with _store(db) as store:
         profiler = Profiler(dev, _policy(max_time), store)
-        cal = calibration_models(quick) if calibrate else []
+        cal = [(m.name, m.onnx) for m in calibration_models(quick)] if calibrate else []
         with _progress(len(cal), "calibration models", err) as prog:
             task = prog.task_ids[0]
             report = train_device_predictor(
@@ -497,15 +497,15 @@ def predictor_eval(
     err = _err()
     with _store(db) as store, _progress(len(models), "measuring models", err) as prog:
         task = prog.task_ids[0]
-        measured = measure_models(Profiler(dev, None, store), [(n, m) for _, n, m in models],
+        measured = measure_models(Profiler(dev, None, store), [(m.name, m.onnx) for m in models],
                                   lambda name, ms: prog.update(task, advance=1, current=name))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         predicted = np.array([pred.predict_onnx(m.onnx).latency_ms for m in measured])
     truth = np.array([m.latency_ms for m in measured])
     metrics = latency_metrics(truth, predicted)
-    rows = [{"family": f, "model": m.name, "measured_ms": m.latency_ms, "predicted_ms": float(p)}
-            for (f, _, _), m, p in zip(models, measured, predicted)]
+    rows = [{"family": z.family, "model": m.name, "measured_ms": m.latency_ms, "predicted_ms": float(p)}
+            for z, m, p in zip(models, measured, predicted)]
     if plot:
         _scatter_png(truth, predicted, [r["family"] for r in rows], plot, f"{dev.name}: {d.name}")
     if as_json:

@@ -14,12 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
 
 from hwnas._registry import Registry
-from hwnas.profilers._blocks import ConvAct, OpModule
+from hwnas.profilers._blocks import ChainModel, ConvAct, OpBlock, chain_of_ops
 from hwnas.profilers._onnx import GraphBuilder
 from hwnas.profilers._opsets import mobilenetv2_layers
 from hwnas.profilers._ops import Act, OpConfig, OpType
@@ -68,41 +67,6 @@ class Fire(nn.Module):
         return g.node("Concat", [self.e1.emit_onnx(g, s), self.e3.emit_onnx(g, s)], axis=1)
 
 
-class OpBlock(nn.Module):
-    """One op configuration as a single-input block of a :class:`ChainModel`."""
-
-    def __init__(self, cfg: OpConfig) -> None:
-        super().__init__()
-        self.m = OpModule(cfg)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.m(x)
-
-    def emit_onnx(self, g: GraphBuilder, x: str) -> str:
-        return self.m.emit_onnx(g, [x])
-
-
-class ChainModel(nn.Module):
-    """A chain of blocks (each with ``emit_onnx``) from a fixed input shape."""
-
-    def __init__(self, blocks: list[nn.Module], input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(blocks)
-        self.input_shape, self.output_shape = input_shape, output_shape
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for b in self.blocks:
-            x = b(x)
-        return x
-
-    def to_onnx(self, name: str, dynamic_batch: bool = False) -> onnx.ModelProto:
-        g = GraphBuilder()
-        x = "input"
-        for b in self.blocks:
-            x = b.emit_onnx(g, x)
-        return g.model([("input", self.input_shape)], x, self.output_shape, name=name, dynamic_batch=dynamic_batch)
-
-
 @dataclass(frozen=True)
 class ZooModel:
     name: str
@@ -111,10 +75,6 @@ class ZooModel:
     resolution: int
     module: ChainModel
     onnx: onnx.ModelProto
-
-
-def _from_configs(layers: list[OpConfig]) -> ChainModel:
-    return ChainModel([OpBlock(c) for c in layers], layers[0].input_shapes()[0], layers[-1].output_shape())
 
 
 def _head(layers: list[OpConfig], cin: int, r: int, last: int, classes: int, act: Act) -> list[OpConfig]:
@@ -147,7 +107,7 @@ _FAMILIES: Registry[Callable[[float, int, int], ChainModel]] = Registry("model f
 
 @_FAMILIES.decorator("mobilenetv2")
 def _mobilenetv2(width: float, resolution: int, classes: int) -> ChainModel:
-    return _from_configs(mobilenetv2_layers(resolution, width, classes))
+    return chain_of_ops(mobilenetv2_layers(resolution, width, classes))
 
 
 @_FAMILIES.decorator("mnasnet")
@@ -155,7 +115,7 @@ def _mnasnet(width: float, resolution: int, classes: int) -> ChainModel:
     # MnasNet-A1 (Tan et al. 2019): SepConv, then MBConv stages with k3/k5, e3/e6 and SE in some.
     table = [(1, 3, 16, 1, 1, 0.0), (6, 3, 24, 2, 2, 0.0), (3, 5, 40, 3, 2, 0.25), (6, 3, 80, 4, 2, 0.0),
              (6, 3, 112, 2, 1, 0.25), (6, 5, 160, 3, 2, 0.25), (6, 3, 320, 1, 1, 0.0)]
-    return _from_configs(_mb_stack(table, width, resolution, Act.RELU, 32, classes, 1280))
+    return chain_of_ops(_mb_stack(table, width, resolution, Act.RELU, 32, classes, 1280))
 
 
 @_FAMILIES.decorator("efficientnet")
@@ -163,7 +123,7 @@ def _efficientnet(width: float, resolution: int, classes: int) -> ChainModel:
     # EfficientNet-B0 (Tan & Le 2019): MBConv with SE 0.25 everywhere and SiLU.
     table = [(1, 3, 16, 1, 1, 0.25), (6, 3, 24, 2, 2, 0.25), (6, 5, 40, 2, 2, 0.25), (6, 3, 80, 3, 2, 0.25),
              (6, 5, 112, 3, 1, 0.25), (6, 5, 192, 4, 2, 0.25), (6, 3, 320, 1, 1, 0.25)]
-    return _from_configs(_mb_stack(table, width, resolution, Act.SILU, 32, classes, 1280))
+    return chain_of_ops(_mb_stack(table, width, resolution, Act.SILU, 32, classes, 1280))
 
 
 @_FAMILIES.decorator("resnet")
@@ -250,6 +210,6 @@ def random_model(seed: int, resolution: int | None = None, classes: int = 1000) 
     layers = _head(layers, cin, r, int(rng.choice([512, 1024, 1280])), classes, act)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = _from_configs(layers).eval()
+        module = chain_of_ops(layers).eval()
     name = f"random-{seed}-r{layers[0].h}"
     return ZooModel(name, "random", 1.0, layers[0].h, module, module.to_onnx(name))

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 
 import onnx
-import pytest
 
 from hwnas import zoo
 from hwnas.cli import main

@@ -4,12 +4,11 @@ import dataclasses
 import warnings
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from hwnas import zoo
-from hwnas.devices import default_registry, fingerprint
+from hwnas.devices import default_registry
 from hwnas.errors import HwnasError
 from hwnas.latency_models import (
     Calibration, FallbackWarning, LatencyPredictor, LightGBMLatencyModel, TransferLatencyModel, create_latency_model,

@@ -8,7 +8,7 @@ import pytest
 
 from hwnas.devices import fingerprint
 from hwnas.errors import FingerprintMismatchError, StoreError
-from hwnas.profilers import SCHEMA_VERSION, OpConfig, OpMeasurement, Profiler, ProfileStore, op_set
+from hwnas.profilers import SCHEMA_VERSION, OpMeasurement, Profiler, ProfileStore, op_set
 
 
 def _measure(registry, store, fast_policy, n=3):

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas._registry import Registry
-from hwnas.devices._device import Device, DeviceConstraints, RuntimeOptions
+from hwnas.devices._device import Device, RuntimeOptions
 from hwnas.errors import HwnasError
 
 if sys.version_info >= (3, 11):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -131,25 +132,27 @@ def fit_model(name: str, configs: Sequence[OpConfig], y: np.ndarray, fingerprint
 
 
 
-def calibration_models(quick: bool = False) -> list[tuple[str, onnx.ModelProto]]:
-    """Default whole models a predictor is calibrated on: random architectures, MobileNetV2- and
-    ResNet-like at several widths and resolutions (MnasNet, EfficientNet and SqueezeNet stay held out)."""
+def calibration_models(quick: bool = False, n_random: int | None = None) -> list[Any]:
+    """Default whole models (zoo models) a predictor is calibrated on: random architectures,
+    MobileNetV2- and ResNet-like at several widths and resolutions (MnasNet, EfficientNet and
+    SqueezeNet stay held out)."""
     from hwnas import zoo
 
     widths, res = ([0.5], [96]) if quick else ([0.35, 0.5, 0.75, 1.0], [96, 160])
-    models = [zoo.random_model(s) for s in range(3 if quick else 16)]
-    models += [zoo.create(f, w, r) for f in ("mobilenetv2", "resnet") for w in widths for r in res]
-    return [(m.name, m.onnx) for m in models]
+    n = n_random if n_random is not None else (3 if quick else 16)
+    models = [zoo.random_model(s) for s in range(n)]
+    return models + [zoo.create(f, w, r) for f in ("mobilenetv2", "resnet") for w in widths for r in res]
 
 
-def evaluation_models(quick: bool = False) -> list[tuple[str, str, onnx.ModelProto]]:
-    """Held-out whole models: (family, name, onnx)."""
+def evaluation_models(quick: bool = False, n_random: int | None = None) -> list[Any]:
+    """Held-out whole models (zoo models): other random architectures and the MnasNet-,
+    EfficientNet- and SqueezeNet-like families."""
     from hwnas import zoo
 
     widths, res = ([0.5], [128]) if quick else ([0.35, 0.5, 0.75, 1.0], [128, 192])
-    models = [zoo.random_model(1000 + s) for s in range(2 if quick else 16)]
-    models += [zoo.create(f, w, r) for f in ("mnasnet", "efficientnet", "squeezenet") for w in widths for r in res]
-    return [(m.family, m.name, m.onnx) for m in models]
+    n = n_random if n_random is not None else (2 if quick else 16)
+    models = [zoo.random_model(1000 + s) for s in range(n)]
+    return models + [zoo.create(f, w, r) for f in ("mnasnet", "efficientnet", "squeezenet") for w in widths for r in res]
 
 
 @dataclass

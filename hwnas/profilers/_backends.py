@@ -320,15 +320,13 @@ class TvmBackend(Backend):
 
     def check(self, device: Device | None = None) -> list[str]:
         try:
-            import tvm  # noqa: F401
-            from tvm.relax.frontend.onnx import from_onnx  # noqa: F401
+            import tvm
+            from tvm.relax.frontend.onnx import from_onnx  # noqa: F401 - checks the frontend is there
         except ImportError as exc:
             return [f"TVM with the relax ONNX frontend is not installed ({exc}): {self.install_hint}"]
         problems = []
         if device is not None:
             if device.options.device_type == "cuda":
-                import tvm
-
                 if not tvm.cuda().exist:
                     problems.append("no CUDA GPU visible to TVM (needs a CUDA-enabled TVM build and a GPU)")
             if device.options.precision != "fp32":

@@ -13,7 +13,7 @@ from torch import nn
 from hwnas.profilers._onnx import GraphBuilder
 from hwnas.profilers._ops import Act, OpConfig, OpType
 
-__all__ = ["build_module", "build_onnx", "build_sequence_onnx", "OpModule", "SequentialOps"]
+__all__ = ["build_module", "build_onnx", "build_sequence_onnx", "OpModule", "OpBlock", "ChainModel", "chain_of_ops"]
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -215,25 +215,54 @@ class OpModule(nn.Module):
         return self.body.emit_onnx(g, xs[0])  # type: ignore[operator]
 
 
-class SequentialOps(nn.Module):
-    """A chain of single-input ops, each feeding the next: a whole model made of op configs."""
+class OpBlock(nn.Module):
+    """One op configuration as a single-input block of a :class:`ChainModel`."""
 
-    def __init__(self, configs: Sequence[OpConfig]) -> None:
+    def __init__(self, cfg: OpConfig) -> None:
         super().__init__()
-        for a, b in zip(configs, configs[1:]):
-            if a.output_shape() != b.input_shapes()[0] and not (
-                b.op is OpType.LINEAR and a.output_shape()[:2] == (b.batch, b.cin) and a.out_hw == (1, 1)
-            ):
-                raise ValueError(f"{a} outputs {a.output_shape()} but {b} expects {b.input_shapes()[0]}")
-            if b.op in (OpType.ADD, OpType.CONCAT):
-                raise ValueError(f"{b.op.value} needs several inputs; it cannot be chained")
-        self.configs = list(configs)
-        self.ops = nn.ModuleList(OpModule(c) for c in configs)
+        self.m = OpModule(cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for m in self.ops:
-            x = m(x)
+        return self.m(x)
+
+    def emit_onnx(self, g: GraphBuilder, x: str) -> str:
+        return self.m.emit_onnx(g, [x])
+
+
+class ChainModel(nn.Module):
+    """Blocks (each with ``emit_onnx``) run one after the other: a whole model, or a block of one."""
+
+    def __init__(self, blocks: Sequence[nn.Module], input_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.input_shape, self.output_shape = tuple(input_shape), tuple(output_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for b in self.blocks:
+            x = b(x)
         return x
+
+    def emit_onnx(self, g: GraphBuilder, x: str) -> str:
+        for b in self.blocks:
+            x = b.emit_onnx(g, x)
+        return x
+
+    def to_onnx(self, name: str = "model", dynamic_batch: bool = False) -> onnx.ModelProto:
+        g = GraphBuilder()
+        out = self.emit_onnx(g, "input")
+        return g.model([("input", self.input_shape)], out, self.output_shape, name=name, dynamic_batch=dynamic_batch)
+
+
+def chain_of_ops(configs: Sequence[OpConfig]) -> ChainModel:
+    """A chain of single-input ops, each feeding the next (shapes checked)."""
+    for a, b in zip(configs, configs[1:]):
+        if a.output_shape() != b.input_shapes()[0] and not (
+            b.op is OpType.LINEAR and a.output_shape()[:2] == (b.batch, b.cin) and a.out_hw == (1, 1)
+        ):
+            raise ValueError(f"{a} outputs {a.output_shape()} but {b} expects {b.input_shapes()[0]}")
+        if b.op in (OpType.ADD, OpType.CONCAT):
+            raise ValueError(f"{b.op.value} needs several inputs; it cannot be chained")
+    return ChainModel([OpBlock(c) for c in configs], configs[0].input_shapes()[0], configs[-1].output_shape())
 
 
 def build_module(cfg: OpConfig, seed: int = 0) -> OpModule:
@@ -254,16 +283,9 @@ def build_onnx(cfg: OpConfig, seed: int = 0, module: OpModule | None = None) -> 
 
 def build_sequence_onnx(
     configs: Sequence[OpConfig], seed: int = 0, name: str = "model", dynamic_batch: bool = False
-) -> tuple[SequentialOps, onnx.ModelProto]:
+) -> tuple[ChainModel, onnx.ModelProto]:
     """A whole model from a chain of ops: the torch module and its ONNX graph."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = SequentialOps(configs).eval()
-    g = GraphBuilder()
-    x = "input"
-    for m in module.ops:
-        x = m.emit_onnx(g, [x])
-    first, last = configs[0], configs[-1]
-    model = g.model([("input", first.input_shapes()[0])], x, last.output_shape(), name=name,
-                    dynamic_batch=dynamic_batch)
-    return module, model
+        module = chain_of_ops(configs).eval()
+    return module, module.to_onnx(name, dynamic_batch)

@@ -164,14 +164,15 @@ class MnasNetSpace(SearchSpace):
         return (1, 3, res, res)
 
     def build_module(self, arch: Arch, classes: int = 10, resolution: int | None = None) -> nn.Module:
-        from hwnas.zoo import ChainModel, OpBlock
+        from hwnas.profilers._blocks import ChainModel, OpBlock
 
         space = MnasNetSpace(classes, self.act.value, self.allowed)
         layers, skips, res = space._layers(arch)
         if resolution is not None and resolution != res:
             raise HwnasError(f"this mnasnet architecture's input resolution is {res} (a searched decision)")
         blocks: list[nn.Module] = [(_Residual([OpBlock(c) for c in ops]) if skip else
-                                    (OpBlock(ops[0]) if len(ops) == 1 else _Chain([OpBlock(c) for c in ops])))
+                                    (OpBlock(ops[0]) if len(ops) == 1 else
+                                     ChainModel([OpBlock(c) for c in ops], ops[0].input_shapes()[0], ops[-1].output_shape())))
                                    for ops, skip in zip(layers, skips)]
         first, last = layers[0][0], layers[-1][-1]
         return ChainModel(blocks, first.input_shapes()[0], last.output_shape())
@@ -192,20 +193,3 @@ class MnasNetSpace(SearchSpace):
             return "se" in allowed or "mbconv" in allowed
         return True
 
-
-class _Chain(nn.Module):
-    """A plain chain of ops (no skip)."""
-
-    def __init__(self, ops: list[nn.Module]) -> None:
-        super().__init__()
-        self.ops = nn.ModuleList(ops)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for m in self.ops:
-            x = m(x)
-        return x
-
-    def emit_onnx(self, g: GraphBuilder, x: str) -> str:
-        for m in self.ops:
-            x = m.emit_onnx(g, x)
-        return x

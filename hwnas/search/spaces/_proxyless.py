@@ -102,12 +102,11 @@ class ProxylessSpace(SearchSpace):
         return (1, 3, self.resolution, self.resolution)
 
     def build_module(self, arch: Arch, classes: int = 10, resolution: int | None = None) -> nn.Module:
-        from hwnas.zoo import ChainModel, OpBlock
+        from hwnas.profilers._blocks import chain_of_ops
 
         space = self if (resolution in (None, self.resolution) and classes == self.classes) else \
             ProxylessSpace(resolution or self.resolution, self.width, classes, self.act.value, self.allowed)
-        cfgs = space.op_configs(arch)
-        return ChainModel([OpBlock(c) for c in cfgs], cfgs[0].input_shapes()[0], cfgs[-1].output_shape())
+        return chain_of_ops(space.op_configs(arch))
 
     def option_allowed(self, decision: Decision, option: Any, constraints: DeviceConstraints) -> bool:
         if option == "zero":
