@@ -80,7 +80,7 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
     strategy = create_strategy(args.strategy, space, seed=seed, feasible=feasibility(space, Limits(latency_ms=limit), latency),
                                **params)
     reward = MnasReward(target, 0.0, -1.0)
-    best_i, best_acc, curve = None, -np.inf, []
+    best_i, best_acc, curve, rewards = None, -np.inf, [], []
     for _ in range(args.budget):
         try:
             arch = strategy.ask()
@@ -88,7 +88,8 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
             break
         i = row[space.to_string(arch)]
         acc = truth_acc[i]  # an accuracy query
-        strategy.tell(arch, reward(acc, pred[i]))
+        rewards.append(reward(acc, pred[i]))
+        strategy.tell(arch, rewards[-1])
         if acc > best_acc:
             best_i, best_acc = i, acc
         curve.append(float(best_acc))
@@ -99,7 +100,7 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
     return {"seed": seed, "regret_floor": floor, "found_arch": df["arch_str"][best_i], "found_acc": float(truth_acc[best_i]),
             "found_true_latency_ms": float(truth_lat[best_i]), "found_pred_latency_ms": float(pred[best_i]),
             "oracle_acc": oracle, "regret": oracle - float(truth_acc[best_i]),
-            "violation": bool(truth_lat[best_i] > target), "margin": margin, "curve": curve}
+            "violation": bool(truth_lat[best_i] > target), "margin": margin, "curve": curve, "rewards": rewards}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         "violation_rate": float(np.mean([r["violation"] for r in runs])),
         "regret_floor_median": float(np.median([r["regret_floor"] for r in runs])),
         "oracle_acc": runs[0]["oracle_acc"], "found_acc_mean": float(np.mean([r["found_acc"] for r in runs])),
-        "best_so_far_curve": np.mean([r["curve"][:curve_len] for r in runs], axis=0).tolist(), "per_seed": runs,
+        "best_so_far_curve": np.mean([r["curve"][:curve_len] for r in runs], axis=0).tolist(),
+        # the rewards of the proposed architectures, mean over seeds in windows of 20 queries: a
+        # learning strategy's rise over time
+        "reward_curve": [float(np.mean([r["rewards"][i:i + 20] for r in runs])) for i in range(0, curve_len, 20)],
+        "per_seed": runs,
     }
     for r in runs:
         print(f"seed {r['seed']}: found {r['found_acc']:.2f} (oracle {r['oracle_acc']:.2f}, regret {r['regret']:.2f}), "

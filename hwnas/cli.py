@@ -605,7 +605,18 @@ def search(
     device: Annotated[str, typer.Option("--device", "-d")] = "cpu-ort",
     space: Annotated[str, typer.Option("--space", help="Search space (nb201, proxyless, mlp).")] = "nb201",
     target_ms: Annotated[float, typer.Option("--target-ms", help="Latency target T of the MNAS reward (ms).")] = 5.0,
-    strategy: Annotated[str, typer.Option("--strategy", help="grid, random or evolution.")] = "evolution",
+    strategy: Annotated[str, typer.Option("--strategy", help="grid, random, evolution, reinforce, ppo, or "
+                        "proxyless (supernet with binary gates and a latency loss; --space proxyless).")] = "evolution",
+    space_arg: Annotated[list[str] | None, typer.Option("--space-arg", help="A space setting NAME=VALUE, e.g. "
+                         "resolution=64 or width=0.5 (repeatable).")] = None,
+    strategy_param: Annotated[list[str] | None, typer.Option("--strategy-param", help="A strategy hyper-parameter "
+                              "NAME=VALUE, e.g. population_size=50 or lr=0.02 (repeatable).")] = None,
+    supernet_epochs: Annotated[int, typer.Option("--supernet-epochs", help="proxyless: supernet epochs.")] = 20,
+    warmup_epochs: Annotated[int, typer.Option("--warmup-epochs", help="proxyless: weight-only epochs first.")] = 5,
+    latency_loss: Annotated[str, typer.Option("--latency-loss", help="proxyless: multiplicative "
+                            "(CE * (log E[LAT] / log T)^beta), additive (CE + lambda E[LAT] / T) or none.")] = "multiplicative",
+    latency_lambda: Annotated[float, typer.Option("--latency-lambda", help="proxyless: additive weight.")] = 0.1,
+    latency_beta: Annotated[float, typer.Option("--latency-beta", help="proxyless: multiplicative exponent.")] = 0.6,
     budget: Annotated[int, typer.Option("--budget", help="Architectures to evaluate.")] = 20,
     evaluator: Annotated[str, typer.Option("--evaluator", help="proxy (train on a dataset) or table (CSV).")] = "proxy",
     epochs: Annotated[int, typer.Option("--epochs", help="Proxy training epochs.")] = 2,
@@ -635,13 +646,20 @@ def search(
     from hwnas.search.strategies import strategy_names
 
     dev = _registry(devices_file).get(device)
-    if strategy not in strategy_names():
+    if strategy not in [*strategy_names(), "proxyless"]:
         from hwnas.errors import UnknownNameError
 
-        raise UnknownNameError("strategy", strategy, strategy_names())
+        raise UnknownNameError("strategy", strategy, [*strategy_names(), "proxyless"])
     reward = reward_preset(reward_name, target_ms)
-    sp = create_space(space).restrict(dev.constraints)
+    space_args = _key_values(space_arg, "--space-arg")
+    strategy_params = _key_values(strategy_param, "--strategy-param")
+    sp = _make_space(space, space_args).restrict(dev.constraints)
     pred, pred_dir = _load_predictor(dev, predictor, allow_mismatch)
+    if strategy == "proxyless":
+        _search_proxyless(sp, dev, pred, pred_dir, target_ms, space_args, supernet_epochs, warmup_epochs, latency_loss,
+                          latency_lambda, latency_beta, strategy_params, epochs, dataset, resolution, seed, out,
+                          resume, train_device, as_json)
+        return
     cache: dict = {}
 
     def latency_many(archs):  # noqa: ANN001, ANN202
@@ -672,12 +690,16 @@ def search(
         from hwnas.errors import UnknownNameError
 
         raise UnknownNameError("evaluator", evaluator, ["proxy", "table"])
-    settings = {"device": dev.name, "space": space, "strategy": strategy, "seed": seed, "target_ms": target_ms,
+    settings = {"device": dev.name, "space": space, "space_args": space_args, "strategy": strategy,
+                "strategy_params": strategy_params, "seed": seed, "target_ms": target_ms,
                 "reward": reward_name, "limit_ms": limit, "evaluator": evaluator, "epochs": epochs,
                 "dataset": dataset, "resolution": resolution, "predictor": str(pred_dir)}
     out.mkdir(parents=True, exist_ok=True)
     journal = Journal(out / "journal.sqlite", settings, resume)
-    strat = create_strategy(strategy, sp, seed=seed, feasible=feasible)
+    try:
+        strat = create_strategy(strategy, sp, seed=seed, feasible=feasible, **strategy_params)
+    except TypeError as exc:
+        raise HwnasError(f"bad --strategy-param for {strategy}: {exc}") from None
     err = _err()
     done = len(journal.trials())
     with _progress(budget, f"{strategy} on {space}", err) as prog:
@@ -700,6 +722,95 @@ def search(
                 f"(target {target_ms} ms), {best.params:,} parameters")
     o.print(f"{len(trials)} evaluated ({len(trials) - done} now); run directory: {out} "
             f"(journal.sqlite, best.json, trials.csv, pareto.csv, pareto.png)")
+
+
+def _key_values(items: list[str] | None, option: str) -> dict[str, Any]:
+    """``NAME=VALUE`` strings to a dict; values become int, float or bool where they read as one."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HwnasError(f"{option} takes NAME=VALUE, got {item!r}")
+        v: Any = value
+        for conv in (int, float):
+            try:
+                v = conv(value)
+                break
+            except ValueError:
+                pass
+        if value.lower() in ("true", "false"):
+            v = value.lower() == "true"
+        out[key.strip()] = v
+    return out
+
+
+def _make_space(name: str, args: dict[str, Any]):  # noqa: ANN202
+    import inspect
+
+    from hwnas.search import create_space
+    from hwnas.search.spaces import space_names
+
+    if name not in space_names():
+        from hwnas.errors import UnknownNameError
+
+        raise UnknownNameError("search space", name, space_names())
+    from hwnas.search.spaces import _SPACES
+
+    cls = _SPACES.get(name)
+    known = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "allowed")]
+    bad = [k for k in args if k not in known]
+    if bad:
+        raise HwnasError(f"space {name!r} has no setting {bad[0]!r}; its settings: {', '.join(known)}")
+    return create_space(name, **args)
+
+
+def _search_proxyless(sp: Any, dev: Any, pred: Any, pred_dir: Path, target_ms: float, space_args: dict, supernet_epochs: int,
+                      warmup_epochs: int, latency_loss: str, lam: float, beta: float, params: dict, epochs: int,
+                      dataset: str, resolution: int, seed: int, out: Path, resume: bool, train_device: str,
+                      as_json: bool) -> None:
+    import math
+
+    from hwnas.search._run import best_and_front
+    from hwnas.search.proxyless import ProxylessConfig, run_proxyless
+
+    if sp.name != "proxyless":
+        raise HwnasError(f"--strategy proxyless searches the proxyless space's supernet, not {sp.name!r} "
+                         "(use --space proxyless)")
+    t = None if math.isinf(target_ms) else target_ms
+    try:
+        cfg = ProxylessConfig(target_ms=t, latency_loss=latency_loss, lam=lam, beta=beta, epochs=supernet_epochs,
+                              warmup_epochs=warmup_epochs, seed=seed, **params)
+    except TypeError as exc:
+        raise HwnasError(f"bad --strategy-param for proxyless: {exc}") from None
+    settings = {"device": dev.name, "space": sp.name, "space_args": space_args, "strategy": "proxyless",
+                "strategy_params": params, "seed": seed, "target_ms": target_ms, "latency_loss": latency_loss,
+                "lambda": lam, "beta": beta, "supernet_epochs": supernet_epochs, "warmup_epochs": warmup_epochs,
+                "epochs": epochs, "dataset": dataset, "resolution": resolution, "predictor": str(pred_dir),
+                "limit_ms": t}
+    out.mkdir(parents=True, exist_ok=True)
+    err = _err()
+    with _progress(supernet_epochs, "proxyless supernet", err) as prog:
+        task = prog.task_ids[0]
+        res = run_proxyless(out, sp, pred, cfg, settings, dataset, resolution, epochs, train_device, resume,
+                            on_epoch=lambda r: prog.update(task, completed=r.epoch + 1,
+                                                           current=f"E[LAT] {r.expected_latency_ms:.3f} ms"))
+    trials = res["trials"]
+    best, front = best_and_front(trials, None)
+    result = _write_run(out, sp, trials, best, front, settings, t if t is not None else max(x.latency_ms for x in trials), pred)
+    derived = trials[0]
+    meets = t is None or derived.latency_ms <= t
+    result["meets_target"] = meets
+    (out / "best.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if as_json:
+        _print_json(result)
+        return
+    o = _out()
+    o.print(f"derived: [bold]{derived.arch}[/] accuracy {derived.accuracy:.4f} after {epochs} epochs from scratch, "
+            f"predicted {derived.latency_ms:.3f} ms (target {target_ms} ms{'' if meets else ': NOT MET'})")
+    if not meets:
+        err.print("[yellow]warning:[/] the derived architecture's predicted latency is over the target: raise "
+                  "--latency-beta/--latency-lambda or train longer")
+    o.print(f"run directory: {out} (journal.sqlite, best.json, epochs.csv, proxyless.png, supernet.pt)")
 
 
 def _write_run(out: Path, sp: Any, trials: list, best: Any, front: list, settings: dict, target_ms: float,

@@ -109,9 +109,15 @@ def test_search_bad_input(trained, tmp_path, capsys) -> None:
     base = ["search", "--predictor", str(trained / "predictor"), "--out", str(tmp_path / "x"), "--budget", "2",
             "--epochs", "1"]
     assert main([*base, "--strategy", "annealing"]) == 2
-    assert "Known strategies: evolution, grid, random" in capsys.readouterr().err
+    assert "Known strategies: evolution, grid, ppo, proxyless, random, reinforce" in capsys.readouterr().err
     assert main([*base, "--space", "nasnet"]) == 2
     assert "Known search spaces" in capsys.readouterr().err
+    assert main([*base, "--space-arg", "depth=3"]) == 2
+    assert "has no setting 'depth'" in capsys.readouterr().err
+    assert main([*base, "--strategy-param", "swarm=3"]) == 2
+    assert "bad --strategy-param for evolution" in capsys.readouterr().err
+    assert main([*base, "--strategy", "proxyless", "--space", "nb201"]) == 2
+    assert "use --space proxyless" in capsys.readouterr().err
     assert main([*base, "--space", "nb201", "--target-ms", "0.0001"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "no architecture of 'nb201' meets the limits" in err and "smallest predicted latency" in err

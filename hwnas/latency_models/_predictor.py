@@ -74,7 +74,13 @@ class Calibration:
     def apply(self, op_sum_ms: Any, n_units: Any, io_mb: Any, weight_mb: Any) -> Any:
         total = (self.scale * op_sum_ms + self.per_unit_ms * n_units + self.per_mb_ms * io_mb
                  + self.per_weight_mb_ms * weight_mb + self.offset_ms)
-        return np.maximum(total, self.MIN_FRACTION * np.asarray(op_sum_ms)) if self.fitted else total
+        if not self.fitted:
+            return total
+        if hasattr(total, "clamp_min"):  # a torch tensor (differentiable expected latency)
+            import torch
+
+            return torch.maximum(total, self.MIN_FRACTION * op_sum_ms)
+        return np.maximum(total, self.MIN_FRACTION * np.asarray(op_sum_ms))
 
     @classmethod
     def fit(cls, op_sum_ms: Sequence[float], n_units: Sequence[float], io_mb: Sequence[float],

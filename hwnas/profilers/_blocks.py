@@ -57,22 +57,33 @@ class ActModule(nn.Module):
 
 
 class ConvAct(nn.Module):
-    """Conv with BN folded into weight + bias, then an activation."""
+    """Conv, batch norm, activation. The ONNX graph folds the batch norm (its running statistics)
+    into the conv's weight and bias, as deployed models and runtimes do."""
 
     def __init__(self, cin: int, cout: int, k: int, s: int = 1, groups: int = 1, act: Act = Act.NONE) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=True)
+        self.bn = nn.BatchNorm2d(cout)
         self.act = ActModule(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv(x))
+        return self.act(self.bn(self.conv(x)))
+
+    def folded(self) -> tuple[np.ndarray, np.ndarray]:
+        """Weight and bias of the conv with the batch norm (eval mode) folded in."""
+        bn, c = self.bn, self.conv
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        w = c.weight.detach() * scale[:, None, None, None]
+        b = (c.bias.detach() - bn.running_mean) * scale + bn.bias.detach()
+        return _np(w), _np(b)
 
     def emit_onnx(self, g: GraphBuilder, x: str) -> str:
         c = self.conv
         k, p = c.kernel_size[0], c.padding[0]
+        w, b = self.folded()
         y = g.node(
             "Conv",
-            [x, g.const(_np(c.weight)), g.const(_np(c.bias), "b")],
+            [x, g.const(w), g.const(b, "b")],
             kernel_shape=[k, k],
             strides=list(c.stride),
             pads=[p, p, p, p],

@@ -1,0 +1,98 @@
+"""Strategies side by side on NAS-Bench-201: ``nb201_search.py`` for every (device, strategy) pair
+in one run, the same seeds and predictors for all; a table of median regret and a PNG of the
+controllers' sampled rewards over time.
+
+    python benchmarks/nb201_search_compare.py --latency-csv CSV --accuracy-csv CSV
+        [--accuracy-column COL] [--devices D ...] [--strategies S ...] [--budget 200] [--seeds 10]
+        [--jobs 2] [--json OUT] [--png OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import nb201_search  # noqa: E402
+
+
+def one(job: tuple[str, str, argparse.Namespace]) -> dict:
+    device, strategy, a = job
+    import contextlib
+    import io
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".json") as f, contextlib.redirect_stdout(io.StringIO()):
+        rc = nb201_search.main(["--latency-csv", a.latency_csv, "--accuracy-csv", a.accuracy_csv,
+                                "--accuracy-column", a.accuracy_column, "--device", device, "--target-ms", "median",
+                                "--strategy", strategy, "--budget", str(a.budget), "--seeds", str(a.seeds),
+                                "--json", f.name])
+        if rc:
+            raise SystemExit(f"nb201_search failed for {device}/{strategy}")
+        return json.load(open(f.name))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--latency-csv", required=True)
+    ap.add_argument("--accuracy-csv", required=True)
+    ap.add_argument("--accuracy-column", default="cifar10_test_acc")
+    ap.add_argument("--devices", nargs="+", default=["titanx_1", "2080ti_256", "1080ti_32", "silver_4210r",
+                                                     "gold_6240", "samsung_s7", "essential_ph_1", "pixel3"])
+    ap.add_argument("--strategies", nargs="+", default=["random", "evolution", "reinforce", "ppo"])
+    ap.add_argument("--budget", type=int, default=200)
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--json", dest="json_out")
+    ap.add_argument("--png")
+    args = ap.parse_args()
+    jobs = [(d, s, args) for d in args.devices for s in args.strategies]
+    with ProcessPoolExecutor(args.jobs) as ex:
+        results = list(ex.map(one, jobs))
+    table: dict[str, dict[str, dict]] = {}
+    for (d, s, _), r in zip(jobs, results):
+        table.setdefault(d, {})[s] = {k: r[k] for k in ("regret_median", "regret_mean", "violation_rate",
+                                                          "regret_floor_median", "reward_curve")}
+    print("| device | " + " | ".join(args.strategies) + " |")
+    print("|---|" + "---|" * len(args.strategies))
+    for d, row in table.items():
+        print(f"| {d} | " + " | ".join(f"{row[s]['regret_median']:.3f} ({100 * row[s]['violation_rate']:.0f}%)"
+                                        for s in args.strategies) + " |")
+    for s in args.strategies:
+        med = [table[d][s]["regret_median"] for d in table]
+        print(f"{s}: mean over devices of the median regret {np.mean(med):.3f}")
+    for s in args.strategies:
+        if s == "random":
+            continue
+        wins = sum(table[d][s]["regret_median"] < table[d]["random"]["regret_median"] for d in table) \
+            if "random" in args.strategies else 0
+        print(f"{s} below random on {wins} of {len(table)} devices")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"settings": {k: v for k, v in vars(args).items()},
+                                                   "results": table}, indent=2) + "\n")
+    if args.png:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        for s in args.strategies:
+            curves = np.array([table[d][s]["reward_curve"] for d in table])
+            x = 20 * np.arange(curves.shape[1]) + 10
+            ax.plot(x, curves.mean(0), marker="o", ms=3, label=s)
+        ax.set(xlabel="accuracy queries (windows of 20)", ylabel="mean reward of proposals (acc %)",
+               title=f"NB201 {args.accuracy_column}, T = median latency, mean over {len(table)} devices")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.png, dpi=110)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

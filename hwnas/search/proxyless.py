@@ -1,0 +1,445 @@
+"""ProxylessNAS (Cai et al. 2019): a supernet over the ``proxyless`` space trained with binary
+gates, and a differentiable latency loss from the device predictor.
+
+* Every searchable layer is a :class:`MixedLayer` holding all candidate ops (MBConv k3/5/7 x e3/6,
+  and ``zero``, which skips the layer) and architecture parameters ``alpha``.
+* Weight step: each layer samples one path from ``softmax(alpha)``; only it runs and is trained
+  (the memory of one path).
+* Architecture step: each layer samples two paths; the binary gate of the active one is 1, the
+  other 0, and the gradient reaches ``alpha`` BinaryConnect-style, ``dL/dalpha_i = sum_j dL/dg_j
+  p_j (delta_ij - p_i)`` over the two paths (a straight-through gate), after which the two alphas
+  are shifted so the other paths' probabilities are unchanged (the published rescaling).
+* Latency loss: ``E[LAT]`` = the calibrated sum over layers of ``sum_j p(op_j) * LAT(op_j)``, with
+  ``LAT`` a table built from the predictor before the search (:class:`LatencyTable`), differentiable
+  in ``alpha``; ``additive``: ``CE + lambda * E[LAT] / T``, ``multiplicative``:
+  ``CE * (log E[LAT] / log T) ** beta`` (latencies in microseconds inside the logarithms, so that
+  both stay positive for sub-millisecond targets).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwnas.errors import HwnasError, UnknownNameError
+from hwnas.search.spaces._base import Arch
+from hwnas.search.spaces._proxyless import ProxylessSpace
+
+__all__ = ["MixedLayer", "Supernet", "LatencyTable", "ProxylessConfig", "ProxylessSearch", "EpochRecord",
+           "LATENCY_LOSSES"]
+
+LATENCY_LOSSES = ("additive", "multiplicative", "none")
+
+
+class MixedLayer(nn.Module):
+    """All candidate ops of one layer, ``alpha`` over them, and the gates of the current step."""
+
+    def __init__(self, candidates: list[nn.Module | None], allowed: tuple[int, ...]) -> None:
+        super().__init__()
+        self.ops = nn.ModuleList(op if op is not None else nn.Identity() for op in candidates)
+        self.alpha = nn.Parameter(torch.zeros(len(candidates)))
+        mask = torch.full((len(candidates),), float("-inf"))
+        mask[list(allowed)] = 0.0
+        self.register_buffer("mask", mask)
+        self.mode = "single"  # "single": one sampled path; "two": binary gates over two; "fixed": argmax
+        self.active = 0
+        self.pair: tuple[int, int] = (0, 0)
+        self.gates: torch.Tensor | None = None
+
+    def probs(self) -> torch.Tensor:
+        return torch.softmax(self.alpha + self.mask, 0)
+
+    def argmax(self) -> int:
+        return int(torch.argmax(self.alpha.detach() + self.mask))
+
+    def sample_single(self, g: torch.Generator) -> None:
+        self.mode = "single"
+        self.active = int(torch.multinomial(self.probs().detach(), 1, generator=g))
+
+    def sample_two(self, g: torch.Generator) -> None:
+        """Two distinct paths from softmax(alpha) (one if only one is allowed), the active one
+        chosen in proportion to their renormalised probabilities."""
+        p = self.probs().detach()
+        k = min(2, int((p > 0).sum()))
+        pair = torch.multinomial(p, k, replacement=False, generator=g).tolist()
+        if k == 1:
+            pair = pair * 2
+        self.pair = (pair[0], pair[1])
+        sub = torch.softmax(self.alpha.detach()[pair], 0)
+        self.active = pair[int(torch.multinomial(sub, 1, generator=g))] if k == 2 else pair[0]
+        self.mode = "two"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "fixed":
+            return self.ops[self.argmax()](x)
+        if self.mode == "single":
+            return self.ops[self.active](x)
+        i, j = self.pair
+        if i == j:
+            return self.ops[i](x)
+        # straight-through binary gates: value one-hot, gradient that of the two paths' softmax
+        p2 = torch.softmax(self.alpha[[i, j]], 0)
+        onehot = torch.tensor([1.0 if i == self.active else 0.0, 1.0 if j == self.active else 0.0])
+        self.gates = onehot + p2 - p2.detach()
+        out_active = self.ops[self.active](x)
+        other = j if i == self.active else i
+        with torch.no_grad():
+            out_other = self.ops[other](x)
+        ga, go = (self.gates[0], self.gates[1]) if i == self.active else (self.gates[1], self.gates[0])
+        # value: the active path (g = 1, 0); d out / d g_k = o_k, as the binary gates need
+        return ga * out_active + go * out_other
+
+    def rescale_after_step(self, before: torch.Tensor) -> None:
+        """Shift the two sampled alphas so that ``sum exp`` over them is what it was before the
+        step: the paths not sampled keep their probabilities (ProxylessNAS's rescaling)."""
+        i, j = self.pair
+        if i == j:
+            return
+        idx = [i, j]
+        with torch.no_grad():
+            offset = torch.logsumexp(before[idx], 0) - torch.logsumexp(self.alpha[idx], 0)
+            self.alpha[idx] += offset
+
+
+class Supernet(nn.Module):
+    """The ``proxyless`` space with every searchable layer a :class:`MixedLayer`."""
+
+    def __init__(self, space: ProxylessSpace, seed: int = 0) -> None:
+        super().__init__()
+        from hwnas.profilers._blocks import OpBlock
+
+        self.space = space
+        table = space.layer_options()
+        n_search = len(space.decisions)
+        blocks: list[nn.Module] = []
+        self.mixed = nn.ModuleList()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for li, layer in enumerate(table):
+                if 2 <= li < 2 + n_search:
+                    m = MixedLayer([OpBlock(c[0]) if c else None for c in layer], space.allowed[li - 2])
+                    self.mixed.append(m)
+                    blocks.append(m)
+                else:
+                    blocks.extend(OpBlock(c) for c in layer[0])
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if not n.endswith(".alpha")]
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [m.alpha for m in self.mixed]
+
+    def set_mode(self, mode: str, g: torch.Generator | None = None) -> None:
+        for m in self.mixed:
+            if mode == "single":
+                m.sample_single(g)  # type: ignore[arg-type]
+            elif mode == "two":
+                m.sample_two(g)  # type: ignore[arg-type]
+            else:
+                m.mode = "fixed"
+
+    def derive(self) -> Arch:
+        """The architecture of the most likely op per layer."""
+        return self.space.make([m.argmax() for m in self.mixed])
+
+    def probs(self) -> list[list[float]]:
+        return [m.probs().detach().tolist() for m in self.mixed]
+
+
+class LatencyTable:
+    """Predicted latency of every option of every layer, and the expected latency under the
+    architecture distribution: ``calibration(sum_l sum_j p_lj * t_lj)`` (the calibration is linear
+    in the table's sums, so this is the expectation of the calibrated latency, up to its floor)."""
+
+    def __init__(self, predictor: Any, space: ProxylessSpace) -> None:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.table = predictor.layer_table(space.layer_options())
+        n_search = len(space.decisions)
+        rows = slice(2, 2 + n_search)
+        fixed = [i for i in range(self.table.ms.shape[0]) if not 2 <= i < 2 + n_search]
+        self.calibration = self.table.calibration
+        self.terms = {}
+        self.fixed = {}
+        for name in ("ms", "units", "io_mb", "weight_mb"):
+            arr = getattr(self.table, name)
+            self.terms[name] = torch.as_tensor(arr[rows], dtype=torch.float64)
+            self.fixed[name] = float(arr[fixed, 0].sum())
+
+    def layer_ms(self) -> np.ndarray:
+        """Uncalibrated predicted ms of each option of each searchable layer."""
+        return self.terms["ms"].numpy()
+
+    def expected(self, probs: list[torch.Tensor]) -> torch.Tensor:
+        """Differentiable expected latency (ms) under per-layer probabilities."""
+        sums = {}
+        for name, t in self.terms.items():
+            sums[name] = self.fixed[name] + sum((p.double() * t[i, : len(p)]).sum() for i, p in enumerate(probs))
+        return self.calibration.apply(sums["ms"], sums["units"], sums["io_mb"], sums["weight_mb"])
+
+    def of(self, space: ProxylessSpace, arch: Arch) -> float:
+        return float(self.table.predict(np.array([space.layer_indices(arch)]))[0])
+
+
+@dataclass(frozen=True)
+class ProxylessConfig:
+    """Settings of one supernet search (the published defaults scaled down for small data)."""
+
+    target_ms: float | None = None  # None = no latency loss (T = infinity)
+    latency_loss: str = "multiplicative"
+    lam: float = 0.1  # additive weight
+    beta: float = 0.6  # multiplicative exponent
+    epochs: int = 20
+    warmup_epochs: int = 5
+    batch_size: int = 64
+    weight_lr: float = 0.05
+    arch_lr: float = 0.02
+    arch_every: int = 1  # weight steps per architecture step
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.latency_loss not in LATENCY_LOSSES:
+            raise UnknownNameError("latency loss", self.latency_loss, LATENCY_LOSSES)
+        if self.target_ms is not None and not self.target_ms > 0:
+            raise HwnasError(f"the latency target must be > 0 ms, got {self.target_ms}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise HwnasError(f"need 0 <= warmup epochs ({self.warmup_epochs}) < epochs ({self.epochs})")
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    arch_ce: float
+    expected_latency_ms: float
+    derived_arch: str
+    derived_latency_ms: float
+    supernet_val_acc: float
+    alphas: list[list[float]] = field(repr=False)
+
+
+def latency_term(cfg: ProxylessConfig, ce: torch.Tensor, expected_ms: torch.Tensor) -> torch.Tensor:
+    """The published latency losses.
+
+    >>> c = ProxylessConfig(target_ms=2.0, latency_loss="additive", lam=0.5)
+    >>> float(latency_term(c, torch.tensor(1.0), torch.tensor(4.0)))
+    2.0
+    >>> c = ProxylessConfig(target_ms=1.0, latency_loss="multiplicative", beta=1.0)
+    >>> round(float(latency_term(c, torch.tensor(1.0), torch.tensor(1.0))), 6)
+    1.0
+    """
+    if cfg.target_ms is None or cfg.latency_loss == "none":
+        return ce
+    if cfg.latency_loss == "additive":
+        return ce + cfg.lam * expected_ms / cfg.target_ms
+    us = expected_ms * 1000.0
+    return ce * (torch.log(us) / math.log(cfg.target_ms * 1000.0)) ** cfg.beta
+
+
+class ProxylessSearch:
+    """Alternate weight steps (one path) and architecture steps (two paths, binary gates plus the
+    latency loss) on a train/validation split of the training data; ``run`` returns per-epoch
+    records and the derived architecture. ``checkpoint`` (a path) makes it resumable per epoch."""
+
+    def __init__(self, space: ProxylessSpace, predictor: Any, config: ProxylessConfig,
+                 data: tuple, train_space: ProxylessSpace | None = None, device: str = "cpu") -> None:
+        self.space, self.cfg, self.device = space, config, device
+        self.train_space = train_space or space
+        xt, yt, xv, yv, classes = data
+        g = torch.Generator().manual_seed(config.seed)
+        perm = torch.randperm(len(yt), generator=g)
+        n_arch = max(1, len(yt) // 5)
+        self.w_data = (xt[perm[n_arch:]], yt[perm[n_arch:]])
+        self.a_data = (xt[perm[:n_arch]], yt[perm[:n_arch]])
+        self.v_data = (xv, yv)
+        self.latency = LatencyTable(predictor, space)
+        self.net = Supernet(self.train_space, config.seed).to(device)
+        self.w_opt = torch.optim.SGD(self.net.weight_parameters(), lr=config.weight_lr, momentum=0.9,
+                                     weight_decay=4e-5, nesterov=True)
+        self.a_opt = torch.optim.Adam(self.net.arch_parameters(), lr=config.arch_lr, betas=(0.0, 0.999), eps=1e-8)
+        self.gen = torch.Generator().manual_seed(config.seed + 1)
+        self.epoch = 0
+        self.records: list[EpochRecord] = []
+
+    # ---- pieces ------------------------------------------------------------------------------
+    def expected_latency(self) -> torch.Tensor:
+        return self.latency.expected([m.probs() for m in self.net.mixed])
+
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        self.net.train()
+        self.net.set_mode("single", self.gen)
+        loss = nn.functional.cross_entropy(self.net(x.to(self.device)), y.to(self.device))
+        self.w_opt.zero_grad()
+        loss.backward()
+        self.w_opt.step()
+        return float(loss.detach())
+
+    def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        self.net.train()
+        self.net.set_mode("two", self.gen)
+        before = [m.alpha.detach().clone() for m in self.net.mixed]
+        ce = nn.functional.cross_entropy(self.net(x.to(self.device)), y.to(self.device))
+        loss = latency_term(self.cfg, ce, self.expected_latency().float())
+        self.a_opt.zero_grad()
+        self.w_opt.zero_grad()
+        loss.backward()
+        self.a_opt.step()
+        self.w_opt.zero_grad()  # the architecture step trains no weight
+        for m, b in zip(self.net.mixed, before):
+            m.rescale_after_step(b)
+        return float(ce.detach())
+
+    @torch.no_grad()
+    def supernet_accuracy(self) -> float:
+        """Validation accuracy of the supernet with the derived (argmax) path."""
+        self.net.eval()
+        self.net.set_mode("fixed")
+        xv, yv = self.v_data
+        pred = torch.cat([self.net(xv[i: i + 256].to(self.device)).argmax(1).cpu() for i in range(0, len(yv), 256)])
+        return float((pred == yv).float().mean())
+
+    # ---- loop ----------------------------------------------------------------------------------
+    def run_epoch(self) -> EpochRecord:
+        cfg = self.cfg
+        xt, yt = self.w_data
+        xa, ya = self.a_data
+        perm = torch.randperm(len(yt), generator=self.gen)
+        search = self.epoch >= cfg.warmup_epochs
+        losses, ces = [], []
+        a_pos = 0
+        for step, i in enumerate(range(0, len(yt), cfg.batch_size)):
+            idx = perm[i: i + cfg.batch_size]
+            losses.append(self.weight_step(xt[idx], yt[idx]))
+            if search and (step + 1) % cfg.arch_every == 0:
+                if a_pos >= len(ya):
+                    a_pos = 0
+                ces.append(self.arch_step(xa[a_pos: a_pos + cfg.batch_size], ya[a_pos: a_pos + cfg.batch_size]))
+                a_pos += cfg.batch_size
+        arch = self.net.derive()
+        rec = EpochRecord(self.epoch, float(np.mean(losses)), float(np.mean(ces)) if ces else float("nan"),
+                          float(self.expected_latency()), self.space.to_string(arch),
+                          self.latency.of(self.space, arch), self.supernet_accuracy(),
+                          [m.alpha.detach().tolist() for m in self.net.mixed])
+        self.records.append(rec)
+        self.epoch += 1
+        return rec
+
+    def run(self, checkpoint: str | Path | None = None,
+            on_epoch: Callable[[EpochRecord], None] | None = None) -> Arch:
+        if checkpoint is not None and Path(checkpoint).exists():
+            self.load_checkpoint(checkpoint)
+        while self.epoch < self.cfg.epochs:
+            rec = self.run_epoch()
+            if checkpoint is not None:
+                self.save_checkpoint(checkpoint)
+            if on_epoch:
+                on_epoch(rec)
+        return self.net.derive()
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        tmp = Path(str(path) + ".tmp")
+        torch.save({"net": self.net.state_dict(), "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
+                    "gen": self.gen.get_state(), "epoch": self.epoch, "records": self.records}, tmp)
+        tmp.replace(path)  # atomic: a kill leaves the previous epoch's checkpoint
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        state = torch.load(path, weights_only=False)
+        self.net.load_state_dict(state["net"])
+        self.w_opt.load_state_dict(state["w_opt"])
+        self.a_opt.load_state_dict(state["a_opt"])
+        self.gen.set_state(state["gen"])
+        self.epoch, self.records = state["epoch"], list(state["records"])
+
+
+def run_proxyless(out: Path, space: ProxylessSpace, predictor: Any, config: ProxylessConfig, settings: dict[str, Any],
+                  dataset: str = "digits", resolution: int = 16, final_epochs: int = 5, device: str = "cpu",
+                  resume: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None) -> dict[str, Any]:
+    """A whole supernet search in a run directory: ``journal.sqlite`` (settings, every epoch's
+    alphas and expected latency, the derived architecture's trial), ``supernet.pt`` (the per-epoch
+    checkpoint ``--resume`` continues from), ``epochs.csv``, ``proxyless.png``; the derived
+    architecture is trained from scratch for ``final_epochs`` to give its accuracy. Returns the
+    summary the caller writes as ``best.json``."""
+    import json
+    import time
+
+    from hwnas.search._evaluators import ProxyTrainingEvaluator, load_dataset
+    from hwnas.search._run import Journal, Trial
+
+    journal = Journal(out / "journal.sqlite", settings, resume)
+    journal.conn.execute("CREATE TABLE IF NOT EXISTS epochs (epoch INTEGER PRIMARY KEY, train_loss REAL, "
+                         "arch_ce REAL, expected_latency_ms REAL, derived_arch TEXT, derived_latency_ms REAL, "
+                         "supernet_val_acc REAL, alphas TEXT)")
+    if not resume and (out / "supernet.pt").exists():
+        (out / "supernet.pt").unlink()
+    train_space = ProxylessSpace(resolution, space.width, space.classes, space.act.value, space.allowed)
+    data = load_dataset(dataset, resolution, config.seed)
+    if data[4] != space.classes:
+        train_space = ProxylessSpace(resolution, space.width, data[4], space.act.value, space.allowed)
+    search = ProxylessSearch(space, predictor, config, data, train_space, device)
+
+    def record(rec: EpochRecord) -> None:
+        with journal.conn:
+            journal.conn.execute("INSERT OR REPLACE INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                 (rec.epoch, rec.train_loss, rec.arch_ce, rec.expected_latency_ms, rec.derived_arch,
+                                  rec.derived_latency_ms, rec.supernet_val_acc, json.dumps(rec.alphas)))
+        if on_epoch:
+            on_epoch(rec)
+
+    arch = search.run(out / "supernet.pt", record)
+    trials = journal.trials()
+    if not trials:  # train the derived architecture from scratch: its accuracy
+        t0 = time.perf_counter()
+        evaluator = ProxyTrainingEvaluator(space, dataset, final_epochs, resolution, device=device, seed=config.seed)
+        acc = evaluator(arch)
+        lat = search.latency.of(space, arch)
+        journal.add(Trial(0, space.to_string(arch), acc, lat, acc, space.params(arch), space.flops(arch),
+                          time.perf_counter() - t0))
+        trials = journal.trials()
+    journal.close()
+    _plot_epochs(out, search.records, config.target_ms)
+    import pandas as pd
+
+    pd.DataFrame([{k: v for k, v in r.__dict__.items() if k != "alphas"} for r in search.records]).to_csv(
+        out / "epochs.csv", index=False)
+    return {"trials": trials, "records": search.records, "arch": arch}
+
+
+def _plot_epochs(out: Path, records: list[EpochRecord], target_ms: float | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r.epoch for r in records]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(ep, [r.expected_latency_ms for r in records], "b.-", label="expected latency E[LAT]")
+    a1.plot(ep, [r.derived_latency_ms for r in records], "g.-", label="derived (argmax) architecture")
+    if target_ms is not None:
+        a1.axhline(target_ms, color="k", ls="--", lw=1, label=f"target {target_ms} ms")
+    a1.set(xlabel="epoch", ylabel="predicted latency (ms)", title="latency")
+    a1.legend(fontsize=8)
+    a2.plot(ep, [r.train_loss for r in records], "b.-", label="weight step CE")
+    a2.plot(ep, [r.arch_ce for r in records], "r.-", label="architecture step CE")
+    a2b = a2.twinx()
+    a2b.plot(ep, [r.supernet_val_acc for r in records], "g.--", label="supernet val. accuracy")
+    a2.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    a2.legend(fontsize=8, loc="upper left")
+    a2b.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(out / "proxyless.png", dpi=110)
+    plt.close(fig)
