@@ -642,7 +642,7 @@ def search(
     from hwnas.search import (Journal, Limits, best_and_front, check_budget_feasible, create_space, create_strategy,
                               reward_preset, run_search)
     from hwnas.search._evaluators import ProxyTrainingEvaluator, TableEvaluator
-    from hwnas.search._run import feasibility
+    from hwnas.search._run import feasibility, write_run
     from hwnas.search.strategies import strategy_names
 
     dev = _registry(devices_file).get(device)
@@ -710,7 +710,7 @@ def search(
                                                               current=f"acc {t.accuracy:.3f} lat {t.latency_ms:.2f} ms"))
     journal.close()
     best, front = best_and_front(trials, limit)
-    result = _write_run(out, sp, trials, best, front, settings, target_ms, pred)
+    result = write_run(out, sp, trials, best, front, settings, target_ms, pred)
     if as_json:
         _print_json(result)
         return
@@ -770,7 +770,7 @@ def _search_proxyless(sp: Any, dev: Any, pred: Any, pred_dir: Path, target_ms: f
                       as_json: bool) -> None:
     import math
 
-    from hwnas.search._run import best_and_front
+    from hwnas.search._run import best_and_front, write_run
     from hwnas.search.proxyless import ProxylessConfig, run_proxyless
 
     if sp.name != "proxyless":
@@ -796,7 +796,7 @@ def _search_proxyless(sp: Any, dev: Any, pred: Any, pred_dir: Path, target_ms: f
                                                            current=f"E[LAT] {r.expected_latency_ms:.3f} ms"))
     trials = res["trials"]
     best, front = best_and_front(trials, None)
-    result = _write_run(out, sp, trials, best, front, settings, t if t is not None else max(x.latency_ms for x in trials), pred)
+    result = write_run(out, sp, trials, best, front, settings, t if t is not None else max(x.latency_ms for x in trials), pred)
     derived = trials[0]
     meets = t is None or derived.latency_ms <= t
     result["meets_target"] = meets
@@ -813,36 +813,82 @@ def _search_proxyless(sp: Any, dev: Any, pred: Any, pred_dir: Path, target_ms: f
     o.print(f"run directory: {out} (journal.sqlite, best.json, epochs.csv, proxyless.png, supernet.pt)")
 
 
-def _write_run(out: Path, sp: Any, trials: list, best: Any, front: list, settings: dict, target_ms: float,
-               pred: Any) -> dict[str, Any]:
+# ---- export -------------------------------------------------------------------------------------
+@app.command()
+def export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The ONNX file to write.")],
+    run: Annotated[Path | None, typer.Option("--run", help="A search run directory (its best.json).")] = None,
+    arch: Annotated[Path | None, typer.Option("--arch", help='An architecture JSON: {"space", "arch", "space_args"}.')] = None,
+    device: Annotated[str, typer.Option("--device", "-d")] = "cpu-ort",
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs on the dataset before export.")] = 5,
+    no_train: Annotated[bool, typer.Option("--no-train", help="Export untrained (random) weights.")] = False,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="Default: the run's dataset (digits).")] = None,
+    resolution: Annotated[int | None, typer.Option("--resolution", help="Training resolution (default: the run's).")] = None,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="A dynamic batch axis.")] = False,
+    budget_ms: Annotated[float | None, typer.Option("--budget-ms", help="Latency budget (default: the run's).")] = None,
+    predictor: PredictorDir = None,
+    allow_mismatch: AllowMismatch = False,
+    db: DbOption = None,
+    train_device: Annotated[str, typer.Option("--train-device", help="cpu or cuda for training.")] = "cpu",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    devices_file: DevicesFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train, export to ONNX, verify parity with PyTorch, measure on the device, write model_card.json
+    (and the compiled library for TVM devices)."""
     import dataclasses
 
-    import matplotlib
+    from hwnas.export import card_summary, export_architecture, load_arch_spec
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
+    if (run is None) == (arch is None):
+        raise HwnasError("give exactly one of --run DIR or --arch ARCH.json")
+    spec = load_arch_spec(run or arch)  # type: ignore[arg-type]
+    if budget_ms is not None:
+        spec = dataclasses.replace(spec, budget_ms=budget_ms)
+    dev = _registry(devices_file).get(device)
+    try:
+        pred, _ = _load_predictor(dev, predictor, allow_mismatch)
+    except HwnasError as exc:
+        if predictor is not None:
+            raise
+        pred = None
+        _err().print(f"[yellow]warning:[/] {exc}; the card will have no predicted latency", highlight=False)
+    err = _err()
+    with _store(db) if db else _nullcontext() as store:
+        with err.status(f"{'training, ' if not no_train else ''}exporting and measuring on {dev.name}"):
+            res = export_architecture(spec, dev, output, pred, epochs, not no_train, dataset, resolution,
+                                      dynamic_batch, store=store, seed=seed, train_device=train_device)
+    if as_json:
+        _print_json({**res.card, "onnx_path": str(res.onnx_path), "card_path": str(res.card_path)})
+        return
+    t = Table("", "", title=f"exported {res.onnx_path}")
+    for k, v in card_summary(res.card):
+        t.add_row(k, v)
+    t.add_row("model card", str(res.card_path))
+    if res.library_path:
+        t.add_row("compiled library (TVM)", str(res.library_path))
+    _out().print(t)
+    if res.card["meets_budget"] is False:
+        err.print(f"[yellow]warning:[/] measured {res.card['measured_latency_ms']:.3f} ms is over the budget "
+                  f"{res.card['budget_ms']} ms")
 
-    pd.DataFrame([dataclasses.asdict(t) for t in trials]).to_csv(out / "trials.csv", index=False)
-    pd.DataFrame([dataclasses.asdict(t) for t in front]).to_csv(out / "pareto.csv", index=False)
-    result = {"settings": settings, "n_trials": len(trials),
-              "best": dataclasses.asdict(best) if best else None,
-              "fingerprint": pred.fingerprint, "space": sp.name}
-    if best is not None:
-        result["best"]["predicted_latency_ms"] = best.latency_ms
-    (out / "best.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.scatter([t.latency_ms for t in trials], [t.accuracy for t in trials], s=12, alpha=0.6, label="evaluated")
-    ax.plot([t.latency_ms for t in front], [t.accuracy for t in front], "r.-", label="Pareto front")
-    ax.axvline(target_ms, color="k", ls="--", lw=1, label=f"target {target_ms} ms")
-    if best is not None:
-        ax.scatter([best.latency_ms], [best.accuracy], s=80, facecolors="none", edgecolors="g", label="best")
-    ax.set(xlabel="predicted latency (ms)", ylabel="accuracy", title=f"{settings['strategy']} on {sp.name}, {settings['device']}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "pareto.png", dpi=110)
-    plt.close(fig)
-    return result
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="A search run directory.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file (default: RUN/report.html).")] = None,
+) -> None:
+    """A self-contained HTML report of a run: Pareto front, predicted vs measured latency, per-op
+    breakdown of the chosen model, search progress."""
+    from hwnas.report import write_report
+
+    path = write_report(run, output)
+    _out().print(f"report written to {path}")
+
+
+@contextmanager
+def _nullcontext() -> Iterator[None]:
+    yield None
 
 
 # ---- main job ---------------------------------------------------------------------------------
@@ -850,61 +896,43 @@ def _write_run(out: Path, sp: Any, trials: list, best: Any, front: list, setting
 def quickstart(
     out: Annotated[Path, typer.Option("--out", help="Directory for everything written.")] = Path("hwnas-quickstart"),
     device: Annotated[str, typer.Option("--device", "-d")] = "cpu-ort",
+    budget_ms: Annotated[float | None, typer.Option("--budget-ms", help="Latency budget (default: the 40th "
+                         "percentile of the space's predicted latencies).")] = None,
+    search_budget: Annotated[int, typer.Option("--search-budget", help="Architectures trained in the search.")] = 10,
+    max_time: Annotated[float | None, typer.Option("--max-time-per-op")] = None,
     devices_file: DevicesFile = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """The main job: profile this CPU on a small MobileNetV2's ops and the whole model; summarise."""
-    from hwnas.profilers import Profiler, build_sequence_onnx, mobilenetv2_layers
+    """The main job, end to end on this machine: profile the ops of a small search space, train and
+    check a latency predictor, search under a latency budget with proxy training on digits, export
+    the best model to ONNX, verify and measure it. Rerunning reuses what is stored."""
+    import dataclasses
 
-    out.mkdir(parents=True, exist_ok=True)
-    db = out / "profiles.sqlite"
-    console = _out()
-    res = _profile(device, None, "mobilenetv2-small", db, False, None, devices_file, False)
-    layers = mobilenetv2_layers(96, 0.5, classes=10)
-    _, model = build_sequence_onnx(layers, name="mobilenetv2-0.5-96")
-    model_path = out / "mobilenetv2_0.5_96.onnx"
-    import onnx
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    onnx.save(model, str(model_path))
+    from hwnas.pipeline import PipelineConfig, run_pipeline
+
     dev = _registry(devices_file).get(device)
-    with _store(db) as store:
-        with _err().status("profiling the whole model"):
-            m = Profiler(dev, None, store).profile_model(model, name=model_path.name)
-        fp_id = m.fingerprint_id
-        per_op = {}
-        for layer in layers:
-            rec = store.get_op(fp_id, layer.with_batch(dev.options.batch_size))
-            per_op[str(layer)] = rec.latency_ms if rec and rec.latency_ms is not None else float("nan")
-        summary_store = store.summary()
-    by_type: dict[str, float] = {}
-    for layer in layers:
-        by_type[layer.op.value] = by_type.get(layer.op.value, 0.0) + per_op[str(layer)]
-    op_sum = sum(per_op[str(layer)] for layer in layers)
-    t = Table("op type", "layers", "sum of op medians (ms)", title=f"MobileNetV2-0.5 @96 on {dev.name} ({fp_id})")
-    for op_type, ms in sorted(by_type.items(), key=lambda kv: -kv[1]):
-        t.add_row(op_type, str(sum(1 for x in layers if x.op.value == op_type)), f"{ms:.3f}")
-    console.print(t)
-    summary = {
-        "device": dev.name,
-        "fingerprint": fp_id,
-        "ops_measured_now": len(res.run.measured),
-        "ops_reused_from_store": len(res.run.skipped),
-        "sum_of_op_latencies_ms": round(op_sum, 4),
-        "whole_model_latency_ms": round(m.latency_ms, 4),
-        "sum_over_whole": round(op_sum / m.latency_ms, 3),
-        "model": str(model_path),
-        "profile_store": str(db),
-        "store_counts": summary_store,
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    t2 = Table("", "")
-    t2.add_row("ops measured now / reused", f"{summary['ops_measured_now']} / {summary['ops_reused_from_store']}")
-    t2.add_row("whole model, measured end to end", f"{m.latency_ms:.3f} ms ({m.stats.n_runs} runs)")
-    t2.add_row("sum of per-op latencies", f"{op_sum:.3f} ms ({summary['sum_over_whole']:.2f}x the whole model)")
-    t2.add_row("slowest kernel", max(m.breakdown, key=lambda n: n.duration_ms).name if m.breakdown else "-")
-    t2.add_row("ONNX model", str(model_path))
-    t2.add_row("profile store", str(db))
-    t2.add_row("summary", str(out / "summary.json"))
-    console.print(t2)
+    err = _err()
+    _warn_governor(err)
+    cfg = dataclasses.replace(PipelineConfig(), budget_ms=budget_ms, search_budget=search_budget)
+    tasks: dict[str, Any] = {}
+    with Progress(TextColumn("{task.description:<14}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err,
+                  disable=not err.is_terminal and as_json) as prog:
+        def tick(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = prog.add_task(stage, total=total)
+            prog.update(tasks[stage], completed=done)
+
+        result = run_pipeline(out, dev, cfg, _policy(max_time), tick, lambda msg: prog.console.print(msg))
+    if as_json:
+        _print_json(result.summary)
+        return
+    t = Table("", "", title="hwnas quickstart: profile -> predictor -> search -> export")
+    for k, v in result.rows:
+        t.add_row(k, v)
+    _out().print(t)
 
 
 # ---- entry point ------------------------------------------------------------------------------

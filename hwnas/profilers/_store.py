@@ -131,6 +131,17 @@ class ProfileStore:
                     f"{p} has profile store schema version {meta.get('schema_version')}, this hwnas "
                     f"reads version {SCHEMA_VERSION}; refusing to use it (upgrade hwnas or use another --db)"
                 )
+            # a development build may have written the same version number with other columns
+            want = sqlite3.connect(":memory:")
+            want.executescript(_SCHEMA)
+            for table in ("op_measurements", "model_measurements"):
+                cols = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                need = {r[1] for r in want.execute(f"PRAGMA table_info({table})")}
+                if need - cols:
+                    conn.close()
+                    raise StoreError(f"{p} was written by an older development build of hwnas (table {table} lacks "
+                                     f"{', '.join(sorted(need - cols))}); refusing to use it (use another --db)")
+            want.close()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")

@@ -114,6 +114,10 @@ class ProxyTrainingEvaluator:
         self.resolution = resolution
 
     def __call__(self, arch: Arch) -> float:
+        return self.train(arch)[1]
+
+    def train(self, arch: Arch):  # noqa: ANN201
+        """The trained module (eval mode) and its validation accuracy."""
         import torch
 
         xt, yt, xv, yv, classes = self.data
@@ -138,6 +142,6 @@ class ProxyTrainingEvaluator:
         model.eval()
         with torch.no_grad():
             pred = torch.cat([model(xv[i: i + 256].to(self.device)).argmax(1).cpu() for i in range(0, len(yv), 256)])
-        return float((pred == yv).float().mean())
+        return model, float((pred == yv).float().mean())
 
 

@@ -23,7 +23,8 @@ from hwnas.search._objective import MnasReward, pareto_front
 from hwnas.search.spaces._base import Arch, InfeasibleError, SearchSpace
 from hwnas.search.strategies._base import SearchExhausted, Strategy
 
-__all__ = ["Limits", "Journal", "Trial", "run_search", "check_budget_feasible", "feasibility", "best_and_front"]
+__all__ = ["Limits", "Journal", "Trial", "run_search", "check_budget_feasible", "feasibility", "best_and_front",
+           "write_run"]
 
 
 @dataclass(frozen=True)
@@ -170,3 +171,35 @@ def best_and_front(trials: list[Trial], limit_ms: float | None) -> tuple[Trial |
     idx = pareto_front([t.accuracy for t in trials], [t.latency_ms for t in trials]) if trials else []
     return best, [trials[i] for i in idx]
 
+
+def write_run(out: Path, sp: Any, trials: list, best: Any, front: list, settings: dict, target_ms: float,
+               pred: Any) -> dict[str, Any]:
+    """trials.csv, pareto.csv, best.json and pareto.png in a run directory; returns best.json's content."""
+    import dataclasses
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    pd.DataFrame([dataclasses.asdict(t) for t in trials]).to_csv(out / "trials.csv", index=False)
+    pd.DataFrame([dataclasses.asdict(t) for t in front]).to_csv(out / "pareto.csv", index=False)
+    result = {"settings": settings, "n_trials": len(trials),
+              "best": dataclasses.asdict(best) if best else None,
+              "fingerprint": pred.fingerprint, "space": sp.name}
+    if best is not None:
+        result["best"]["predicted_latency_ms"] = best.latency_ms
+    (out / "best.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter([t.latency_ms for t in trials], [t.accuracy for t in trials], s=12, alpha=0.6, label="evaluated")
+    ax.plot([t.latency_ms for t in front], [t.accuracy for t in front], "r.-", label="Pareto front")
+    ax.axvline(target_ms, color="k", ls="--", lw=1, label=f"target {target_ms} ms")
+    if best is not None:
+        ax.scatter([best.latency_ms], [best.accuracy], s=80, facecolors="none", edgecolors="g", label="best")
+    ax.set(xlabel="predicted latency (ms)", ylabel="accuracy", title=f"{settings['strategy']} on {sp.name}, {settings['device']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "pareto.png", dpi=110)
+    plt.close(fig)
+    return result

@@ -88,8 +88,9 @@ class _Controller(Strategy):
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
                  batch_size: int = 10, lr: float = 0.05, hidden: int = 64, entropy: float = 0.0,
-                 max_draws: int = 500) -> None:
+                 max_draws: int = 500, learn_infeasible: bool = False) -> None:
         super().__init__(space, seed, feasible)
+        self.learn_infeasible = learn_infeasible
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.policy = LSTMPolicy(space, hidden)
@@ -134,8 +135,10 @@ class _Controller(Strategy):
                         return child
                 continue
             seen_in_row = 0
-            if not self.feasible(arch):  # may not be proposed: the worst reward seen
-                self._record(actions, self.worst)
+            if not self.feasible(arch):  # may not be proposed
+                if self.learn_infeasible:  # ... and scores the worst reward seen
+                    self._record(actions, self.worst)
+                continue
             else:
                 self.pending[arch] = actions
                 return arch
@@ -176,8 +179,8 @@ class ReinforceController(_Controller):
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
                  batch_size: int = 10, lr: float = 0.05, hidden: int = 64, entropy: float = 0.0,
-                 baseline_decay: float = 0.9, max_draws: int = 500) -> None:
-        super().__init__(space, seed, feasible, batch_size, lr, hidden, entropy, max_draws)
+                 baseline_decay: float = 0.9, max_draws: int = 500, learn_infeasible: bool = False) -> None:
+        super().__init__(space, seed, feasible, batch_size, lr, hidden, entropy, max_draws, learn_infeasible)
         self.baseline_decay = baseline_decay
         self.baseline: float | None = None
         self.scale: float | None = None
@@ -207,8 +210,8 @@ class PPOController(_Controller):
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
                  batch_size: int = 10, lr: float = 0.02, hidden: int = 64, entropy: float = 0.0,
                  clip: float = 0.2, gamma: float = 1.0, lam: float = 0.95, epochs: int = 4,
-                 value_coef: float = 0.5, max_draws: int = 500) -> None:
-        super().__init__(space, seed, feasible, batch_size, lr, hidden, entropy, max_draws)
+                 value_coef: float = 0.5, max_draws: int = 500, learn_infeasible: bool = False) -> None:
+        super().__init__(space, seed, feasible, batch_size, lr, hidden, entropy, max_draws, learn_infeasible)
         self.clip, self.gamma, self.lam, self.epochs, self.value_coef = clip, gamma, lam, epochs, value_coef
         self.center: float | None = None
         self.scale: float | None = None

@@ -1,0 +1,225 @@
+"""The end-to-end job: profile -> predictor -> latency-constrained search -> export -> measure.
+
+Everything goes under one directory; a rerun reuses the profile store (ops and whole models
+already measured under this fingerprint are not measured again) and the finished search journal.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwnas.errors import HwnasError
+
+__all__ = ["PipelineConfig", "PipelineResult", "run_pipeline"]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Small budgets that fit the 10-minute main job on 2 cores."""
+
+    space_args: dict[str, Any] = field(default_factory=lambda: {"resolution": 32, "width": 0.35, "classes": 10})
+    sampled_ops: int = 60  # op configurations from the priors, beside the space's own kernels
+    calibration_models: int = 10  # whole models of the space measured to calibrate
+    heldout_models: int = 6  # whole models measured only to check the predictor
+    budget_quantile: float = 0.4  # the latency budget: this quantile of the space's predicted latencies
+    budget_ms: float | None = None  # or a fixed budget
+    strategy: str = "evolution"
+    search_budget: int = 10  # architectures trained during the search
+    search_epochs: int = 2
+    export_epochs: int = 6
+    dataset: str = "digits"
+    seed: int = 0
+
+
+@dataclass
+class PipelineResult:
+    rows: list[tuple[str, str]]
+    summary: dict[str, Any]
+
+
+def _space_models(space: Any, n: int, seed: int) -> list[tuple[str, Any, Any]]:
+    """``n`` distinct random architectures of the space with their ONNX graphs (fixed seeds)."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    out, seen = [], set()
+    while len(out) < n:
+        arch = space.sample(rng)
+        if arch in seen:
+            continue
+        seen.add(arch)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(len(out))
+            model = space.build_module(arch).eval().to_onnx(f"arch{len(out)}")
+        out.append((f"{space.name}-{len(out)}", arch, model))
+    return out
+
+
+def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig(), policy: Any = None,
+                 progress: Callable[[str, int, int], None] | None = None,
+                 log: Callable[[str], None] | None = None) -> PipelineResult:
+    """Run every stage; ``progress(stage, done, total)`` reports, ``log`` tells what is happening."""
+    from hwnas.devices import fingerprint
+    from hwnas.export import ArchSpec, export_architecture
+    from hwnas.latency_models import LatencyPredictor
+    from hwnas.latency_models._decompose import expand_kernels
+    from hwnas.latency_models._sampling import sample_configs
+    from hwnas.latency_models._training import calibrate_on, evaluate, fit_model, measure_models, training_data
+    from hwnas.profilers import Profiler, ProfileStore
+    from hwnas.search import Journal, Limits, MnasReward, create_strategy, run_search
+    from hwnas.search._evaluators import ProxyTrainingEvaluator
+    from hwnas.search._run import best_and_front, feasibility, write_run
+    from hwnas.search.spaces import ProxylessSpace
+
+    say = log or (lambda msg: None)
+    tick = progress or (lambda stage, done, total: None)
+    t_start = time.perf_counter()
+    times: dict[str, float] = {}
+    out.mkdir(parents=True, exist_ok=True)
+    space = ProxylessSpace(**config.space_args).restrict(device.constraints)
+    fp = fingerprint(device)
+    with ProfileStore(out / "profiles.sqlite") as store:
+        profiler = Profiler(device, policy, store)
+        # 1. profile: every kernel the space can run, plus samples from the priors
+        t0 = time.perf_counter()
+        kernels = list(dict.fromkeys(k for layer in space.layer_options() for choice in layer
+                                     for k in expand_kernels(choice)))
+        ops = kernels + sample_configs(config.sampled_ops, seed=config.seed)
+        before = len(store.done_keys(fp.id))
+        say(f"profiling {len(ops)} op configurations ({len(kernels)} kernels of the space)")
+        n_ops = [0]
+
+        def op_start(todo: int, skipped: int) -> None:
+            n_ops[0] = skipped
+            tick("profile ops", skipped, len(ops))
+
+        def op_done(m: Any) -> None:
+            n_ops[0] += 1
+            tick("profile ops", n_ops[0], len(ops))
+
+        run = profiler.profile_ops(ops, on_start=op_start, on_done=op_done)
+        measured_now = len(store.done_keys(fp.id)) - before
+        times["profile_s"] = time.perf_counter() - t0
+        # 2. whole models of the space: calibration and held-out check
+        t0 = time.perf_counter()
+        n_models = config.calibration_models + config.heldout_models
+        models = _space_models(space, n_models, config.seed + 100)
+        say(f"measuring {n_models} whole models ({config.heldout_models} held out)")
+        done = [0]
+
+        def model_done(name: str, ms: float) -> None:
+            done[0] += 1
+            tick("whole models", done[0], n_models)
+
+        measured = measure_models(profiler, [(n, m) for n, _, m in models], model_done)
+        times["models_s"] = time.perf_counter() - t0
+        # 3. predictor: LightGBM on the store, calibrated on the first models, checked on the rest
+        t0 = time.perf_counter()
+        configs, y = training_data(store, fp)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            predictor = calibrate_on(LatencyPredictor(fit_model("lightgbm", configs, y, fp)),
+                                     measured[: config.calibration_models])
+            held = measured[config.calibration_models:]
+            metrics, held_pred = evaluate(predictor, held)
+        pred_dir = predictor.save(out / "predictor")
+        times["predictor_s"] = time.perf_counter() - t0
+        under = [m.latency_ms / p - 1 for m, p in zip(held, held_pred)]
+        # at least 5%: a handful of held-out models cannot show the tail, and small models are noisy
+        margin = float(np.clip(max(under, default=0.0), 0.05, 0.3))
+        # 4. the budget and the search
+        rng = np.random.default_rng(config.seed)
+        probe = list(dict.fromkeys(space.sample(rng) for _ in range(500)))
+        table = predictor.layer_table(space.layer_options())
+        probe_ms = table.predict(np.array([space.layer_indices(a) for a in probe]))
+        budget = config.budget_ms or float(np.quantile(probe_ms, config.budget_quantile))
+        limit = budget / (1 + margin)
+        if limit < probe_ms.min():
+            raise HwnasError(f"no architecture of the space is predicted within {limit:.3f} ms (budget {budget:.3f} ms "
+                             f"less a {100 * margin:.0f}% safety margin); the smallest found is {probe_ms.min():.3f} ms")
+        say(f"searching: budget {budget:.3f} ms, hard limit {limit:.3f} ms (safety margin {100 * margin:.1f}%: "
+            "the largest under-prediction on the held-out models, at least 5%)")
+        t0 = time.perf_counter()
+        cache: dict[Any, float] = dict(zip(probe, probe_ms))
+
+        def latency(arch: Any) -> float:
+            if arch not in cache:
+                cache[arch] = float(table.predict(np.array([space.layer_indices(arch)]))[0])
+            return cache[arch]
+
+        run_dir = out / "run"
+        settings = {"device": device.name, "space": space.name, "space_args": config.space_args,
+                    "strategy": config.strategy, "strategy_params": {}, "seed": config.seed, "target_ms": budget,
+                    "reward": "hard", "limit_ms": limit, "evaluator": "proxy", "epochs": config.search_epochs,
+                    "dataset": config.dataset, "resolution": config.space_args.get("resolution"),
+                    "predictor": str(pred_dir)}
+        journal = Journal(run_dir / "journal.sqlite", settings, resume=True)
+        strategy = create_strategy(config.strategy, space, seed=config.seed,
+                                   feasible=feasibility(space, Limits(limit), latency))
+        evaluator = ProxyTrainingEvaluator(space, config.dataset, config.search_epochs,
+                                           config.space_args.get("resolution"), seed=config.seed)
+        trials = run_search(space, strategy, evaluator, latency, MnasReward(budget, 0.0, -1.0), config.search_budget,
+                            journal, on_trial=lambda t, n: tick("search", n, config.search_budget))
+        journal.close()
+        best, front = best_and_front(trials, limit)
+        write_run(run_dir, space, trials, best, front, settings, budget, predictor)
+        import pandas as pd
+
+        pd.DataFrame({"model": [m.name for m in held], "measured_ms": [m.latency_ms for m in held],
+                      "predicted_ms": held_pred}).to_csv(run_dir / "predictor_heldout.csv", index=False)
+        times["search_s"] = time.perf_counter() - t0
+        if best is None:
+            raise HwnasError("the search found no architecture within the limit")
+        # 5. export the best, measure it
+        t0 = time.perf_counter()
+        say(f"exporting {best.arch}: training {config.export_epochs} epochs, ONNX, parity, measuring")
+        tick("export", 0, 1)
+        spec = ArchSpec(space.name, best.arch, dict(config.space_args), best.accuracy, budget, config.dataset,
+                        config.space_args.get("resolution"))
+        exp = export_architecture(spec, device, run_dir / "model" / "model.onnx", predictor, config.export_epochs,
+                                  True, policy=policy, store=store, seed=config.seed)
+        tick("export", 1, 1)
+        times["export_s"] = time.perf_counter() - t0
+    card = exp.card
+    times["total_s"] = time.perf_counter() - t_start
+    summary = {
+        "device": device.name, "fingerprint": fp.id, "space": f"proxyless {config.space_args}",
+        "ops_profiled": len(ops), "ops_measured_now": measured_now, "ops_reused": len(run.skipped),
+        "whole_models": n_models, "predictor_heldout": metrics, "safety_margin": margin,
+        "budget_ms": budget, "limit_ms": limit, "search_trials": len(trials), "best_arch": best.arch,
+        "search_accuracy": best.accuracy, "accuracy": card["accuracy"],
+        "predicted_latency_ms": card["predicted_latency_ms"], "measured_latency_ms": card["measured_latency_ms"],
+        "meets_budget": card["meets_budget"], "parity_max_abs_diff": card["parity_max_abs_diff"],
+        "seconds": {k: round(v, 1) for k, v in times.items()},
+        "paths": {"profile_store": str(out / "profiles.sqlite"), "predictor": str(pred_dir), "run": str(run_dir),
+                  "onnx": str(exp.onnx_path), "model_card": str(exp.card_path)},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    rows = [
+        ("device", f"{device.name} ({fp.id})"),
+        ("op configurations", f"{len(ops)} ({measured_now} measured now, {len(run.skipped)} reused from the store)"),
+        ("predictor on held-out models", f"MAPE {100 * metrics['mape']:.1f}%, within +-10% {100 * metrics['acc10']:.0f}% "
+                                         f"({len(held)} models)"),
+        ("latency budget", f"{budget:.3f} ms (search limit {limit:.3f} ms)"),
+        ("search", f"{config.strategy}, {len(trials)} architectures trained {config.search_epochs} epochs each"),
+        ("chosen architecture", best.arch),
+        ("accuracy (digits, val.)", f"{card['accuracy']:.4f} after {config.export_epochs} epochs"),
+        ("predicted / measured", f"{card['predicted_latency_ms']:.3f} ms / {card['measured_latency_ms']:.3f} ms"),
+        ("meets the budget", "yes" if card["meets_budget"] else "NO"),
+        ("ONNX parity", f"max abs diff {card['parity_max_abs_diff']:.1e}"),
+        ("time", f"{times['total_s']:.0f} s"),
+        ("profile store", str(out / "profiles.sqlite")),
+        ("predictor", str(pred_dir)),
+        ("search run", f"{run_dir} (journal.sqlite, best.json, trials.csv, pareto.csv, pareto.png)"),
+        ("exported model", f"{exp.onnx_path} + {exp.card_path.name}"),
+        ("summary", str(out / "summary.json")),
+    ]
+    return PipelineResult(rows, summary)

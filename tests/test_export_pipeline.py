@@ -1,0 +1,113 @@
+"""Export (ONNX parity, model card, refusals), the end-to-end pipeline on a tiny budget, the report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from hwnas.cli import main
+from hwnas.devices import DeviceConstraints, default_registry
+from hwnas.errors import HwnasError
+from hwnas.export import ArchSpec, check_parity, export_architecture, load_arch_spec
+from hwnas.pipeline import PipelineConfig, run_pipeline
+from hwnas.search.spaces import create_space
+from hwnas.testing import FAST_POLICY
+
+CARD_KEYS = {"arch", "accuracy", "params", "flops", "predicted_latency_ms", "measured_latency_ms", "budget_ms",
+             "device", "fingerprint", "versions"}
+
+
+def _spec(space_name: str = "proxyless", seed: int = 0, **args) -> ArchSpec:
+    args = args or {"resolution": 16, "width": 0.25, "classes": 10}
+    sp = create_space(space_name, **args)
+    return ArchSpec(space_name, sp.to_string(sp.sample(np.random.default_rng(seed))), args, budget_ms=50.0,
+                    resolution=16)
+
+
+@pytest.mark.parametrize("space_name,args", [("proxyless", {}), ("nb201", {"channels": 8, "cells_per_stage": 1, "resolution": 16})])
+def test_export_untrained_parity_and_card(tmp_path, space_name, args) -> None:
+    if space_name == "nb201":
+        import inspect
+
+        from hwnas.search.spaces import NB201Space
+
+        known = inspect.signature(NB201Space.__init__).parameters
+        args = {k: v for k, v in args.items() if k in known}
+    dev = default_registry().get("cpu-ort")
+    res = export_architecture(_spec(space_name, **args), dev, tmp_path / "m.onnx", None, train=False,
+                              dynamic_batch=True, policy=FAST_POLICY)
+    model = onnx.load(str(res.onnx_path))
+    onnx.checker.check_model(model)
+    assert model.opset_import[0].version >= 17
+    card = json.loads(res.card_path.read_text())
+    assert CARD_KEYS <= set(card)
+    assert card["measured_latency_ms"] > 0 and card["parity_max_abs_diff"] < 1e-3
+    assert card["versions"]["onnxruntime"] and card["fingerprint"]["runtime"]
+    assert card["meets_budget"] == (card["measured_latency_ms"] <= 50.0)
+
+
+def test_parity_failure_is_an_error() -> None:
+    import torch
+
+    sp = create_space("proxyless", resolution=16, width=0.25, classes=10)
+    arch = sp.sample(np.random.default_rng(0))
+    m = sp.build_module(arch).eval()
+    model = m.to_onnx()
+    with torch.no_grad():  # change the torch weights after export: the two must disagree
+        for p in m.parameters():
+            p.add_(0.5)
+    with pytest.raises(HwnasError, match="disagree"):
+        check_parity(model, m, sp.input_shape(arch))
+
+
+def test_export_refuses_what_the_device_cannot_run(tmp_path) -> None:
+    dev = default_registry().get("cpu-ort")
+    spec = _spec()
+    spec = dataclasses.replace(spec, arch="-".join(["k7e6"] * 21))
+    small = dataclasses.replace(dev, constraints=DeviceConstraints(allowed_kernel_sizes=(3, 5)))
+    with pytest.raises(HwnasError, match="cannot run this architecture"):
+        export_architecture(spec, small, tmp_path / "m.onnx", train=False)
+    few = dataclasses.replace(dev, constraints=DeviceConstraints(max_params=1000))
+    with pytest.raises(HwnasError, match="allows 1,000 parameters"):
+        export_architecture(spec, few, tmp_path / "m.onnx", train=False)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_cli_bad_input(tmp_path, capsys) -> None:
+    assert main(["export", "-o", str(tmp_path / "m.onnx")]) == 2
+    assert "exactly one of --run" in capsys.readouterr().err
+    assert main(["export", "--run", str(tmp_path / "nope"), "-o", str(tmp_path / "m.onnx")]) == 2
+    assert "not found" in capsys.readouterr().err
+    (tmp_path / "a.json").write_text('{"space": "proxyless", "arch": "k3e3"}')
+    assert main(["export", "--arch", str(tmp_path / "a.json"), "-o", str(tmp_path / "m.onnx"), "--no-train"]) == 2
+    assert "21 layers" in capsys.readouterr().err
+    with pytest.raises(HwnasError, match="needs 'space' and 'arch'"):
+        (tmp_path / "b.json").write_text("{}")
+        load_arch_spec(tmp_path / "b.json")
+
+
+def test_pipeline_end_to_end_tiny_and_report(tmp_path, capsys) -> None:
+    dev = default_registry().get("cpu-ort")
+    cfg = PipelineConfig(space_args={"resolution": 16, "width": 0.25, "classes": 10}, sampled_ops=5,
+                         calibration_models=5, heldout_models=2, search_budget=2, search_epochs=1, export_epochs=1)
+    res = run_pipeline(tmp_path / "qs", dev, cfg, FAST_POLICY)
+    s = res.summary
+    for p in s["paths"].values():
+        assert (tmp_path / "qs").exists() and __import__("pathlib").Path(p).exists(), p
+    assert s["search_trials"] == 2 and s["measured_latency_ms"] > 0 and s["predicted_latency_ms"] > 0
+    card = json.loads((tmp_path / "qs" / "run" / "model" / "model_card.json").read_text())
+    assert CARD_KEYS <= set(card) and card["arch"] == s["best_arch"]
+    # rerun: nothing is measured again
+    again = run_pipeline(tmp_path / "qs", dev, cfg, FAST_POLICY).summary
+    assert again["ops_measured_now"] == 0 and again["ops_reused"] == s["ops_profiled"]
+    assert main(["report", str(tmp_path / "qs" / "run")]) == 0
+    page = (tmp_path / "qs" / "run" / "report.html").read_text()
+    for part in ("Pareto front", "Predicted vs measured", "Per-op latency breakdown", "Search progress"):
+        assert part in page
+    assert page.count("data:image/png;base64,") >= 4
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a search run directory" in capsys.readouterr().err
