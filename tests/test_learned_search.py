@@ -34,16 +34,17 @@ def test_controllers_learn_a_toy_objective(name) -> None:
     assert s.history and len(s.history) >= 15  # updates on batches of 10 (plus free infeasible samples)
 
 
-def test_controllers_learn_to_avoid_infeasible_architectures() -> None:
+def test_controllers_propose_only_feasible_and_can_learn_from_infeasible_draws() -> None:
     space = create_space("nb201")
     feasible = lambda a: a.choices[0] != 3  # noqa: E731
-    s = create_strategy("reinforce", space, seed=1, feasible=feasible)
-    for _ in range(60):
-        a = s.ask()
-        assert feasible(a)
-        s.tell(a, 1.0 + 0.01 * a.choices[1])
-    probs = torch.softmax(s.policy.evaluate(np.array([a.choices]))[0][0], 0)  # noqa: F841 - smoke
-    assert s.worst <= 1.0
+    for learn in (False, True):
+        s = create_strategy("reinforce", space, seed=1, feasible=feasible, learn_infeasible=learn)
+        for _ in range(60):
+            a = s.ask()
+            assert feasible(a)
+            s.tell(a, 1.0 + 0.01 * a.choices[1])
+        # 60 tells make 6 updates; infeasible draws, when learnt from, add more without evaluations
+        assert (len(s.history) > 6) == learn
 
 
 def test_ppo_gae_matches_returns() -> None:

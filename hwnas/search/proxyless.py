@@ -61,18 +61,18 @@ class MixedLayer(nn.Module):
 
     def sample_single(self, g: torch.Generator) -> None:
         self.mode = "single"
-        self.active = int(torch.multinomial(self.probs().detach(), 1, generator=g))
+        self.active = int(torch.multinomial(self.probs().detach().cpu(), 1, generator=g))
 
     def sample_two(self, g: torch.Generator) -> None:
         """Two distinct paths from softmax(alpha) (one if only one is allowed), the active one
         chosen in proportion to their renormalised probabilities."""
-        p = self.probs().detach()
+        p = self.probs().detach().cpu()
         k = min(2, int((p > 0).sum()))
         pair = torch.multinomial(p, k, replacement=False, generator=g).tolist()
         if k == 1:
             pair = pair * 2
         self.pair = (pair[0], pair[1])
-        sub = torch.softmax(self.alpha.detach()[pair], 0)
+        sub = torch.softmax(self.alpha.detach().cpu()[pair], 0)
         self.active = pair[int(torch.multinomial(sub, 1, generator=g))] if k == 2 else pair[0]
         self.mode = "two"
 
@@ -86,7 +86,8 @@ class MixedLayer(nn.Module):
             return self.ops[i](x)
         # straight-through binary gates: value one-hot, gradient that of the two paths' softmax
         p2 = torch.softmax(self.alpha[[i, j]], 0)
-        onehot = torch.tensor([1.0 if i == self.active else 0.0, 1.0 if j == self.active else 0.0])
+        onehot = torch.tensor([1.0 if i == self.active else 0.0, 1.0 if j == self.active else 0.0],
+                              device=self.alpha.device)
         self.gates = onehot + p2 - p2.detach()
         out_active = self.ops[self.active](x)
         other = j if i == self.active else i
@@ -189,6 +190,7 @@ class LatencyTable:
         """Differentiable expected latency (ms) under per-layer probabilities."""
         sums = {}
         for name, t in self.terms.items():
+            t = t.to(probs[0].device)
             sums[name] = self.fixed[name] + sum((p.double() * t[i, : len(p)]).sum() for i, p in enumerate(probs))
         return self.calibration.apply(sums["ms"], sums["units"], sums["io_mb"], sums["weight_mb"])
 
@@ -332,7 +334,7 @@ class ProxylessSearch:
                 a_pos += cfg.batch_size
         arch = self.net.derive()
         rec = EpochRecord(self.epoch, float(np.mean(losses)), float(np.mean(ces)) if ces else float("nan"),
-                          float(self.expected_latency()), self.space.to_string(arch),
+                          float(self.expected_latency().detach()), self.space.to_string(arch),
                           self.latency.of(self.space, arch), self.supernet_accuracy(),
                           [m.alpha.detach().tolist() for m in self.net.mixed])
         self.records.append(rec)

@@ -4,12 +4,14 @@ The controller emits one decision per step (a softmax over that decision's allow
 previous choice fed back as the next input), as in NASNet/ENAS/MnasNet. Rewards come from
 ``tell`` (the run loop's MNAS reward with the predictor's latency).
 
-``ask`` only returns new, feasible architectures, as the strategy contract requires: a sample
+``ask`` only returns new, feasible architectures, as the strategy contract requires. A sample
 already evaluated is drawn again (crediting it again would only reinforce a collapse onto the best
-one seen; after ``patience`` such draws in a row the policy has converged, and a new mutation of
-its sample is proposed instead: exploration next to its mode), and one that breaks the hard limits (so it may not be proposed) teaches the controller
-for free, without spending budget, with the lowest reward seen so far. When ``max_draws`` samples
-yield nothing, a uniform feasible sample is proposed instead.
+one seen); after ``patience`` such draws in a row the policy has converged, and a new mutation of its
+sample is proposed instead (exploration next to its mode). A sample that breaks the hard limits is
+drawn again too; with ``learn_infeasible=True`` it also teaches the controller, without spending
+budget, as the worst reward seen so far. That is off by default: on NAS-Bench-201 with the budget at
+the median latency it pushed the controllers away from the limit, where the best architectures are
+(BENCHMARKS.md). When ``max_draws`` samples yield nothing, a uniform feasible sample is proposed.
 """
 
 from __future__ import annotations
