@@ -1,6 +1,6 @@
 """The whole pipeline (profile -> predictor -> search -> export -> measure) for several budgets.
 
-    python benchmarks/end_to_end.py [--device cpu-ort] [--quantiles 0.25 0.5 0.75] [--out DIR] [--json OUT]
+    python benchmarks/end_to_end.py [--device cpu-ort] [--quantiles 0.2 0.5 0.8] [--out DIR] [--json OUT]
 
 Each budget is a quantile of the search space's predicted latencies (or ``--budgets-ms``); all
 budgets share one profile store, so only the first run profiles. Per budget: the chosen model's
@@ -26,7 +26,7 @@ from hwnas.pipeline import PipelineConfig, run_pipeline
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu-ort")
-    ap.add_argument("--quantiles", type=float, nargs="+", default=[0.25, 0.5, 0.75])
+    ap.add_argument("--quantiles", type=float, nargs="+", default=[0.2, 0.5, 0.8])
     ap.add_argument("--budgets-ms", type=float, nargs="+")
     ap.add_argument("--search-budget", type=int, default=10)
     ap.add_argument("--out", default="benchmarks/out/end_to_end")

@@ -900,6 +900,8 @@ def quickstart(
                          "percentile of the space's predicted latencies).")] = None,
     search_budget: Annotated[int, typer.Option("--search-budget", help="Architectures trained in the search.")] = 10,
     max_time: Annotated[float | None, typer.Option("--max-time-per-op")] = None,
+    smoke: Annotated[bool, typer.Option("--smoke", help="Tiny budgets and short timing (a smoke test of the "
+                     "pipeline, about a minute; its numbers mean nothing).")] = False,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -916,6 +918,14 @@ def quickstart(
     err = _err()
     _warn_governor(err)
     cfg = dataclasses.replace(PipelineConfig(), budget_ms=budget_ms, search_budget=search_budget)
+    policy = _policy(max_time)
+    if smoke:
+        from hwnas.testing import FAST_POLICY
+
+        cfg = dataclasses.replace(cfg, space_args={"resolution": 16, "width": 0.25, "classes": 10}, sampled_ops=5,
+                                  calibration_models=5, heldout_models=2, search_budget=2, search_epochs=1,
+                                  export_epochs=1)
+        policy = FAST_POLICY
     tasks: dict[str, Any] = {}
     with Progress(TextColumn("{task.description:<14}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err,
@@ -925,7 +935,7 @@ def quickstart(
                 tasks[stage] = prog.add_task(stage, total=total)
             prog.update(tasks[stage], completed=done)
 
-        result = run_pipeline(out, dev, cfg, _policy(max_time), tick, lambda msg: prog.console.print(msg))
+        result = run_pipeline(out, dev, cfg, policy, tick, lambda msg: prog.console.print(msg))
     if as_json:
         _print_json(result.summary)
         return

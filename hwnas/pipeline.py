@@ -18,7 +18,10 @@ import numpy as np
 
 from hwnas.errors import HwnasError
 
-__all__ = ["PipelineConfig", "PipelineResult", "run_pipeline"]
+__all__ = ["PipelineConfig", "PipelineResult", "run_pipeline", "MIN_MARGIN"]
+
+#: the smallest safety margin between the budget and the search's hard limit on predicted latency
+MIN_MARGIN = 0.15
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,9 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
         pred_dir = predictor.save(out / "predictor")
         times["predictor_s"] = time.perf_counter() - t0
         under = [m.latency_ms / p - 1 for m, p in zip(held, held_pred)]
-        # at least 5%: a handful of held-out models cannot show the tail, and small models are noisy
-        margin = float(np.clip(max(under, default=0.0), 0.05, 0.3))
+        # at least 15%: a handful of held-out models cannot show the tail (measured/predicted of the
+        # exported models reached 1.13 where the held-out models' MAPE was 1.7%, BENCHMARKS.md)
+        margin = float(np.clip(max(under, default=0.0), MIN_MARGIN, 0.3))
         # 4. the budget and the search
         rng = np.random.default_rng(config.seed)
         probe = list(dict.fromkeys(space.sample(rng) for _ in range(500)))
@@ -146,7 +150,7 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
             raise HwnasError(f"no architecture of the space is predicted within {limit:.3f} ms (budget {budget:.3f} ms "
                              f"less a {100 * margin:.0f}% safety margin); the smallest found is {probe_ms.min():.3f} ms")
         say(f"searching: budget {budget:.3f} ms, hard limit {limit:.3f} ms (safety margin {100 * margin:.1f}%: "
-            "the largest under-prediction on the held-out models, at least 5%)")
+            f"the largest under-prediction on the held-out models, at least {100 * MIN_MARGIN:.0f}%)")
         t0 = time.perf_counter()
         cache: dict[Any, float] = dict(zip(probe, probe_ms))
 

@@ -151,11 +151,25 @@ def test_sigkill_loses_at_most_the_op_in_flight_and_resumes(tmp_path) -> None:
     assert len(rows) == total and all(n == 1 for _, n in rows)
 
 
-def test_quickstart_twice_reuses_the_profile(capsys, tmp_path) -> None:
-    rc, out, _ = run(capsys, "quickstart", "--out", str(tmp_path / "qs"))
-    assert rc == 0 and "whole model, measured end to end" in out
+def test_quickstart_smoke_end_to_end_twice_and_report(capsys, tmp_path) -> None:
+    """The whole pipeline on a tiny budget; the rerun measures nothing again; the report renders."""
+    from pathlib import Path
+
+    rc, out, _ = run(capsys, "quickstart", "--smoke", "--out", str(tmp_path / "qs"))
+    assert rc == 0 and "chosen architecture" in out and "predicted / measured" in out
     s = json.loads((tmp_path / "qs" / "summary.json").read_text())
-    assert s["ops_measured_now"] > 10 and s["whole_model_latency_ms"] > 0
-    rc, out, _ = run(capsys, "quickstart", "--out", str(tmp_path / "qs"))
+    assert s["ops_measured_now"] > 10 and s["measured_latency_ms"] > 0 and s["search_trials"] == 2
+    assert all(Path(p).exists() for p in s["paths"].values())
+    card = json.loads(Path(s["paths"]["model_card"]).read_text())
+    assert card["arch"] == s["best_arch"] and card["device"] == "cpu-ort" and card["parity_max_abs_diff"] < 1e-3
+    rc, out, _ = run(capsys, "quickstart", "--smoke", "--out", str(tmp_path / "qs"))
     s2 = json.loads((tmp_path / "qs" / "summary.json").read_text())
-    assert rc == 0 and s2["ops_measured_now"] == 0 and s2["ops_reused_from_store"] == s["ops_measured_now"]
+    assert rc == 0 and s2["ops_measured_now"] == 0 and s2["ops_reused"] == s["ops_profiled"]
+    assert s2["best_arch"] == s["best_arch"]  # the finished search is reused
+    rc, out, _ = run(capsys, "report", str(tmp_path / "qs" / "run"))
+    page = (tmp_path / "qs" / "run" / "report.html").read_text()
+    assert rc == 0 and page.count("data:image/png;base64,") >= 4
+    for part in ("Pareto front", "Predicted vs measured", "Per-op latency breakdown", "Search progress"):
+        assert part in page
+    rc, _, err = run(capsys, "report", str(tmp_path))
+    assert rc == 2 and "not a search run directory" in err

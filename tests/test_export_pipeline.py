@@ -13,7 +13,6 @@ from hwnas.cli import main
 from hwnas.devices import DeviceConstraints, default_registry
 from hwnas.errors import HwnasError
 from hwnas.export import ArchSpec, check_parity, export_architecture, load_arch_spec
-from hwnas.pipeline import PipelineConfig, run_pipeline
 from hwnas.search.spaces import create_space
 from hwnas.testing import FAST_POLICY
 
@@ -88,26 +87,3 @@ def test_export_cli_bad_input(tmp_path, capsys) -> None:
     with pytest.raises(HwnasError, match="needs 'space' and 'arch'"):
         (tmp_path / "b.json").write_text("{}")
         load_arch_spec(tmp_path / "b.json")
-
-
-def test_pipeline_end_to_end_tiny_and_report(tmp_path, capsys) -> None:
-    dev = default_registry().get("cpu-ort")
-    cfg = PipelineConfig(space_args={"resolution": 16, "width": 0.25, "classes": 10}, sampled_ops=5,
-                         calibration_models=5, heldout_models=2, search_budget=2, search_epochs=1, export_epochs=1)
-    res = run_pipeline(tmp_path / "qs", dev, cfg, FAST_POLICY)
-    s = res.summary
-    for p in s["paths"].values():
-        assert (tmp_path / "qs").exists() and __import__("pathlib").Path(p).exists(), p
-    assert s["search_trials"] == 2 and s["measured_latency_ms"] > 0 and s["predicted_latency_ms"] > 0
-    card = json.loads((tmp_path / "qs" / "run" / "model" / "model_card.json").read_text())
-    assert CARD_KEYS <= set(card) and card["arch"] == s["best_arch"]
-    # rerun: nothing is measured again
-    again = run_pipeline(tmp_path / "qs", dev, cfg, FAST_POLICY).summary
-    assert again["ops_measured_now"] == 0 and again["ops_reused"] == s["ops_profiled"]
-    assert main(["report", str(tmp_path / "qs" / "run")]) == 0
-    page = (tmp_path / "qs" / "run" / "report.html").read_text()
-    for part in ("Pareto front", "Predicted vs measured", "Per-op latency breakdown", "Search progress"):
-        assert part in page
-    assert page.count("data:image/png;base64,") >= 4
-    assert main(["report", str(tmp_path)]) == 2
-    assert "not a search run directory" in capsys.readouterr().err

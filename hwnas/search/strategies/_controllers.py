@@ -225,7 +225,7 @@ class PPOController(_Controller):
         >>> p = PPOController.__new__(PPOController); p.gamma, p.lam = 1.0, 1.0
         >>> adv, ret = p.gae(np.array([1.0]), np.array([[0.2, 0.5]]))
         >>> adv.round(3).tolist(), ret.round(3).tolist()
-        [[0.8, 0.5]], [[1.0, 1.0]]
+        ([[0.8, 0.5]], [[1.0, 1.0]])
         """
         n, steps = values.shape
         adv = np.zeros_like(values)
