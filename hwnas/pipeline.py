@@ -30,7 +30,7 @@ class PipelineConfig:
 
     space_args: dict[str, Any] = field(default_factory=lambda: {"resolution": 32, "width": 0.35, "classes": 10})
     sampled_ops: int = 60  # op configurations from the priors, beside the space's own kernels
-    calibration_models: int = 10  # whole models of the space measured to calibrate
+    calibration_models: int = 16  # whole models of the space measured to calibrate (>= 15: the full calibration)
     heldout_models: int = 6  # whole models measured only to check the predictor
     budget_quantile: float = 0.4  # the latency budget: this quantile of the space's predicted latencies
     budget_ms: float | None = None  # or a fixed budget
