@@ -216,8 +216,9 @@ class _ProfileResult:
 
 
 def _profile(device_name: str, ops_file: Path | None, space: str | None, db: Path | None, force: bool,
-             max_time: float | None, devices_file: list[Path] | None, as_json: bool) -> _ProfileResult:
-    from hwnas.profilers import Profiler, op_set, read_ops_file
+             max_time: float | None, devices_file: list[Path] | None, as_json: bool,
+             drift_check: bool = True) -> _ProfileResult:
+    from hwnas.profilers import DriftPolicy, Profiler, op_set, read_ops_file
 
     if ops_file and space:
         raise HwnasError("give either --ops FILE or --space NAME, not both")
@@ -226,7 +227,7 @@ def _profile(device_name: str, ops_file: Path | None, space: str | None, db: Pat
     err = _err()
     _warn_governor(err)
     with _store(db) as store:
-        profiler = Profiler(device, _policy(max_time), store)
+        profiler = Profiler(device, _policy(max_time), store, drift=DriftPolicy() if drift_check else None)
         with _progress(len(configs), f"profiling on {device.name}", err) as prog:
             task = prog.task_ids[0]
 
@@ -272,11 +273,12 @@ def profile(
     db: DbOption = None,
     force: Annotated[bool, typer.Option("--force", help="Re-measure ops already in the store.")] = False,
     max_time: Annotated[float | None, typer.Option("--max-time-per-op", help="Seconds of timing per op at most.")] = None,
+    drift_check: Annotated[bool, typer.Option("--drift-check/--no-drift-check", help="Re-time a reference op between chunks; re-measure chunks taken while the device's speed drifted.")] = True,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Measure op configurations on a device into the profile store (resumes where it stopped)."""
-    res = _profile(device, ops, space, db, force, max_time, devices_file, as_json)
+    res = _profile(device, ops, space, db, force, max_time, devices_file, as_json, drift_check)
     summary = _summarise_ops(res)
     if as_json:
         _print_json(summary)
@@ -430,20 +432,21 @@ def predictor_train(
     calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Measure whole models to calibrate.")] = True,
     quick: Annotated[bool, typer.Option("--quick", help="Few calibration models (a smoke run).")] = False,
     max_time: Annotated[float | None, typer.Option("--max-time-per-op")] = None,
+    drift_check: Annotated[bool, typer.Option("--drift-check/--no-drift-check", help="Re-time a reference op between chunks; re-measure chunks taken while the device's speed drifted.")] = True,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Profile the device (resumable), fit a latency model, calibrate it on whole models, save it."""
     from hwnas.latency_models import create_latency_model
     from hwnas.latency_models._training import calibration_models, train_device_predictor
-    from hwnas.profilers import Profiler
+    from hwnas.profilers import DriftPolicy, Profiler
 
     create_latency_model(model)  # unknown names fail before any profiling
     dev = _registry(devices_file).get(device)
     err = _err()
     _warn_governor(err)
     with _store(db) as store:
-        profiler = Profiler(dev, _policy(max_time), store)
+        profiler = Profiler(dev, _policy(max_time), store, drift=DriftPolicy() if drift_check else None)
         cal = [(m.name, m.onnx) for m in calibration_models(quick)] if calibrate else []
         with _progress(len(cal), "calibration models", err) as prog:
             task = prog.task_ids[0]
@@ -839,6 +842,7 @@ def export(
     import dataclasses
 
     from hwnas.export import card_summary, export_architecture, load_arch_spec
+    from hwnas.profilers import DriftPolicy
 
     if (run is None) == (arch is None):
         raise HwnasError("give exactly one of --run DIR or --arch ARCH.json")
@@ -857,7 +861,8 @@ def export(
     with _store(db) if db else _nullcontext() as store:
         with err.status(f"{'training, ' if not no_train else ''}exporting and measuring on {dev.name}"):
             res = export_architecture(spec, dev, output, pred, epochs, not no_train, dataset, resolution,
-                                      dynamic_batch, store=store, seed=seed, train_device=train_device)
+                                      dynamic_batch, store=store, seed=seed, train_device=train_device,
+                                      drift=DriftPolicy() if store is not None else None)
     if as_json:
         _print_json({**res.card, "onnx_path": str(res.onnx_path), "card_path": str(res.card_path)})
         return

@@ -143,8 +143,10 @@ def check_parity(model: onnx.ModelProto, module: Any, input_shape: tuple[int, ..
 def export_architecture(spec: ArchSpec, device: Any, out: str | Path, predictor: Any = None, epochs: int = 5,
                         train: bool = True, dataset: str | None = None, resolution: int | None = None,
                         dynamic_batch: bool = False, policy: Any = None, store: Any = None, seed: int = 0,
-                        train_device: str = "cpu") -> ExportResult:
-    """Build, train, export, verify and measure ``spec`` on ``device``; write the model card."""
+                        train_device: str = "cpu", drift: Any = None) -> ExportResult:
+    """Build, train, export, verify and measure ``spec`` on ``device``; write the model card.
+    With a :class:`~hwnas.profilers.DriftPolicy` the measurement is bracketed by readings of the
+    speed reference, and the card says how fast the device was against the store's baseline."""
     import torch
 
     from hwnas.devices import fingerprint
@@ -199,8 +201,11 @@ def export_architecture(spec: ArchSpec, device: Any, out: str | Path, predictor:
     max_diff = check_parity(model, module, input_shape, batch_sizes=(1, 3) if dynamic_batch else (1,))
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out))
-    profiler = Profiler(device, policy, store)
-    m = profiler.profile_model(model, name=out.name)
+    profiler = Profiler(device, policy, store, drift=drift)
+    if profiler.guard is not None:  # measured between readings of the speed reference
+        m = profiler.guard.run([model], lambda x: profiler.profile_model(x, name=out.name), "export")[0]
+    else:
+        m = profiler.profile_model(model, name=out.name)
     predicted = predicted_onnx = None
     if predictor is not None:
         import warnings
@@ -224,6 +229,9 @@ def export_architecture(spec: ArchSpec, device: Any, out: str | Path, predictor:
                      "rounds": m.stats.n_rounds},
         "measured_over_predicted": (m.latency_ms / predicted) if predicted else None,
         "budget_ms": budget, "meets_budget": (m.latency_ms <= budget) if budget else None,
+        # the device's speed when measured, relative to when the store was profiled (None: not checked)
+        "speed_factor": (profiler.guard.readings_ms[-1] / profiler.guard.baseline_ms) if profiler.guard else None,
+        "speed_check": profiler.guard.summary() if profiler.guard else None,
         "device": device.name, "fingerprint": fingerprint(device).to_dict(),
         "versions": versions(), "onnx": out.name, "opset": OPSET, "input_shape": list(input_shape),
         "dynamic_batch": dynamic_batch, "parity_max_abs_diff": max_diff,
@@ -266,6 +274,9 @@ def card_summary(card: dict[str, Any]) -> list[tuple[str, str]]:
             ("budget", "-" if card["budget_ms"] is None else
              f"{ms(card['budget_ms'])} ({'met' if card['meets_budget'] else 'NOT met'})"),
             ("ONNX parity (max abs diff)", f"{card['parity_max_abs_diff']:.2e}")]
+    if card.get("speed_factor") is not None:
+        rows.append(("device speed", f"reference op at {card['speed_factor']:.2f}x the store's baseline "
+                                     "(> 1: slower than when profiled)"))
     return rows
 
 

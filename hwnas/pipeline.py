@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.errors import HwnasError
+from hwnas.profilers._drift import DriftPolicy
 
 __all__ = ["PipelineConfig", "PipelineResult", "run_pipeline", "MIN_MARGIN"]
 
@@ -30,10 +31,12 @@ class PipelineConfig:
 
     space_args: dict[str, Any] = field(default_factory=lambda: {"resolution": 32, "width": 0.35, "classes": 10})
     sampled_ops: int = 60  # op configurations from the priors, beside the space's own kernels
-    calibration_models: int = 16  # whole models of the space measured to calibrate (>= 15: the full calibration)
+    calibration_models: int = 10  # whole models of the space measured to calibrate
     heldout_models: int = 6  # whole models measured only to check the predictor
     budget_quantile: float = 0.4  # the latency budget: this quantile of the space's predicted latencies
     budget_ms: float | None = None  # or a fixed budget
+    #: speed-drift guard while profiling, measuring and exporting (None: off)
+    drift: Any = field(default_factory=lambda: DriftPolicy())
     strategy: str = "evolution"
     search_budget: int = 10  # architectures trained during the search
     search_epochs: int = 2
@@ -46,6 +49,19 @@ class PipelineConfig:
 class PipelineResult:
     rows: list[tuple[str, str]]
     summary: dict[str, Any]
+
+
+def _speed_row(guard: Any, at_export: float | None) -> str:
+    if guard is None:
+        return "not checked (no drift guard)"
+    s = guard.summary()
+    text = (f"reference op {s['factor_min']:.2f}-{s['factor_max']:.2f}x its baseline while profiling"
+            if s["readings"] else "no readings while profiling (all reused)")
+    if s["remeasured_chunks"] or s["kept_drifted_chunks"]:
+        text += f"; {s['remeasured_chunks']} drifted chunk(s) re-measured, {s['kept_drifted_chunks']} kept drifted"
+    if at_export is not None:
+        text += f"; {at_export:.2f}x at export"
+    return text
 
 
 def _space_models(space: Any, n: int, seed: int) -> list[tuple[str, Any, Any]]:
@@ -90,7 +106,7 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
     space = ProxylessSpace(**config.space_args).restrict(device.constraints)
     fp = fingerprint(device)
     with ProfileStore(out / "profiles.sqlite") as store:
-        profiler = Profiler(device, policy, store)
+        profiler = Profiler(device, policy, store, drift=config.drift)
         # 1. profile: every kernel the space can run, plus samples from the priors
         t0 = time.perf_counter()
         kernels = list(dict.fromkeys(k for layer in space.layer_options() for choice in layer
@@ -189,7 +205,7 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
         spec = ArchSpec(space.name, best.arch, dict(config.space_args), best.accuracy, budget, config.dataset,
                         config.space_args.get("resolution"))
         exp = export_architecture(spec, device, run_dir / "model" / "model.onnx", predictor, config.export_epochs,
-                                  True, policy=policy, store=store, seed=config.seed)
+                                  True, policy=policy, store=store, seed=config.seed, drift=config.drift)
         tick("export", 1, 1)
         times["export_s"] = time.perf_counter() - t0
     card = exp.card
@@ -202,6 +218,8 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
         "search_accuracy": best.accuracy, "accuracy": card["accuracy"],
         "predicted_latency_ms": card["predicted_latency_ms"], "measured_latency_ms": card["measured_latency_ms"],
         "meets_budget": card["meets_budget"], "parity_max_abs_diff": card["parity_max_abs_diff"],
+        "speed_factor_at_export": card["speed_factor"],
+        "speed_checks": profiler.guard.summary() if profiler.guard else None,
         "seconds": {k: round(v, 1) for k, v in times.items()},
         "paths": {"profile_store": str(out / "profiles.sqlite"), "predictor": str(pred_dir), "run": str(run_dir),
                   "onnx": str(exp.onnx_path), "model_card": str(exp.card_path)},
@@ -218,6 +236,7 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
         ("accuracy (digits, val.)", f"{card['accuracy']:.4f} after {config.export_epochs} epochs"),
         ("predicted / measured", f"{card['predicted_latency_ms']:.3f} ms / {card['measured_latency_ms']:.3f} ms"),
         ("meets the budget", "yes" if card["meets_budget"] else "NO"),
+        ("device speed", _speed_row(profiler.guard, card["speed_factor"])),
         ("ONNX parity", f"max abs diff {card['parity_max_abs_diff']:.1e}"),
         ("time", f"{times['total_s']:.0f} s"),
         ("profile store", str(out / "profiles.sqlite")),

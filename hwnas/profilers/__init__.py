@@ -7,6 +7,7 @@
 
 from hwnas.profilers._backends import Backend, NodeTiming, Prepared, backend_names, get_backend
 from hwnas.profilers._blocks import build_module, build_onnx, build_sequence_onnx
+from hwnas.profilers._drift import DriftEvent, DriftGuard, DriftPolicy, SpeedDriftWarning
 from hwnas.profilers._onnx import OPSET, load_onnx
 from hwnas.profilers._opsets import mobilenetv2_layers, op_set, op_set_names, read_ops_file
 from hwnas.profilers._ops import Act, OpConfig, OpType
@@ -21,7 +22,7 @@ __all__ = [
     "Backend", "Prepared", "NodeTiming", "get_backend", "backend_names",
     "build_module", "build_onnx", "build_sequence_onnx", "load_onnx",
     "op_set", "op_set_names", "read_ops_file", "mobilenetv2_layers",
-    "Profiler", "ProfileRun", "OpMeasurement", "ModelMeasurement",
+    "Profiler", "ProfileRun", "DriftPolicy", "DriftGuard", "DriftEvent", "SpeedDriftWarning", "OpMeasurement", "ModelMeasurement",
     "ProfileStore", "SCHEMA_VERSION", "default_db_path",
     "LatencyStats", "TimingPolicy", "measure", "cpu_governors", "governor_warning",
 ]

@@ -13,6 +13,7 @@ import onnx
 from hwnas.devices._device import Device
 from hwnas.devices._fingerprint import Fingerprint, fingerprint
 from hwnas.profilers._backends import Backend, get_backend
+from hwnas.profilers._drift import DriftGuard, DriftPolicy
 from hwnas.profilers._onnx import load_onnx
 from hwnas.profilers._ops import OpConfig
 from hwnas.profilers._records import ModelMeasurement, OpMeasurement
@@ -57,7 +58,7 @@ class Profiler:
     """
 
     def __init__(self, device: Device, policy: TimingPolicy | None = None, store: ProfileStore | None = None,
-                 backend: Backend | None = None) -> None:
+                 backend: Backend | None = None, drift: DriftPolicy | None = None) -> None:
         self.device = device
         self.policy = policy or TimingPolicy()
         self.store = store
@@ -66,6 +67,8 @@ class Profiler:
         self.fingerprint: Fingerprint = fingerprint(device)
         if store is not None:
             store.add_fingerprint(self.fingerprint)
+        #: with a drift policy, measurements run in chunks between readings of a reference op
+        self.guard: DriftGuard | None = DriftGuard(self, drift) if drift is not None else None
 
     # ---- ops ------------------------------------------------------------------------------
     def _unsupported_reason(self, cfg: OpConfig) -> str | None:
@@ -111,13 +114,29 @@ class Profiler:
         if on_start:
             on_start(len(cfgs), len(run.skipped))
         t0 = time.perf_counter()
-        for cfg in cfgs:
-            m = self.profile_op(cfg)
-            if self.store is not None:
-                self.store.record_op(m, replace=force)
-            run.measured.append(m)
-            if on_done:
-                on_done(m)
+        if self.guard is None:
+            for cfg in cfgs:
+                m = self.profile_op(cfg)
+                if self.store is not None:
+                    self.store.record_op(m, replace=force)
+                run.measured.append(m)
+                if on_done:
+                    on_done(m)
+        else:  # a drifted chunk is measured again: its records are replaced
+
+            def one(cfg: OpConfig) -> OpMeasurement:
+                m = self.profile_op(cfg)
+                if self.store is not None:
+                    self.store.record_op(m, replace=True)
+                return m
+
+            def chunk_done(ms: list[OpMeasurement]) -> None:
+                run.measured.extend(ms)
+                for m in ms:
+                    if on_done:
+                        on_done(m)
+
+            self.guard.run(cfgs, one, "profile ops", chunk_done)
         run.elapsed_s = time.perf_counter() - t0
         return run
 

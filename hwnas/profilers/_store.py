@@ -59,6 +59,17 @@ CREATE INDEX op_meas_fp ON op_measurements (fingerprint_id);
 CREATE INDEX model_meas_fp ON model_measurements (fingerprint_id, model_sha256);
 """
 
+#: added without a schema change: stores of the same version gain it when opened
+_SPEED_CHECKS = """
+CREATE TABLE IF NOT EXISTS speed_checks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    fingerprint_id TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    latency_ms REAL NOT NULL,
+    context TEXT NOT NULL,
+    created_at TEXT NOT NULL);
+"""
+
 
 def default_db_path() -> Path:
     """``<user cache dir>/hwnas/profiles.sqlite``."""
@@ -142,6 +153,7 @@ class ProfileStore:
                     raise StoreError(f"{p} was written by an older development build of hwnas (table {table} lacks "
                                      f"{', '.join(sorted(need - cols))}); refusing to use it (use another --db)")
             want.close()
+        conn.executescript(_SPEED_CHECKS)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -200,7 +212,24 @@ class ProfileStore:
                 f"INSERT INTO model_measurements ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", vals
             )
 
+    def record_speed_check(self, fingerprint_id: str, reference: str, latency_ms: float, context: str) -> None:
+        """One reading of the speed-drift reference op (see :mod:`hwnas.profilers._drift`)."""
+        with self._conn:
+            self._conn.execute(
+                "INSERT INTO speed_checks (fingerprint_id, reference, latency_ms, context, created_at) "
+                "VALUES (?, ?, ?, ?, ?)", (fingerprint_id, reference, float(latency_ms), context, _now()))
+
     # ---- reading ----------------------------------------------------------------------------
+    def speed_readings(self, fingerprint_id: str, reference: str, first: int | None = None) -> list[float]:
+        """The reference op's stored readings in order (the ``first`` ones only if given)."""
+        rows = self._conn.execute(
+            "SELECT latency_ms FROM speed_checks WHERE fingerprint_id = ? AND reference = ? ORDER BY id"
+            + (" LIMIT ?" if first else ""), (fingerprint_id, reference, *((first,) if first else ())))
+        return [float(r[0]) for r in rows]
+
+    def speed_checks(self, fingerprint_id: str | None = None) -> pd.DataFrame:
+        return self._frame("speed_checks", fingerprint_id, None)
+
     def done_keys(self, fingerprint_id: str) -> set[str]:
         """Op configurations already measured (or found unsupported) under this fingerprint."""
         rows = self._conn.execute(

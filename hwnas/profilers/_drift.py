@@ -1,0 +1,151 @@
+"""Speed-drift guard: a fixed reference op re-measured between chunks of measurements.
+
+Shared machines, thermal throttling on phones and boards, and frequency scaling change a device's
+speed while it is being profiled, and between the profile and a later measurement. A predictor
+calibrated in a slow phase then misjudges a model measured in a fast one, and nothing in the
+measurements themselves shows it. The guard times a fixed reference op before and after every
+chunk of ``every`` measurements; the device's *speed factor* is its latency over the store's
+baseline (the median of the first readings ever stored for the fingerprint). A chunk whose
+readings are off by more than ``tolerance`` is measured again after a pause (``retries`` times);
+if the device stays off, the chunk is kept, a :class:`SpeedDriftWarning` says so with the factor,
+and the event is kept in :attr:`DriftGuard.events`. Every reading goes to the store's
+``speed_checks`` table, so a later export can say how fast the device was compared with when it
+was profiled.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from hwnas.errors import HwnasError
+from hwnas.profilers._ops import OpConfig
+
+if TYPE_CHECKING:
+    from hwnas.profilers._profiler import Profiler
+
+__all__ = ["DriftPolicy", "DriftGuard", "DriftEvent", "SpeedDriftWarning"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class SpeedDriftWarning(UserWarning):
+    """The device's speed moved beyond the tolerance while measuring, and stayed there."""
+
+
+@dataclass(frozen=True)
+class DriftPolicy:
+    every: int = 8  # measurements between two reference readings
+    tolerance: float = 0.10  # accepted relative change of the reference latency against the baseline
+    retries: int = 2  # re-measurements of a drifted chunk
+    wait_s: float = 5.0  # pause before re-measuring
+    reference: str = "conv_i32_o32_r16_k3_s1_g1_arelu"  # ~0.05-0.2 ms on a CPU
+    baseline_readings: int = 5  # the baseline is the median of the first readings in the store
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.retries < 0 or not 0 < self.tolerance < 1 or self.wait_s < 0:
+            raise HwnasError(f"invalid drift policy {self}: need every >= 1, retries >= 0, "
+                             "0 < tolerance < 1, wait_s >= 0")
+        OpConfig.parse(self.reference)
+
+
+@dataclass(frozen=True)
+class DriftEvent:
+    context: str
+    items: int
+    factor_before: float
+    factor_after: float
+    attempts: int
+    kept: bool  # True: the device stayed off and the chunk was kept anyway
+
+
+@dataclass
+class DriftGuard:
+    """Wraps measurements of one profiler in reference readings (see the module docstring)."""
+
+    profiler: Profiler
+    policy: DriftPolicy = field(default_factory=DriftPolicy)
+    events: list[DriftEvent] = field(default_factory=list)
+    readings_ms: list[float] = field(default_factory=list)
+    _baseline: float | None = None
+    _last: float | None = None
+
+    def reading(self, context: str) -> float:
+        """Time the reference op once (the profiler's timing policy) and store the reading."""
+        m = self.profiler.profile_op(OpConfig.parse(self.policy.reference))
+        if m.status != "ok" or m.stats is None:
+            raise HwnasError(f"the speed reference {self.policy.reference} does not run on "
+                             f"{self.profiler.device.name}: {m.reason}")
+        ms = m.stats.latency_ms
+        self.readings_ms.append(ms)
+        store = self.profiler.store
+        if store is not None:
+            store.record_speed_check(self.profiler.fingerprint.id, self.policy.reference, ms, context)
+        self._last = ms
+        return ms
+
+    @property
+    def baseline_ms(self) -> float:
+        if self._baseline is None:
+            first: list[float] = []
+            store = self.profiler.store
+            if store is not None:
+                first = store.speed_readings(self.profiler.fingerprint.id, self.policy.reference,
+                                             self.policy.baseline_readings)
+            if not first:
+                first = self.readings_ms[: self.policy.baseline_readings] or [self.reading("baseline")]
+            self._baseline = statistics.median(first)
+        return self._baseline
+
+    def factor(self, ms: float | None = None) -> float:
+        """Latency of the reference now (or of ``ms``) over the baseline: > 1 means slower."""
+        return (self.reading("check") if ms is None else ms) / self.baseline_ms
+
+    def _ok(self, f: float) -> bool:
+        return abs(f - 1.0) <= self.policy.tolerance
+
+    def run(self, items: Sequence[T], measure: Callable[[T], R], context: str,
+            on_chunk: Callable[[list[R]], None] | None = None) -> list[R]:
+        """``measure`` every item, in chunks between reference readings; drifted chunks again."""
+        out: list[R] = []
+        pol = self.policy
+        for start in range(0, len(items), pol.every):
+            chunk = items[start: start + pol.every]
+            for attempt in range(1, pol.retries + 2):
+                before = self._last if self._last is not None else self.reading(context)
+                fb = before / self.baseline_ms
+                res = [measure(x) for x in chunk]
+                fa = self.reading(context) / self.baseline_ms
+                if self._ok(fb) and self._ok(fa):
+                    break
+                last = attempt == pol.retries + 1
+                self.events.append(DriftEvent(context, len(chunk), fb, fa, attempt, kept=last))
+                if last:
+                    warnings.warn(
+                        f"{context}: the device's speed is {fa:.2f}x its baseline (reference "
+                        f"{pol.reference}, tolerance {pol.tolerance:.0%}) after {attempt} attempts; "
+                        f"kept {len(chunk)} measurement(s) taken at that speed",
+                        SpeedDriftWarning, stacklevel=2)
+                    break
+                time.sleep(pol.wait_s)
+                self._last = None
+            out.extend(res)
+            if on_chunk:
+                on_chunk(res)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "reference": self.policy.reference,
+            "baseline_ms": self.baseline_ms if (self._baseline is not None or self.readings_ms) else None,
+            "readings": len(self.readings_ms),
+            "factor_min": min(self.readings_ms) / self.baseline_ms if self.readings_ms else None,
+            "factor_max": max(self.readings_ms) / self.baseline_ms if self.readings_ms else None,
+            "remeasured_chunks": sum(1 for e in self.events if not e.kept),
+            "kept_drifted_chunks": sum(1 for e in self.events if e.kept),
+        }

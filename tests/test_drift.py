@@ -1,0 +1,99 @@
+"""Speed-drift guard: real reference readings on ONNX Runtime, and a scripted fake device speed
+(named as such) to test the re-measure / keep logic deterministically."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from hwnas.devices import default_registry
+from hwnas.errors import HwnasError
+from hwnas.profilers import DriftPolicy, OpConfig, Profiler, ProfileStore, SpeedDriftWarning, TimingPolicy
+
+FAST = TimingPolicy(warmup_s=0.0, min_time_s=0.01, max_time_s=0.05)
+
+
+class _FakeSpeedProfiler:
+    """A deterministic fake: the reference op's latency follows a script (fake device, never a claim)."""
+
+    def __init__(self, profiler: Profiler, script: list[float]) -> None:
+        self.inner = profiler
+        self.script = list(script)
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(self.inner, name)
+
+    def profile_op(self, cfg: OpConfig):  # noqa: ANN201
+        from dataclasses import replace
+
+        m = self.inner.profile_op(cfg)
+        ms = self.script.pop(0) if self.script else 1.0
+        return replace(m, stats=replace(m.stats, latency_ms=ms))
+
+
+def _guard(tmp_path, script, **kw):
+    from hwnas.profilers import DriftGuard
+
+    store = ProfileStore(tmp_path / "p.sqlite")
+    prof = Profiler(default_registry().get("cpu-ort"), FAST, store)
+    return DriftGuard(_FakeSpeedProfiler(prof, script), DriftPolicy(wait_s=0.0, **kw)), store
+
+
+def test_steady_device_measures_each_chunk_once(tmp_path) -> None:
+    guard, store = _guard(tmp_path, [1.0] * 20, every=2)
+    calls = []
+    out = guard.run(list(range(5)), lambda x: calls.append(x) or x * 10, "test")
+    assert out == [0, 10, 20, 30, 40] and calls == [0, 1, 2, 3, 4]
+    assert guard.events == []
+    assert len(store.speed_readings(guard.profiler.fingerprint.id, guard.policy.reference)) == 4  # 1 + one per chunk
+
+
+def test_drifted_chunk_is_measured_again_then_accepted(tmp_path) -> None:
+    # baseline 1.0; the first chunk ends at 1.5 (drift), the retry is back at 1.0
+    guard, _ = _guard(tmp_path, [1.0, 1.5, 1.0, 1.0, 1.0, 1.0], every=3, retries=2)
+    calls = []
+    guard.run(list(range(3)), calls.append, "test")
+    assert calls == [0, 1, 2, 0, 1, 2]
+    assert len(guard.events) == 1 and not guard.events[0].kept and guard.events[0].factor_after == pytest.approx(1.5)
+
+
+def test_persistent_drift_is_kept_with_a_warning(tmp_path) -> None:
+    guard, _ = _guard(tmp_path, [1.0] + [1.6] * 10, every=2, retries=1)
+    with pytest.warns(SpeedDriftWarning, match="1.60x its baseline"):
+        out = guard.run([1, 2], lambda x: x, "test")
+    assert out == [1, 2]
+    assert [e.kept for e in guard.events] == [False, True]
+    assert guard.summary()["kept_drifted_chunks"] == 1
+
+
+def test_baseline_comes_from_the_store_across_sessions(tmp_path) -> None:
+    guard, store = _guard(tmp_path, [2.0] * 6, every=1)
+    guard.run([0], lambda x: x, "first session")
+    store.close()
+    guard2, _ = _guard(tmp_path, [3.0] * 6, every=1, retries=0)
+    with pytest.warns(SpeedDriftWarning):
+        guard2.run([0], lambda x: x, "second session")
+    assert guard2.baseline_ms == pytest.approx(2.0)
+    assert guard2.factor(3.0) == pytest.approx(1.5)
+
+
+def test_real_reference_readings_and_guarded_profiling(tmp_path) -> None:
+    """Real ONNX Runtime: the guarded profile stores every op once plus the reference readings."""
+    with ProfileStore(tmp_path / "p.sqlite") as store:
+        prof = Profiler(default_registry().get("cpu-ort"), FAST, store, drift=DriftPolicy(every=2, tolerance=0.9))
+        ops = [OpConfig.parse(s) for s in ("act_i8_r8_arelu", "add_i8_r8", "act_i8_r8_arelu6")]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SpeedDriftWarning)
+            run = prof.profile_ops(ops)
+        assert len(run.measured) == 3 and len(store.done_keys(prof.fingerprint.id)) == 3
+        checks = store.speed_checks(prof.fingerprint.id)
+        assert len(checks) >= 3 and (checks["latency_ms"] > 0).all()
+        assert prof.guard is not None and prof.guard.summary()["readings"] == len(checks)
+
+
+def test_bad_policy_is_refused() -> None:
+    with pytest.raises(HwnasError):
+        DriftPolicy(tolerance=0)
+    with pytest.raises(Exception):
+        DriftPolicy(reference="nonsense")
