@@ -58,7 +58,8 @@ def main() -> int:
                "arch": s["best_arch"], "accuracy": s["accuracy"], "predicted_ms": s["predicted_latency_ms"],
                "measured_ms": s["measured_latency_ms"], "meets_budget": s["meets_budget"],
                "measured_over_predicted": s["measured_latency_ms"] / s["predicted_latency_ms"],
-               "heldout_mape": s["predictor_heldout"]["mape"], "seconds": round(time.perf_counter() - t0, 1)}
+               "heldout_mape": s["predictor_heldout"]["mape"],
+               "speed_factor_at_export": s.get("speed_factor_at_export"), "speed_checks": s.get("speed_checks"), "seconds": round(time.perf_counter() - t0, 1)}
         rows.append(row)
         print(f"{row['budget_from']}: budget {row['budget_ms']:.3f} ms -> accuracy {row['accuracy']:.4f}, predicted "
               f"{row['predicted_ms']:.3f} ms, measured {row['measured_ms']:.3f} ms "

@@ -227,7 +227,8 @@ def _profile(device_name: str, ops_file: Path | None, space: str | None, db: Pat
     err = _err()
     _warn_governor(err)
     with _store(db) as store:
-        profiler = Profiler(device, _policy(max_time), store, drift=DriftPolicy() if drift_check else None)
+        profiler = Profiler(device, _policy(max_time), store, drift=DriftPolicy() if drift_check else None,
+                            auto_pin=drift_check)
         with _progress(len(configs), f"profiling on {device.name}", err) as prog:
             task = prog.task_ids[0]
 
@@ -446,7 +447,8 @@ def predictor_train(
     err = _err()
     _warn_governor(err)
     with _store(db) as store:
-        profiler = Profiler(dev, _policy(max_time), store, drift=DriftPolicy() if drift_check else None)
+        profiler = Profiler(dev, _policy(max_time), store, drift=DriftPolicy() if drift_check else None,
+                            auto_pin=drift_check)
         cal = [(m.name, m.onnx) for m in calibration_models(quick)] if calibrate else []
         with _progress(len(cal), "calibration models", err) as prog:
             task = prog.task_ids[0]
@@ -617,8 +619,9 @@ def search(
     supernet_epochs: Annotated[int, typer.Option("--supernet-epochs", help="proxyless: supernet epochs.")] = 20,
     warmup_epochs: Annotated[int, typer.Option("--warmup-epochs", help="proxyless: weight-only epochs first.")] = 5,
     latency_loss: Annotated[str, typer.Option("--latency-loss", help="proxyless: multiplicative "
-                            "(CE * (log E[LAT] / log T)^beta), additive (CE + lambda E[LAT] / T) or none.")] = "multiplicative",
-    latency_lambda: Annotated[float, typer.Option("--latency-lambda", help="proxyless: additive weight.")] = 0.1,
+                            "(CE * (log E[LAT] / log T)^beta), additive (CE + lambda E[LAT] / T), absolute (TuNAS: "
+                            "CE + lambda |E[LAT] / T - 1|, pulls E[LAT] to T) or none.")] = "multiplicative",
+    latency_lambda: Annotated[float, typer.Option("--latency-lambda", help="proxyless: weight of the additive and absolute forms.")] = 0.1,
     latency_beta: Annotated[float, typer.Option("--latency-beta", help="proxyless: multiplicative exponent.")] = 0.6,
     budget: Annotated[int, typer.Option("--budget", help="Architectures to evaluate.")] = 20,
     evaluator: Annotated[str, typer.Option("--evaluator", help="proxy (train on a dataset) or table (CSV).")] = "proxy",

@@ -201,7 +201,7 @@ def export_architecture(spec: ArchSpec, device: Any, out: str | Path, predictor:
     max_diff = check_parity(model, module, input_shape, batch_sizes=(1, 3) if dynamic_batch else (1,))
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out))
-    profiler = Profiler(device, policy, store, drift=drift)
+    profiler = Profiler(device, policy, store, drift=drift, auto_pin=drift is not None)
     if profiler.guard is not None:  # measured between readings of the speed reference
         m = profiler.guard.run([model], lambda x: profiler.profile_model(x, name=out.name), "export")[0]
     else:
@@ -232,6 +232,7 @@ def export_architecture(spec: ArchSpec, device: Any, out: str | Path, predictor:
         # the device's speed when measured, relative to when the store was profiled (None: not checked)
         "speed_factor": (profiler.guard.readings_ms[-1] / profiler.guard.baseline_ms) if profiler.guard else None,
         "speed_check": profiler.guard.summary() if profiler.guard else None,
+        "pinned_cpus": list(profiler.pinned) if profiler.pinned else None,
         "device": device.name, "fingerprint": fingerprint(device).to_dict(),
         "versions": versions(), "onnx": out.name, "opset": OPSET, "input_shape": list(input_shape),
         "dynamic_batch": dynamic_batch, "parity_max_abs_diff": max_diff,

@@ -61,6 +61,9 @@ def _speed_row(guard: Any, at_export: float | None) -> str:
         text += f"; {s['remeasured_chunks']} drifted chunk(s) re-measured, {s['kept_drifted_chunks']} kept drifted"
     if at_export is not None:
         text += f"; {at_export:.2f}x at export"
+    pinned = guard.profiler.pinned
+    if pinned:
+        text += f"; measured on CPU {','.join(map(str, pinned))} (the fastest for the reference)"
     return text
 
 
@@ -106,7 +109,7 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
     space = ProxylessSpace(**config.space_args).restrict(device.constraints)
     fp = fingerprint(device)
     with ProfileStore(out / "profiles.sqlite") as store:
-        profiler = Profiler(device, policy, store, drift=config.drift)
+        profiler = Profiler(device, policy, store, drift=config.drift, auto_pin=config.drift is not None)
         # 1. profile: every kernel the space can run, plus samples from the priors
         t0 = time.perf_counter()
         kernels = list(dict.fromkeys(k for layer in space.layer_options() for choice in layer
@@ -220,6 +223,7 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
         "meets_budget": card["meets_budget"], "parity_max_abs_diff": card["parity_max_abs_diff"],
         "speed_factor_at_export": card["speed_factor"],
         "speed_checks": profiler.guard.summary() if profiler.guard else None,
+        "pinned_cpus": list(profiler.pinned) if profiler.pinned else None,
         "seconds": {k: round(v, 1) for k, v in times.items()},
         "paths": {"profile_store": str(out / "profiles.sqlite"), "predictor": str(pred_dir), "run": str(run_dir),
                   "onnx": str(exp.onnx_path), "model_card": str(exp.card_path)},

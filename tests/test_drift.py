@@ -97,3 +97,20 @@ def test_bad_policy_is_refused() -> None:
         DriftPolicy(tolerance=0)
     with pytest.raises(Exception):
         DriftPolicy(reference="nonsense")
+
+
+def test_auto_pin_chooses_among_the_allowed_cpus() -> None:
+    import os
+
+    prof = Profiler(default_registry().get("cpu-ort"), FAST, auto_pin=True)
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2:
+        assert prof.pinned is None  # nothing to choose: stated, not guessed
+    else:
+        assert prof.pinned is not None and len(prof.pinned) == 1 and set(prof.pinned) <= allowed
+        assert set(prof.cpu_speeds_ms) == allowed and all(v > 0 for v in prof.cpu_speeds_ms.values())
+        best = min(prof.cpu_speeds_ms, key=prof.cpu_speeds_ms.__getitem__)
+        assert prof.pinned == (best,)
+    assert os.sched_getaffinity(0) == allowed  # the process's affinity is restored
+    m = prof.profile_op(OpConfig.parse("act_i8_r8_arelu"))
+    assert m.status == "ok" and os.sched_getaffinity(0) == allowed

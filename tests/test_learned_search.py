@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -142,6 +143,18 @@ def test_latency_loss_pulls_expected_latency_down(tiny) -> None:
     assert e[1] < e[0]
     assert float(latency_term(ProxylessConfig(target_ms=2.0, latency_loss="multiplicative", beta=0.6),
                               torch.tensor(1.0), torch.tensor(1.0))) < 1.0
+
+
+def test_absolute_latency_loss_pulls_towards_the_target_from_both_sides() -> None:
+    cfg = ProxylessConfig(target_ms=1.0, latency_loss="absolute", lam=1.0)
+    for e, sign in ((0.5, -1.0), (1.5, 1.0)):  # below T: more latency lowers the loss; above: less
+        x = torch.tensor(e, requires_grad=True)
+        latency_term(cfg, torch.tensor(0.3), x).backward()
+        assert float(torch.sign(x.grad)) == sign
+    for form in ("additive", "multiplicative"):  # the published forms only ever push down
+        x = torch.tensor(0.5, requires_grad=True)
+        latency_term(dataclasses.replace(cfg, latency_loss=form), torch.tensor(0.3), x).backward()
+        assert float(x.grad) > 0
 
 
 def test_supernet_derives_a_valid_restricted_architecture(tiny) -> None:

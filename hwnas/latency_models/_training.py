@@ -107,7 +107,7 @@ def measure_models(profiler: Profiler, models: Sequence[tuple[str, onnx.ModelPro
         return ms
 
     if profiler.guard is not None:  # chunks between readings of the speed reference
-        profiler.guard.run(todo, one, "whole models")
+        profiler.guard.run(todo, one, "whole models", every=profiler.guard.policy.every_model)
     else:
         for item in todo:
             one(item)

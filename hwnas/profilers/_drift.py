@@ -5,8 +5,11 @@ speed while it is being profiled, and between the profile and a later measuremen
 calibrated in a slow phase then misjudges a model measured in a fast one, and nothing in the
 measurements themselves shows it. The guard times a fixed reference op before and after every
 chunk of ``every`` measurements; the device's *speed factor* is its latency over the store's
-baseline (the median of the first readings ever stored for the fingerprint). A chunk whose
-readings are off by more than ``tolerance`` is measured again after a pause (``retries`` times);
+baseline, the fastest reading ever stored for the fingerprint (contention and throttling only
+slow a device down, so the fastest reading is the uncontended speed; a baseline taken in a slow
+phase would flag every later fast phase). A chunk whose reading after it is slower than the
+baseline by more than ``tolerance`` is measured again after a pause (``retries`` times;
+an auto-pinned profiler first moves to the CPUs that are fastest at that moment);
 if the device stays off, the chunk is kept, a :class:`SpeedDriftWarning` says so with the factor,
 and the event is kept in :attr:`DriftGuard.events`. Every reading goes to the store's
 ``speed_checks`` table, so a later export can say how fast the device was compared with when it
@@ -15,7 +18,6 @@ was profiled.
 
 from __future__ import annotations
 
-import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -40,15 +42,15 @@ class SpeedDriftWarning(UserWarning):
 
 @dataclass(frozen=True)
 class DriftPolicy:
-    every: int = 8  # measurements between two reference readings
+    every: int = 8  # op measurements between two reference readings
+    every_model: int = 1  # whole-model measurements between two readings (each ~1 s: bracket each)
     tolerance: float = 0.10  # accepted relative change of the reference latency against the baseline
-    retries: int = 2  # re-measurements of a drifted chunk
-    wait_s: float = 5.0  # pause before re-measuring
+    retries: int = 3  # re-measurements of a drifted chunk
+    wait_s: float = 5.0  # pause before the first re-measurement, doubled for each further one
     reference: str = "conv_i32_o32_r16_k3_s1_g1_arelu"  # ~0.05-0.2 ms on a CPU
-    baseline_readings: int = 5  # the baseline is the median of the first readings in the store
 
     def __post_init__(self) -> None:
-        if self.every < 1 or self.retries < 0 or not 0 < self.tolerance < 1 or self.wait_s < 0:
+        if self.every < 1 or self.every_model < 1 or self.retries < 0 or not 0 < self.tolerance < 1 or self.wait_s < 0:
             raise HwnasError(f"invalid drift policy {self}: need every >= 1, retries >= 0, "
                              "0 < tolerance < 1, wait_s >= 0")
         OpConfig.parse(self.reference)
@@ -87,19 +89,18 @@ class DriftGuard:
         if store is not None:
             store.record_speed_check(self.profiler.fingerprint.id, self.policy.reference, ms, context)
         self._last = ms
+        if self._baseline is not None:
+            self._baseline = min(self._baseline, ms)
         return ms
 
     @property
     def baseline_ms(self) -> float:
         if self._baseline is None:
-            first: list[float] = []
+            known: list[float] = list(self.readings_ms)
             store = self.profiler.store
             if store is not None:
-                first = store.speed_readings(self.profiler.fingerprint.id, self.policy.reference,
-                                             self.policy.baseline_readings)
-            if not first:
-                first = self.readings_ms[: self.policy.baseline_readings] or [self.reading("baseline")]
-            self._baseline = statistics.median(first)
+                known += store.speed_readings(self.profiler.fingerprint.id, self.policy.reference)
+            self._baseline = min(known) if known else self.reading("baseline")
         return self._baseline
 
     def factor(self, ms: float | None = None) -> float:
@@ -107,15 +108,17 @@ class DriftGuard:
         return (self.reading("check") if ms is None else ms) / self.baseline_ms
 
     def _ok(self, f: float) -> bool:
-        return abs(f - 1.0) <= self.policy.tolerance
+        return f <= 1.0 + self.policy.tolerance
 
     def run(self, items: Sequence[T], measure: Callable[[T], R], context: str,
-            on_chunk: Callable[[list[R]], None] | None = None) -> list[R]:
-        """``measure`` every item, in chunks between reference readings; drifted chunks again."""
+            on_chunk: Callable[[list[R]], None] | None = None, every: int | None = None) -> list[R]:
+        """``measure`` every item, in chunks of ``every`` (default: the policy's) between reference
+        readings; drifted chunks again."""
         out: list[R] = []
         pol = self.policy
-        for start in range(0, len(items), pol.every):
-            chunk = items[start: start + pol.every]
+        every = every or pol.every
+        for start in range(0, len(items), every):
+            chunk = items[start: start + every]
             for attempt in range(1, pol.retries + 2):
                 before = self._last if self._last is not None else self.reading(context)
                 fb = before / self.baseline_ms
@@ -132,7 +135,10 @@ class DriftGuard:
                         f"kept {len(chunk)} measurement(s) taken at that speed",
                         SpeedDriftWarning, stacklevel=2)
                     break
-                time.sleep(pol.wait_s)
+                time.sleep(pol.wait_s * 2 ** (attempt - 1))
+                repin = getattr(self.profiler, "repin", None)
+                if repin is not None:  # an auto-pinned profiler moves to the CPUs that are fastest now
+                    repin()
                 self._last = None
             out.extend(res)
             if on_chunk:

@@ -46,6 +46,36 @@ class ProfileRun:
         return 60 * len(self.measured) / self.elapsed_s if self.elapsed_s else 0.0
 
 
+def fastest_cpus(profiler: Profiler, k: int, reference: str) -> tuple[tuple[int, ...] | None, dict[int, float]]:
+    """Time the reference op pinned to each CPU this process may use and return the ``k`` fastest.
+
+    Virtual machines and big.LITTLE phones have CPUs of different effective speed; a
+    single-threaded measurement the scheduler moves between them changes speed in steps (on this
+    project's 2-vCPU development VM one vCPU runs the reference ~1.6x slower than the other).
+    Pinning to the fastest is what phone benchmarks do with big cores. ``None`` when there is
+    nothing to choose (one CPU allowed, or no affinity support)."""
+    import os
+
+    if not hasattr(os, "sched_getaffinity"):
+        return None, {}
+    allowed = sorted(os.sched_getaffinity(0))
+    k = k or len(allowed)  # 0 threads: all cores
+    if len(allowed) <= k:
+        return None, {}
+    quick = TimingPolicy(max_time_s=0.3, min_time_s=0.1)
+    cfg = OpConfig.parse(reference).with_batch(profiler.device.options.batch_size)
+    speeds: dict[int, float] = {}
+    for cpu in allowed:
+        with cpu_affinity((cpu,)):
+            prepared = profiler.backend.prepare_op(cfg, profiler.device)
+            try:
+                speeds[cpu] = measure(prepared.sample, quick)[0].latency_ms
+            finally:
+                prepared.close()
+    best = tuple(sorted(sorted(speeds, key=speeds.__getitem__)[:k]))
+    return best, speeds
+
+
 class Profiler:
     """Measures op configurations and ONNX models on one device.
 
@@ -58,7 +88,7 @@ class Profiler:
     """
 
     def __init__(self, device: Device, policy: TimingPolicy | None = None, store: ProfileStore | None = None,
-                 backend: Backend | None = None, drift: DriftPolicy | None = None) -> None:
+                 backend: Backend | None = None, drift: DriftPolicy | None = None, auto_pin: bool = False) -> None:
         self.device = device
         self.policy = policy or TimingPolicy()
         self.store = store
@@ -67,8 +97,22 @@ class Profiler:
         self.fingerprint: Fingerprint = fingerprint(device)
         if store is not None:
             store.add_fingerprint(self.fingerprint)
+        #: the CPUs measurements are pinned to: the device's ``cpu_affinity``, or with ``auto_pin``
+        #: the fastest of the allowed CPUs for the speed reference (see :func:`fastest_cpus`)
+        self.pinned: tuple[int, ...] | None = device.options.cpu_affinity
+        self.cpu_speeds_ms: dict[int, float] = {}
+        self.auto_pin = auto_pin and self.pinned is None and device.options.device_type == "cpu"
+        self._reference = (drift or DriftPolicy()).reference
+        self.repin()
         #: with a drift policy, measurements run in chunks between readings of a reference op
         self.guard: DriftGuard | None = DriftGuard(self, drift) if drift is not None else None
+
+    def repin(self) -> None:
+        """With ``auto_pin``: choose the fastest CPUs again (the drift guard calls this when the
+        device's speed moved: on a shared VM the contended CPU changes over time)."""
+        if self.auto_pin:
+            self.pinned, self.cpu_speeds_ms = fastest_cpus(self, self.device.options.intra_op_threads,
+                                                           self._reference)
 
     # ---- ops ------------------------------------------------------------------------------
     def _unsupported_reason(self, cfg: OpConfig) -> str | None:
@@ -86,7 +130,7 @@ class Profiler:
             return OpMeasurement(cfg, self.device.name, fp.id, "unsupported", reason=reason)
         prepared = None
         try:
-            with cpu_affinity(self.device.options.cpu_affinity):
+            with cpu_affinity(self.pinned):
                 prepared = self.backend.prepare_op(cfg, self.device)
                 stats, samples = measure(prepared.sample, self.policy)
         except Exception as exc:  # the runtime could not build or run it: record and move on
@@ -150,7 +194,7 @@ class Profiler:
             model = load_onnx(model)
         name = name or model.graph.name or "model"
         sha = hashlib.sha256(model.SerializeToString()).hexdigest()
-        with cpu_affinity(self.device.options.cpu_affinity):
+        with cpu_affinity(self.pinned):
             prepared = self.backend.prepare(model, self.device)
             try:
                 stats, samples = measure(prepared.sample, self.policy)

@@ -13,7 +13,9 @@ gates, and a differentiable latency loss from the device predictor.
   ``LAT`` a table built from the predictor before the search (:class:`LatencyTable`), differentiable
   in ``alpha``; ``additive``: ``CE + lambda * E[LAT] / T``, ``multiplicative``:
   ``CE * (log E[LAT] / log T) ** beta`` (latencies in microseconds inside the logarithms, so that
-  both stay positive for sub-millisecond targets).
+  both stay positive for sub-millisecond targets). Both only push latency down, harder the further
+  above T; ``absolute`` (TuNAS, Bender et al. 2020): ``CE + lambda * |E[LAT] / T - 1|`` pulls the
+  expected latency to T from either side, for a model that uses the budget rather than undercuts it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from hwnas.search.spaces._proxyless import ProxylessSpace
 __all__ = ["MixedLayer", "Supernet", "LatencyTable", "ProxylessConfig", "ProxylessSearch", "EpochRecord",
            "LATENCY_LOSSES"]
 
-LATENCY_LOSSES = ("additive", "multiplicative", "none")
+LATENCY_LOSSES = ("additive", "multiplicative", "absolute", "none")
 
 
 class MixedLayer(nn.Module):
@@ -241,6 +243,9 @@ def latency_term(cfg: ProxylessConfig, ce: torch.Tensor, expected_ms: torch.Tens
     >>> c = ProxylessConfig(target_ms=2.0, latency_loss="additive", lam=0.5)
     >>> float(latency_term(c, torch.tensor(1.0), torch.tensor(4.0)))
     2.0
+    >>> c = ProxylessConfig(target_ms=2.0, latency_loss="absolute", lam=0.5)
+    >>> float(latency_term(c, torch.tensor(1.0), torch.tensor(1.0)))
+    1.25
     >>> c = ProxylessConfig(target_ms=1.0, latency_loss="multiplicative", beta=1.0)
     >>> round(float(latency_term(c, torch.tensor(1.0), torch.tensor(1.0))), 6)
     1.0
@@ -249,6 +254,8 @@ def latency_term(cfg: ProxylessConfig, ce: torch.Tensor, expected_ms: torch.Tens
         return ce
     if cfg.latency_loss == "additive":
         return ce + cfg.lam * expected_ms / cfg.target_ms
+    if cfg.latency_loss == "absolute":
+        return ce + cfg.lam * torch.abs(expected_ms / cfg.target_ms - 1.0)
     us = expected_ms * 1000.0
     return ce * (torch.log(us) / math.log(cfg.target_ms * 1000.0)) ** cfg.beta
 
