@@ -220,11 +220,11 @@ class ProfileStore:
                 "VALUES (?, ?, ?, ?, ?)", (fingerprint_id, reference, float(latency_ms), context, _now()))
 
     # ---- reading ----------------------------------------------------------------------------
-    def speed_readings(self, fingerprint_id: str, reference: str, first: int | None = None) -> list[float]:
-        """The reference op's stored readings in order (the ``first`` ones only if given)."""
+    def speed_readings(self, fingerprint_id: str, reference: str) -> list[float]:
+        """The reference op's stored readings, oldest first."""
         rows = self._conn.execute(
-            "SELECT latency_ms FROM speed_checks WHERE fingerprint_id = ? AND reference = ? ORDER BY id"
-            + (" LIMIT ?" if first else ""), (fingerprint_id, reference, *((first,) if first else ())))
+            "SELECT latency_ms FROM speed_checks WHERE fingerprint_id = ? AND reference = ? ORDER BY id",
+            (fingerprint_id, reference))
         return [float(r[0]) for r in rows]
 
     def speed_checks(self, fingerprint_id: str | None = None) -> pd.DataFrame:
