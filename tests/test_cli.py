@@ -164,6 +164,8 @@ def test_quickstart_smoke_end_to_end_twice_and_report(capsys, tmp_path) -> None:
     assert card["arch"] == s["best_arch"] and card["device"] == "cpu-ort" and card["parity_max_abs_diff"] < 1e-3
     # the drift guard read the reference while profiling and around the export measurement
     assert s["speed_checks"]["readings"] >= 3 and card["speed_factor"] > 0 and "device speed" in out
+    # the calibration models were measured again after the export: the device's state then and now
+    assert 0.3 < card["calibration_models_speed_factor"] == s["calibration_models_speed_factor"] < 3
     rc, out, _ = run(capsys, "quickstart", "--smoke", "--out", str(tmp_path / "qs"))
     s2 = json.loads((tmp_path / "qs" / "summary.json").read_text())
     assert rc == 0 and s2["ops_measured_now"] == 0 and s2["ops_reused"] == s["ops_profiled"]

@@ -87,3 +87,28 @@ def test_export_cli_bad_input(tmp_path, capsys) -> None:
     with pytest.raises(HwnasError, match="needs 'space' and 'arch'"):
         (tmp_path / "b.json").write_text("{}")
         load_arch_spec(tmp_path / "b.json")
+
+
+def test_calibration_models_spread_over_the_latency_range() -> None:
+    """The pipeline's whole models cover the space's fast tail (many skipped layers) and its slow end,
+    not only the middle where uniform samples cluster."""
+    from hwnas.pipeline import _spread_archs
+
+    space = create_space("proxyless", resolution=32, width=0.35, classes=10)
+    zero = [d.options.index("zero") if "zero" in d.options else -1 for d in space.decisions]
+
+    def n_zero(a):
+        return sum(c == z for c, z in zip(a.choices, zero))
+
+    def raw_ms(archs):  # a stand-in latency: layers kept, heavier options slower
+        return np.array([sum(0.0 if c == z else 1.0 + 0.1 * c for c, z in zip(a.choices, zero)) for a in archs])
+
+    picked = _spread_archs(space, raw_ms, 8, seed=0, pool=400)
+    assert len(set(picked)) == 8
+    ms = raw_ms(picked)
+    assert list(ms) == sorted(ms)
+    rng = np.random.default_rng(1)
+    uniform = raw_ms([space.sample(rng) for _ in range(400)])
+    assert ms[0] < np.quantile(uniform, 0.01) and ms[-1] > np.quantile(uniform, 0.99)
+    assert n_zero(picked[0]) >= 10 and n_zero(picked[-1]) <= 1
+    assert _spread_archs(space, raw_ms, 8, seed=0, pool=400) == picked  # seeded

@@ -186,9 +186,11 @@ class Profiler:
 
     # ---- whole models -----------------------------------------------------------------------
     def profile_model(
-        self, model: onnx.ModelProto | str | Path, name: str | None = None, breakdown_runs: int = 10
+        self, model: onnx.ModelProto | str | Path, name: str | None = None, breakdown_runs: int = 10,
+        record: bool = True,
     ) -> ModelMeasurement:
-        """End-to-end latency of an ONNX model, plus the runtime's per-kernel breakdown."""
+        """End-to-end latency of an ONNX model, plus the runtime's per-kernel breakdown; stored
+        when the profiler has a store and ``record`` (a check of the device's state is not)."""
         if not isinstance(model, onnx.ModelProto):
             name = name or Path(model).name
             model = load_onnx(model)
@@ -203,6 +205,6 @@ class Profiler:
                 prepared.close()
         m = ModelMeasurement(name, sha, self.device.name, self.fingerprint.id, stats,
                              tuple(nodes or ()), tuple(samples.tolist()))
-        if self.store is not None:
+        if self.store is not None and record:
             self.store.record_model(m)
         return m
