@@ -168,6 +168,44 @@ def test_supernet_derives_a_valid_restricted_architecture(tiny) -> None:
     assert all(o in ("k3e3", "k3e6", "zero") for o in sp.to_string(arch).split("-"))
 
 
+def test_constrained_derivation_is_the_most_likely_architecture_within_the_target(tiny) -> None:
+    pred, space, _ = tiny
+    table = LatencyTable(pred, space)
+    rng = np.random.default_rng(3)
+    mask = [np.where(np.isin(np.arange(7), a), 0.0, -np.inf) for a in space.allowed]
+    lp = [torch.log_softmax(torch.tensor(rng.normal(0, 1.0, 7) + m), 0).numpy() for m in mask]
+    argmax = space.make([int(np.argmax(v)) for v in lp])
+    fastest = space.make([int(np.argmin(np.where(np.isfinite(v), table.layer_ms()[i, :7], np.inf)))
+                          for i, v in enumerate(lp)])
+
+    def ll(a):
+        return sum(v[c] for v, c in zip(lp, a.choices))
+
+    lo, hi = table.of(space, fastest), table.of(space, argmax)
+    assert lo < hi
+    assert table.constrained_argmax(space, lp, hi * 1.01) == argmax  # the argmax when it is within T
+    # nothing meets T: the fastest (among equally fast options, the more likely)
+    assert table.of(space, table.constrained_argmax(space, lp, lo * 0.5)) == pytest.approx(lo, rel=1e-9)
+    t = (lo + hi) / 2
+    arch = table.constrained_argmax(space, lp, t)
+    assert table.of(space, arch) <= t
+    near = []  # architectures a few changes away from it and from the fastest
+    for start in (arch, fastest):
+        for _ in range(1500):
+            a = start
+            for _ in range(int(rng.integers(1, 5))):
+                a = space.mutate(a, rng)
+            near.append(a)
+    feasible = [a for a in near if table.of(space, a) <= t]
+    assert len(feasible) > 100 and ll(arch) >= max(ll(a) for a in feasible)
+    for i, v in enumerate(lp):  # no single change raises the likelihood within T
+        for j in np.flatnonzero(np.isfinite(v)):
+            if v[j] > v[arch.choices[i]]:
+                c = list(arch.choices)
+                c[i] = int(j)
+                assert table.of(space, space.make(c)) > t
+
+
 def test_cli_proxyless_run_directory_and_resume(trained, tmp_path, capsys) -> None:
     out = tmp_path / "px"
     args = ["search", "--strategy", "proxyless", "--space", "proxyless", "--space-arg", "resolution=16",

@@ -38,6 +38,9 @@ __all__ = ["MixedLayer", "Supernet", "LatencyTable", "ProxylessConfig", "Proxyle
            "LATENCY_LOSSES"]
 
 LATENCY_LOSSES = ("additive", "multiplicative", "absolute", "none")
+#: how the final architecture is read from alpha: the most likely op per layer (ProxylessNAS), or
+#: the most likely architecture whose predicted latency is within the target
+DERIVATIONS = ("constrained", "argmax")
 
 
 class MixedLayer(nn.Module):
@@ -199,6 +202,55 @@ class LatencyTable:
     def of(self, space: ProxylessSpace, arch: Arch) -> float:
         return float(self.table.predict(np.array([space.layer_indices(arch)]))[0])
 
+    def constrained_argmax(self, space: ProxylessSpace, log_probs: list[np.ndarray], target_ms: float) -> Arch:
+        """The most likely architecture (sum of per-layer log-probabilities) whose predicted latency
+        is <= ``target_ms``; the argmax itself when it is within the target.
+
+        Lagrangian relaxation: per layer ``argmax(log p - mu * ms)``, with ``mu`` bisected to the
+        smallest value whose architecture is within the target (latency falls as ``mu`` grows), then
+        greedy single-layer changes that raise the likelihood and stay within the target (they use
+        the slack the relaxation leaves). When not even the fastest options meet the target, the
+        fastest architecture (the caller reports it as over the target).
+        """
+        ms = self.layer_ms()
+        lp = [np.asarray(v, dtype=float) for v in log_probs]
+        allowed = [np.isfinite(v) for v in lp]
+
+        def pick(mu: float) -> Arch:
+            return space.make([int(np.argmax(np.where(a, v - mu * ms[i, : len(v)], -np.inf)))
+                               for i, (v, a) in enumerate(zip(lp, allowed))])
+
+        best = pick(0.0)
+        if self.of(space, best) <= target_ms:
+            return best
+        hi = 1.0
+        while self.of(space, pick(hi)) > target_ms and hi < 1e12:
+            hi *= 4
+        best = pick(hi)
+        if self.of(space, best) > target_ms:
+            return best
+        lo = 0.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if self.of(space, pick(mid)) <= target_ms:
+                hi = mid
+            else:
+                lo = mid
+        best = pick(hi)
+        choices = list(best.choices)
+        improved = True
+        while improved:
+            improved = False
+            gains = sorted(((lp[i][j] - lp[i][choices[i]], i, j) for i in range(len(lp)) for j in range(len(lp[i]))
+                            if allowed[i][j] and lp[i][j] > lp[i][choices[i]]), reverse=True)
+            for _, i, j in gains:
+                trial = choices.copy()
+                trial[i] = j
+                if self.of(space, space.make(trial)) <= target_ms:
+                    choices, improved = trial, True
+                    break
+        return space.make(choices)
+
 
 @dataclass(frozen=True)
 class ProxylessConfig:
@@ -214,11 +266,14 @@ class ProxylessConfig:
     weight_lr: float = 0.05
     arch_lr: float = 0.02
     arch_every: int = 1  # weight steps per architecture step
+    derive: str = "constrained"  # or "argmax" (ProxylessNAS's); see DERIVATIONS
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.latency_loss not in LATENCY_LOSSES:
             raise UnknownNameError("latency loss", self.latency_loss, LATENCY_LOSSES)
+        if self.derive not in DERIVATIONS:
+            raise UnknownNameError("derivation", self.derive, DERIVATIONS)
         if self.target_ms is not None and not self.target_ms > 0:
             raise HwnasError(f"the latency target must be > 0 ms, got {self.target_ms}")
         if not 0 <= self.warmup_epochs < self.epochs:
@@ -289,6 +344,15 @@ class ProxylessSearch:
     def expected_latency(self) -> torch.Tensor:
         return self.latency.expected([m.probs() for m in self.net.mixed])
 
+    def derive(self) -> Arch:
+        """The final architecture: the argmax per layer, or with ``derive="constrained"`` and a
+        target the most likely architecture predicted within it."""
+        if self.cfg.derive == "argmax" or self.cfg.target_ms is None:
+            return self.net.derive()
+        with torch.no_grad():
+            lp = [torch.log_softmax(m.alpha + m.mask, 0).cpu().numpy() for m in self.net.mixed]
+        return self.latency.constrained_argmax(self.space, lp, self.cfg.target_ms)
+
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         self.net.train()
         self.net.set_mode("single", self.gen)
@@ -339,7 +403,7 @@ class ProxylessSearch:
                     a_pos = 0
                 ces.append(self.arch_step(xa[a_pos: a_pos + cfg.batch_size], ya[a_pos: a_pos + cfg.batch_size]))
                 a_pos += cfg.batch_size
-        arch = self.net.derive()
+        arch = self.derive()
         rec = EpochRecord(self.epoch, float(np.mean(losses)), float(np.mean(ces)) if ces else float("nan"),
                           float(self.expected_latency().detach()), self.space.to_string(arch),
                           self.latency.of(self.space, arch), self.supernet_accuracy(),
@@ -358,7 +422,7 @@ class ProxylessSearch:
                 self.save_checkpoint(checkpoint)
             if on_epoch:
                 on_epoch(rec)
-        return self.net.derive()
+        return self.derive()
 
     def save_checkpoint(self, path: str | Path) -> None:
         tmp = Path(str(path) + ".tmp")
@@ -437,7 +501,7 @@ def _plot_epochs(out: Path, records: list[EpochRecord], target_ms: float | None)
     ep = [r.epoch for r in records]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     a1.plot(ep, [r.expected_latency_ms for r in records], "b.-", label="expected latency E[LAT]")
-    a1.plot(ep, [r.derived_latency_ms for r in records], "g.-", label="derived (argmax) architecture")
+    a1.plot(ep, [r.derived_latency_ms for r in records], "g.-", label="derived architecture")
     if target_ms is not None:
         a1.axhline(target_ms, color="k", ls="--", lw=1, label=f"target {target_ms} ms")
     a1.set(xlabel="epoch", ylabel="predicted latency (ms)", title="latency")
