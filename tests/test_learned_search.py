@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hwnas.cli import main
+from hwnas.errors import HwnasError
 from hwnas.latency_models import LatencyPredictor
 from hwnas.search.proxyless import LatencyTable, ProxylessConfig, ProxylessSearch, Supernet, latency_term
 from hwnas.search.spaces import MLPSpace, ProxylessSpace, create_space
@@ -106,8 +107,9 @@ def test_weight_step_runs_and_trains_one_path(tiny) -> None:
     for m in s.net.mixed:  # exactly one candidate ran per layer, and only it has gradients
         ran = [i for i, op in enumerate(m.ops) if calls.get(id(op))]
         assert ran == [m.active]
+        active = {id(p) for p in m.ops[m.active].parameters()}  # shared weights belong to it too
         for i, op in enumerate(m.ops):
-            grads = [p.grad for p in op.parameters()]
+            grads = [p.grad for p in op.parameters() if id(p) not in active]
             if i != m.active:
                 assert all(g is None or not g.any() for g in grads)
     assert all(m.alpha.grad is None or not m.alpha.grad.any() for m in s.net.mixed)
@@ -166,6 +168,30 @@ def test_supernet_derives_a_valid_restricted_architecture(tiny) -> None:
     arch = net.derive()
     sp.validate(arch)
     assert all(o in ("k3e3", "k3e6", "zero") for o in sp.to_string(arch).split("-"))
+
+
+@pytest.mark.parametrize("sharing", ["all", "none"])
+def test_weight_sharing_slices_one_set_of_weights(sharing) -> None:
+    space = ProxylessSpace(resolution=16, width=0.25, classes=4)
+    net = Supernet(space, 0, sharing)
+    layer = net.mixed[1]  # a residual layer: 6 MBConv candidates and zero
+    weights = [{id(p) for p in op.parameters() if p.dim() == 4} for op in layer.ops[:6]]
+    if sharing == "none":
+        assert len(set.union(*weights)) == 6 * len(weights[0])
+        return
+    assert len(set.union(*weights)) == 3 and all(w == weights[0] for w in weights)
+    k3e3 = layer.ops[0]
+    c = k3e3.cfg
+    assert (c.kernel, c.expand) == (3, 3)
+    x = torch.randn(4, c.cin, c.h, c.w)
+    assert torch.equal(k3e3(x), x)  # a residual candidate starts as the identity
+    torch.nn.init.ones_(k3e3.bn_project.weight)
+    k3e3(x).square().mean().backward()
+    g = k3e3.shared.dw.grad  # only the first cin * 3 channels and the centre 3 x 3 of the 7 x 7
+    assert g[: c.mid_channels, :, 2:5, 2:5].abs().sum() > 0
+    assert g[c.mid_channels:].abs().sum() == 0 and g[:, :, :2].abs().sum() == 0 and g[:, :, :, 5:].abs().sum() == 0
+    with pytest.raises(HwnasError, match="weight sharing"):
+        Supernet(space, 0, "some")
 
 
 def test_constrained_derivation_is_the_most_likely_architecture_within_the_target(tiny) -> None:

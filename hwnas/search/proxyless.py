@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from hwnas.errors import HwnasError, UnknownNameError
+from hwnas.profilers._ops import OpConfig
 from hwnas.search.spaces._base import Arch
 from hwnas.search.spaces._proxyless import ProxylessSpace
 
@@ -41,6 +42,57 @@ LATENCY_LOSSES = ("additive", "multiplicative", "absolute", "none")
 #: how the final architecture is read from alpha: the most likely op per layer (ProxylessNAS), or
 #: the most likely architecture whose predicted latency is within the target
 DERIVATIONS = ("constrained", "argmax")
+
+
+class SharedMBConvWeights(nn.Module):
+    """The convolution weights of the largest MBConv of a layer (expand 6, kernel 7); every
+    candidate (k, e) uses a slice: the first ``cin * e`` expanded channels and the centre k x k of
+    the depthwise kernel (Single-Path NAS's superkernel, shared within one layer only)."""
+
+    def __init__(self, cfgs: list[OpConfig]) -> None:
+        super().__init__()
+        c0 = cfgs[0]
+        mid = max(c.mid_channels for c in cfgs)
+        k = max(c.kernel for c in cfgs)
+        self.expand = nn.Parameter(torch.empty(mid, c0.cin, 1, 1))
+        self.dw = nn.Parameter(torch.empty(mid, 1, k, k))
+        self.project = nn.Parameter(torch.empty(c0.cout, mid, 1, 1))
+        for w in (self.expand, self.dw, self.project):
+            nn.init.kaiming_normal_(w, mode="fan_out")
+
+
+class SharedMBConv(nn.Module):
+    """One candidate MBConv of a weight-sharing layer: a slice of the shared weights, its own batch
+    norms (statistics differ per candidate)."""
+
+    def __init__(self, cfg: OpConfig, shared: SharedMBConvWeights) -> None:
+        super().__init__()
+        from hwnas.profilers._blocks import ActModule
+
+        self.cfg, self.shared = cfg, shared
+        mid = cfg.mid_channels
+        self.bn_expand = nn.BatchNorm2d(mid) if mid != cfg.cin else None
+        self.bn_dw, self.bn_project = nn.BatchNorm2d(mid), nn.BatchNorm2d(cfg.cout)
+        if cfg.residual:  # starts as the identity: deep random paths train (measured, BENCHMARKS.md)
+            nn.init.zeros_(self.bn_project.weight)
+        self.act = ActModule(cfg.act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, w = self.cfg, self.shared
+        mid = c.mid_channels
+        y = x
+        if self.bn_expand is not None:
+            y = self.act(self.bn_expand(nn.functional.conv2d(x, w.expand[:mid])))
+        full = w.dw.shape[-1]
+        lo = (full - c.kernel) // 2
+        dw = w.dw[:mid, :, lo: lo + c.kernel, lo: lo + c.kernel]
+        y = self.act(self.bn_dw(nn.functional.conv2d(y, dw, stride=c.stride, padding=c.kernel // 2, groups=mid)))
+        y = self.bn_project(nn.functional.conv2d(y, w.project[:, :mid]))
+        return x + y if c.residual else y
+
+
+#: which mixed layers share one set of weights among their MBConv candidates
+WEIGHT_SHARING = ("all", "transitions", "none")
 
 
 class MixedLayer(nn.Module):
@@ -117,9 +169,17 @@ class MixedLayer(nn.Module):
 class Supernet(nn.Module):
     """The ``proxyless`` space with every searchable layer a :class:`MixedLayer`."""
 
-    def __init__(self, space: ProxylessSpace, seed: int = 0) -> None:
+    def __init__(self, space: ProxylessSpace, seed: int = 0, weight_sharing: str = "all") -> None:
+        """``weight_sharing``: ``all`` (default) gives every mixed layer one set of weights sliced by
+        its MBConv candidates (residual candidates start as the identity); ``transitions`` only the
+        first layer of each stage; ``none`` keeps separate weights per candidate as ProxylessNAS
+        does. Measured on digits (BENCHMARKS.md): with ``none`` or ``transitions`` the supernet's
+        random-path training CE stayed at 2.4 after 300 steps, with ``all`` it fell to 0.25."""
         super().__init__()
         from hwnas.profilers._blocks import OpBlock
+
+        if weight_sharing not in WEIGHT_SHARING:
+            raise UnknownNameError("weight sharing", weight_sharing, WEIGHT_SHARING)
 
         self.space = space
         table = space.layer_options()
@@ -130,7 +190,14 @@ class Supernet(nn.Module):
             torch.manual_seed(seed)
             for li, layer in enumerate(table):
                 if 2 <= li < 2 + n_search:
-                    m = MixedLayer([OpBlock(c[0]) if c else None for c in layer], space.allowed[li - 2])
+                    mb = [c[0] for c in layer if c]
+                    share = weight_sharing == "all" or (weight_sharing == "transitions" and not mb[0].residual)
+                    if share:
+                        w = SharedMBConvWeights(mb)
+                        cands = [SharedMBConv(c[0], w) if c else None for c in layer]
+                    else:
+                        cands = [OpBlock(c[0]) if c else None for c in layer]
+                    m = MixedLayer(cands, space.allowed[li - 2])
                     self.mixed.append(m)
                     blocks.append(m)
                 else:
@@ -267,11 +334,14 @@ class ProxylessConfig:
     arch_lr: float = 0.02
     arch_every: int = 1  # weight steps per architecture step
     derive: str = "constrained"  # or "argmax" (ProxylessNAS's); see DERIVATIONS
+    weight_sharing: str = "all"  # see Supernet and WEIGHT_SHARING
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.latency_loss not in LATENCY_LOSSES:
             raise UnknownNameError("latency loss", self.latency_loss, LATENCY_LOSSES)
+        if self.weight_sharing not in WEIGHT_SHARING:
+            raise UnknownNameError("weight sharing", self.weight_sharing, WEIGHT_SHARING)
         if self.derive not in DERIVATIONS:
             raise UnknownNameError("derivation", self.derive, DERIVATIONS)
         if self.target_ms is not None and not self.target_ms > 0:
@@ -332,7 +402,7 @@ class ProxylessSearch:
         self.a_data = (xt[perm[:n_arch]], yt[perm[:n_arch]])
         self.v_data = (xv, yv)
         self.latency = LatencyTable(predictor, space)
-        self.net = Supernet(self.train_space, config.seed).to(device)
+        self.net = Supernet(self.train_space, config.seed, config.weight_sharing).to(device)
         self.w_opt = torch.optim.SGD(self.net.weight_parameters(), lr=config.weight_lr, momentum=0.9,
                                      weight_decay=4e-5, nesterov=True)
         self.a_opt = torch.optim.Adam(self.net.arch_parameters(), lr=config.arch_lr, betas=(0.0, 0.999), eps=1e-8)
