@@ -69,6 +69,8 @@ class SharedMBConv(nn.Module):
         super().__init__()
         from hwnas.profilers._blocks import ActModule
 
+        if cfg.se:
+            raise HwnasError("weight-sharing MBConv candidates have no squeeze-excite (the proxyless space has none)")
         self.cfg, self.shared = cfg, shared
         mid = cfg.mid_channels
         self.bn_expand = nn.BatchNorm2d(mid) if mid != cfg.cin else None
