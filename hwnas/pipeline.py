@@ -103,12 +103,12 @@ def _spread_archs(space: Any, raw_ms: Callable[[list[Any]], np.ndarray], n: int,
     return out
 
 
-def _space_models(space: Any, archs: Sequence[Any], offset: int = 0) -> list[tuple[str, Any, Any]]:
+def _space_models(space: Any, archs: Sequence[Any]) -> list[tuple[str, Any, Any]]:
     """The architectures' ONNX graphs (fixed weight seeds), named ``<space>-<i>``."""
     import torch
 
     out = []
-    for i, arch in enumerate(archs, start=offset):
+    for i, arch in enumerate(archs):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(i)
             model = space.build_module(arch).eval().to_onnx(f"arch{i}")
@@ -204,7 +204,7 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
         # 5. the budget and the search
         rng = np.random.default_rng(config.seed)
         probe = list(dict.fromkeys(space.sample(rng) for _ in range(500)))
-        table = predictor.layer_table(space.layer_options())
+        table = raw_table.with_calibration(predictor.calibration)
         probe_ms = table.predict(np.array([space.layer_indices(a) for a in probe]))
         budget = config.budget_ms or float(np.quantile(probe_ms, config.budget_quantile))
         limit = budget / (1 + margin)
@@ -253,8 +253,8 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
         exp = export_architecture(spec, device, run_dir / "model" / "model.onnx", predictor, config.export_epochs,
                                   True, policy=policy, store=store, seed=config.seed, drift=config.drift)
         # the device's state now against when the calibration models were measured: the same
-        # models again, right after the export's measurement (a machine-wide speed phase that the
-        # small reference op does not show moves whole models by 10-15% on a shared VM)
+        # models again, right after the export's measurement (not stored), so that a device that
+        # changed speed can be told apart from a prediction error
         now = [profiler.profile_model(m.onnx, name=m.name, breakdown_runs=0, record=False).latency_ms
                for m in measured[: len(cal_idx)]]
         model_factor = float(np.median([a / m.latency_ms for a, m in zip(now, measured[: len(cal_idx)])]))

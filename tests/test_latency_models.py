@@ -158,6 +158,11 @@ def test_predictor_whole_model_calibration_and_batch(measured, tmp_path) -> None
     table = cal.layer_table([[[cfgs[0]], [cfgs[1]]], [[cfgs[2]], []]])
     np.testing.assert_allclose(table.predict(np.array([[0, 0], [1, 1]])),
                                [cal.predict_architecture([cfgs[0], cfgs[2]]), cal.predict_architecture([cfgs[1]])])
+    # a raw table recalibrated equals the table built from the calibrated predictor
+    raw_table = p.layer_table([[[cfgs[0]], [cfgs[1]]], [[cfgs[2]], []]])
+    idx = np.array([[0, 0], [1, 1], [0, 1]])
+    np.testing.assert_allclose(raw_table.with_calibration(cal.calibration).predict(idx), table.predict(idx))
+    assert not np.allclose(raw_table.predict(idx), table.predict(idx))
     cal.save(tmp_path / "pred")
     again = LatencyPredictor.load(tmp_path / "pred", fp)
     assert again.calibration == cal.calibration

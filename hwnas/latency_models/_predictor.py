@@ -158,6 +158,14 @@ class LayerTable:
         self.calibration = predictor.calibration
         self._rows = np.arange(len(choices))
 
+    def with_calibration(self, calibration: Calibration) -> LayerTable:
+        """The same per-option predictions under another calibration (no op is predicted again)."""
+        import copy
+
+        out = copy.copy(self)
+        out.calibration = calibration
+        return out
+
     def predict(self, indices: np.ndarray) -> np.ndarray:
         idx = np.asarray(indices)
         s = self.ms[self._rows, idx].sum(1)
