@@ -3,14 +3,21 @@
     python benchmarks/nb201_search.py --latency-csv CSV --accuracy-csv CSV --accuracy-column COL
         --device DEVICE --target-ms T --strategy S --budget N [--latency-samples M] [--seeds K] [--json OUT]
 
-Per seed: M architectures of DEVICE are "measured" (their latency read from the CSV: the only
-reads of that column during search) and a TransferLatencyModel is trained on them, with the other
-devices' columns as sources. Its predictions, inflated by the 90th percentile of its
-cross-validated relative error (a safety margin learnt from the M samples), decide feasibility:
-strategies propose only architectures predicted within T. N counts accuracy queries. The returned
-architecture (the most accurate feasible one evaluated) is judged on the true latency and accuracy;
-the oracle is the most accurate architecture whose true latency is <= T. ``--target-ms median``
-uses the device's median latency. Last line: ``regret=<mean> violations=<rate>``.
+Per seed, at most M architectures of DEVICE are "measured" (their latency read from the CSV: the
+only reads of that column during search); N counts accuracy queries. M - V of the measurements
+(``--verify-samples V``, default 40% of M) are random architectures measured before the search; a
+TransferLatencyModel is trained on them, with the other devices' columns as sources. The other V
+are spent during the search the way a user spends device time: the incumbent (the most accurate
+architecture evaluated so far that is within T) is measured before it is trusted, and every
+measurement is added to the predictor's training set (refit). A measured architecture is feasible
+when its measured latency is <= T; an unmeasured one when its prediction, corrected by the
+``--margin-percentile`` (default 50: the median) of the predictor's cross-validated relative
+under-prediction, is <= T. Strategies propose only feasible architectures. The returned
+architecture (the most accurate feasible one evaluated) is judged on the true latency and
+accuracy; the oracle is the most accurate architecture whose true latency is <= T.
+``--verify-samples 0 --margin-percentile 90`` is the earlier method (every measurement up front,
+a safety margin instead of verification). ``--target-ms median`` uses the device's median latency.
+Last line: ``regret=<mean> violations=<rate>``.
 """
 
 from __future__ import annotations
@@ -26,7 +33,6 @@ from sklearn.model_selection import KFold
 from hwnas.errors import HwnasError
 from hwnas.latency_models import TransferLatencyModel, encode_nb201
 from hwnas.search import MnasReward
-from hwnas.search._run import Limits, feasibility
 from hwnas.search.spaces import NB201Space
 from hwnas.search.strategies import SearchExhausted, create_strategy, strategy_names
 
@@ -51,36 +57,67 @@ def load(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str], float]:
     return df, [d for d in devices if d != args.device], target
 
 
-def latency_predictor(X: np.ndarray, S: np.ndarray, y_train: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, float]:
-    """Predicted latency of every architecture, and the 90th-percentile relative under-prediction
-    found by 5-fold cross-validation on the measured ones."""
+def latency_predictor(X: np.ndarray, S: np.ndarray, y_train: np.ndarray, train: np.ndarray,
+                      percentile: float) -> tuple[np.ndarray, float]:
+    """Predicted latency of every architecture, and the given percentile of the relative
+    under-prediction (measured / predicted - 1) found by 5-fold cross-validation on the measured
+    ones (negative when the predictor over-predicts)."""
     under = []
     for tr, te in KFold(5, shuffle=True, random_state=0).split(train):
         m = TransferLatencyModel().fit(X[train[tr]], S[train[tr]], y_train[tr])
         p = m.predict(X[train[te]], S[train[te]])
         under.extend(y_train[te] / p - 1)
-    margin = max(0.0, float(np.percentile(under, 90)))
+    margin = float(np.percentile(under, percentile))
     model = TransferLatencyModel().fit(X[train], S[train], y_train)
     return model.predict(X, S), margin
+
+
+class DeviceLatency:
+    """The device in the benchmark: a measurement budget, the measured latencies, and the
+    predictor refit on them after every measurement."""
+
+    def __init__(self, X: np.ndarray, S: np.ndarray, truth: np.ndarray, target: float, percentile: float) -> None:
+        self.X, self.S, self._truth, self.target, self.percentile = X, S, truth, target, percentile
+        self.measured: dict[int, float] = {}
+
+    def measure(self, rows: list[int]) -> None:
+        for i in rows:
+            self.measured[int(i)] = float(self._truth[i])  # a read of the device column
+        idx = np.array(sorted(self.measured))
+        self.pred, self.margin = latency_predictor(self.X, self.S, np.array([self.measured[i] for i in idx]), idx,
+                                                   self.percentile)
+
+    def feasible(self, i: int) -> bool:
+        if i in self.measured:
+            return self.measured[i] <= self.target
+        return self.pred[i] * (1 + self.margin) <= self.target
+
+    def latency(self, i: int) -> float:
+        return self.measured.get(i, float(self.pred[i]))
 
 
 def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, target: float, seed: int) -> dict:
     space = NB201Space()
     rng = np.random.default_rng(seed)
     X = np.stack([encode_nb201(a) for a in df["arch_str"]])
-    S = df[sources].to_numpy(float)
     truth_lat = df[args.device].to_numpy(float)
     truth_acc = df[args.accuracy_column].to_numpy(float)
-    train = rng.choice(len(df), size=args.latency_samples, replace=False)
-    pred, margin = latency_predictor(X, S, truth_lat[train], train)  # the device column, read at M rows only
+    device = DeviceLatency(X, df[sources].to_numpy(float), truth_lat, target, args.margin_percentile)
+    device.measure(list(rng.choice(len(df), size=args.latency_samples - args.verify_samples, replace=False)))
+    initial_pred, initial_margin = device.pred.copy(), device.margin
+    verify_left = args.verify_samples
     row = {a: i for i, a in enumerate(df["arch_str"])}
-    limit = target / (1 + margin)
-    latency = lambda arch: float(pred[row[space.to_string(arch)]])  # noqa: E731
     params = {k: (float(v) if "." in v else int(v)) for k, v in (p.split("=", 1) for p in args.strategy_param)}
-    strategy = create_strategy(args.strategy, space, seed=seed, feasible=feasibility(space, Limits(latency_ms=limit), latency),
-                               **params)
+    strategy = create_strategy(args.strategy, space, seed=seed,
+                               feasible=lambda arch: device.feasible(row[space.to_string(arch)]), **params)
     reward = MnasReward(target, 0.0, -1.0)
-    best_i, best_acc, curve, rewards = None, -np.inf, [], []
+    evaluated: list[int] = []
+    curve, rewards = [], []
+
+    def incumbent() -> int | None:
+        ok = [i for i in evaluated if device.feasible(i)]
+        return max(ok, key=lambda i: truth_acc[i]) if ok else None
+
     for _ in range(args.budget):
         try:
             arch = strategy.ask()
@@ -88,19 +125,32 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
             break
         i = row[space.to_string(arch)]
         acc = truth_acc[i]  # an accuracy query
-        rewards.append(reward(acc, pred[i]))
+        evaluated.append(i)
+        rewards.append(reward(acc, device.latency(i)))
         strategy.tell(arch, rewards[-1])
-        if acc > best_acc:
-            best_i, best_acc = i, acc
-        curve.append(float(best_acc))
+        # verify the incumbent on the device before trusting it (a new one may appear when the
+        # measurement shows the old one over T)
+        while verify_left > 0 and (best := incumbent()) is not None and best not in device.measured:
+            device.measure([best])
+            verify_left -= 1
+        best = incumbent()
+        curve.append(float(truth_acc[best]) if best is not None else float("nan"))
+    best_i = incumbent()
+    if best_i is None:
+        raise HwnasError(f"seed {seed}: no evaluated architecture is within {target} ms")
     feasible_true = truth_lat <= target
     oracle = float(truth_acc[feasible_true].max())
-    # the best any search could return under the predicted limit (all architectures evaluated)
-    floor = oracle - float(truth_acc[pred <= limit].max())
+    # the best a search could return if every architecture the initial predictor puts within T
+    # were evaluated (and the ones over T found out by measurement)
+    reachable = (initial_pred * (1 + initial_margin) <= target) & feasible_true
+    floor = oracle - float(truth_acc[reachable].max()) if reachable.any() else float("nan")
     return {"seed": seed, "regret_floor": floor, "found_arch": df["arch_str"][best_i], "found_acc": float(truth_acc[best_i]),
-            "found_true_latency_ms": float(truth_lat[best_i]), "found_pred_latency_ms": float(pred[best_i]),
+            "found_true_latency_ms": float(truth_lat[best_i]), "found_pred_latency_ms": float(device.pred[best_i]),
+            "found_measured": best_i in device.measured,
             "oracle_acc": oracle, "regret": oracle - float(truth_acc[best_i]),
-            "violation": bool(truth_lat[best_i] > target), "margin": margin, "curve": curve, "rewards": rewards}
+            "violation": bool(truth_lat[best_i] > target), "margin": initial_margin,
+            "measurements": len(device.measured), "verifications": args.verify_samples - verify_left,
+            "curve": curve, "rewards": rewards}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,13 +162,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target-ms", required=True, help="milliseconds, or 'median'")
     ap.add_argument("--strategy", required=True)
     ap.add_argument("--budget", type=int, required=True)
-    ap.add_argument("--latency-samples", type=int, default=100)
+    ap.add_argument("--latency-samples", type=int, default=100, help="M: device measurements per seed, in all")
+    ap.add_argument("--verify-samples", type=int, help="V: how many of the M verify incumbents during the search "
+                    "(default 40%% of M)")
+    ap.add_argument("--margin-percentile", type=float, default=50.0,
+                    help="percentile of the cross-validated under-prediction that corrects unmeasured predictions")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--strategy-param", action="append", default=[], metavar="NAME=VALUE",
                     help="a strategy hyper-parameter, e.g. population_size=50 (repeatable)")
     args = ap.parse_args(argv)
     try:
+        if args.verify_samples is None:
+            args.verify_samples = int(round(0.4 * args.latency_samples))
+        if not 0 <= args.verify_samples <= args.latency_samples - 5:
+            raise HwnasError(f"--verify-samples must be between 0 and --latency-samples - 5 "
+                             f"({args.latency_samples - 5}); got {args.verify_samples}")
+        if not 0 <= args.margin_percentile <= 100:
+            raise HwnasError(f"--margin-percentile must be in [0, 100]; got {args.margin_percentile}")
         if args.target_ms != "median":
             float(args.target_ms)
         df, sources, target = load(args)
@@ -133,12 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     curve_len = min(len(r["curve"]) for r in runs)
     res = {
         "device": args.device, "target_ms": target, "strategy": args.strategy, "budget": args.budget,
-        "latency_samples": args.latency_samples, "accuracy_column": args.accuracy_column,
+        "latency_samples": args.latency_samples, "verify_samples": args.verify_samples,
+        "margin_percentile": args.margin_percentile, "accuracy_column": args.accuracy_column,
+        "measurements_mean": float(np.mean([r["measurements"] for r in runs])),
         "regret_mean": float(regrets.mean()), "regret_median": float(np.median(regrets)),
         "violation_rate": float(np.mean([r["violation"] for r in runs])),
         "regret_floor_median": float(np.median([r["regret_floor"] for r in runs])),
         "oracle_acc": runs[0]["oracle_acc"], "found_acc_mean": float(np.mean([r["found_acc"] for r in runs])),
-        "best_so_far_curve": np.mean([r["curve"][:curve_len] for r in runs], axis=0).tolist(),
+        "best_so_far_curve": np.nanmean([r["curve"][:curve_len] for r in runs], axis=0).tolist(),
         # the rewards of the proposed architectures, mean over seeds in windows of 20 queries: a
         # learning strategy's rise over time
         "reward_curve": [float(np.mean([r["rewards"][i:i + 20] for r in runs])) for i in range(0, curve_len, 20)],
@@ -147,12 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     for r in runs:
         print(f"seed {r['seed']}: found {r['found_acc']:.2f} (oracle {r['oracle_acc']:.2f}, regret {r['regret']:.2f}), "
               f"true latency {r['found_true_latency_ms']:.3f} ms (predicted {r['found_pred_latency_ms']:.3f}, "
-              f"limit {target:.3f}, margin {100 * r['margin']:.1f}%){' VIOLATION' if r['violation'] else ''}")
+              f"limit {target:.3f}, {'measured' if r['found_measured'] else 'not measured'}; "
+              f"{r['measurements']} measurements){' VIOLATION' if r['violation'] else ''}")
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(res, f, indent=2)
-    print(f"median regret {res['regret_median']:.4f}; regret if every architecture predicted within the limit "
-          f"were evaluated (median): {res['regret_floor_median']:.4f}")
+    print(f"median regret {res['regret_median']:.4f}; regret if every architecture the initial predictor puts "
+          f"within T were evaluated (median): {res['regret_floor_median']:.4f}; device measurements per seed "
+          f"{res['measurements_mean']:.1f} of {args.latency_samples}")
     print(f"regret={res['regret_mean']:.4f} violations={res['violation_rate']:.4f}")
     return 0
 

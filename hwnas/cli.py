@@ -633,6 +633,9 @@ def search(
     reward_name: Annotated[str, typer.Option("--reward", help="soft or hard MNAS preset.")] = "hard",
     hard_limit: Annotated[bool, typer.Option("--hard-limit/--soft-limit", help="Only propose architectures "
                           "predicted within T (hard) or let the reward penalise them (soft).")] = True,
+    verify: Annotated[int, typer.Option("--verify", help="Measure the incumbent on the device before trusting "
+                      "it, up to this many models per run (0: trust the predictor); a measurement over the limit "
+                      "disqualifies it and makes feasibility use the measured latency.")] = 5,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/search"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
@@ -696,10 +699,12 @@ def search(
         from hwnas.errors import UnknownNameError
 
         raise UnknownNameError("evaluator", evaluator, ["proxy", "table"])
+    if verify < 0:
+        raise HwnasError(f"--verify takes a count >= 0, got {verify}")
     settings = {"device": dev.name, "space": space, "space_args": space_args, "strategy": strategy,
                 "strategy_params": strategy_params, "seed": seed, "target_ms": target_ms,
                 "reward": reward_name, "limit_ms": limit, "evaluator": evaluator, "epochs": epochs,
-                "dataset": dataset, "resolution": resolution, "predictor": str(pred_dir)}
+                "dataset": dataset, "resolution": resolution, "predictor": str(pred_dir), "verify": verify}
     out.mkdir(parents=True, exist_ok=True)
     journal = Journal(out / "journal.sqlite", settings, resume)
     try:
@@ -713,10 +718,14 @@ def search(
         prog.update(task, completed=done)
         trials = run_search(sp, strat, evaluate, latency, reward, budget, journal,
                             on_trial=lambda t, n: prog.update(task, completed=n,
-                                                              current=f"acc {t.accuracy:.3f} lat {t.latency_ms:.2f} ms"))
+                                                              current=f"acc {t.accuracy:.3f} lat {t.latency_ms:.2f} ms"),
+                            measure=_arch_latency_on(dev, sp) if verify and limit is not None else None,
+                            measure_budget=verify, limit_ms=limit,
+                            on_measured=lambda arch, ms: cache.__setitem__(arch, ms))
+    measured = {a: ms for a, _, ms in journal.measurements()}
     journal.close()
-    best, front = best_and_front(trials, limit)
-    result = write_run(out, sp, trials, best, front, settings, target_ms, pred)
+    best, front = best_and_front(trials, limit, measured)
+    result = write_run(out, sp, trials, best, front, settings, target_ms, pred, measured)
     if as_json:
         _print_json(result)
         return
@@ -724,10 +733,34 @@ def search(
     if best is None:
         o.print("no evaluated architecture is within the latency limit")
     else:
-        o.print(f"best: [bold]{best.arch}[/] accuracy {best.accuracy:.4f}, predicted {best.latency_ms:.3f} ms "
+        seen = f", measured {measured[best.arch]:.3f} ms" if best.arch in measured else ""
+        o.print(f"best: [bold]{best.arch}[/] accuracy {best.accuracy:.4f}, predicted {best.latency_ms:.3f} ms{seen} "
                 f"(target {target_ms} ms), {best.params:,} parameters")
+        over = sum(ms > limit for ms in measured.values()) if limit is not None else 0
+        if measured:
+            o.print(f"{len(measured)} incumbents measured on {dev.name}; {over} over the limit, disqualified")
     o.print(f"{len(trials)} evaluated ({len(trials) - done} now); run directory: {out} "
             f"(journal.sqlite, best.json, trials.csv, pareto.csv, pareto.png)")
+
+
+def _arch_latency_on(dev: Any, sp: Any):  # noqa: ANN202
+    """A device measurement of an architecture (ms): its module (untrained weights; latency does not
+    depend on them) exported to ONNX and timed by the device's profiler, not stored."""
+    import torch
+
+    from hwnas.export import _to_onnx
+    from hwnas.profilers import Profiler
+
+    profiler = Profiler(dev, _policy(None), None)
+
+    def measure(arch):  # noqa: ANN001, ANN202
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            module = sp.build_module(arch).eval()
+        model = _to_onnx(module, sp.input_shape(arch), False)
+        return profiler.profile_model(model, name=sp.to_string(arch), breakdown_runs=0, record=False).latency_ms
+
+    return measure
 
 
 def _key_values(items: list[str] | None, option: str) -> dict[str, Any]:

@@ -44,6 +44,30 @@ def test_strategies_pass_the_strategy_suite(name) -> None:
     check_strategy(name, create_space("nb201"))
 
 
+def test_evolution_widens_when_every_neighbour_of_its_parent_was_seen() -> None:
+    from hwnas.search.strategies import create_strategy
+
+    space = create_space("nb201")
+    evo = create_strategy("evolution", space, seed=3, population_size=30, tournament_size=30)
+    first = [evo.ask() for _ in range(30)]
+    for i, a in enumerate(first):
+        evo.tell(a, 1.0 if i == 29 else 0.0)  # the newest of the initial population is the best
+    best = first[-1]
+    distance = lambda a: sum(x != y for x, y in zip(a.choices, best.choices))  # noqa: E731
+    neighbours = {space.make([o if j == i else c for j, c in enumerate(best.choices)])
+                  for i, opts in enumerate(space.allowed) for o in opts if o != best.choices[i]}
+    assert len(neighbours) == 24  # 6 edges, 4 other ops each
+    children = []
+    for _ in range(len(neighbours - set(first)) + 5):  # the best stays the parent throughout
+        child = evo.ask()
+        evo.tell(child, 0.0)
+        children.append(child)
+    k = len(neighbours - set(first))
+    assert set(children[:k]) == neighbours - set(first)  # first every neighbour not yet seen...
+    assert len(set(children)) == len(children) and best not in children
+    assert {distance(c) for c in children[k:]} == {2}  # ...then wider steps instead of a stall
+
+
 def test_nb201_strings_match_the_dataset_format() -> None:
     s = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
     space = create_space("nb201")
@@ -103,6 +127,10 @@ def test_search_table_evaluator_nb201(trained, tmp_path, capsys) -> None:
                str(trained / "predictor"), "--out", str(tmp_path / "r"), "--json"])
     r = json.loads(capsys.readouterr().out)
     assert rc == 0 and r["n_trials"] == 30 and r["best"]["accuracy"] > 0.5
+    # the incumbent was measured on cpu-ort (real ONNX Runtime) before it was trusted
+    assert 1 <= r["device_measurements"] <= 5 and 0 < r["best"]["measured_latency_ms"] <= 1000
+    rows = sqlite3.connect(tmp_path / "r" / "journal.sqlite").execute("SELECT arch FROM measurements").fetchall()
+    assert r["best"]["arch"] in {a for (a,) in rows}
 
 
 def test_search_bad_input(trained, tmp_path, capsys) -> None:
@@ -169,3 +197,46 @@ def test_datasets(tmp_path) -> None:
         load_dataset("imagenet")
     with pytest.raises(HwnasError, match="never downloads|needs torchvision"):
         load_dataset(f"cifar10:{tmp_path}")
+
+
+def test_incumbents_are_measured_before_they_are_trusted(tmp_path) -> None:
+    """The run loop with a deterministic fake device (never used for a number): every other
+    architecture measures 30% over its prediction."""
+    from hwnas.search import Journal, run_search
+    from hwnas.search._run import best_and_front, feasibility, Limits
+    from hwnas.search.strategies import create_strategy
+
+    space = create_space("nb201")
+    limit = 1.0
+    predicted = lambda a: 0.5 + 0.5 * (sum(a.choices) % 7) / 7  # noqa: E731  within the limit: 0.5..0.93
+    measured: dict = {}
+    latency = lambda a: measured.get(a, predicted(a))  # noqa: E731
+    calls = []
+
+    def fake_device(a):  # noqa: ANN001, ANN202
+        calls.append(a)
+        return predicted(a) * (1.3 if sum(a.choices) % 2 else 1.0)
+
+    def run(budget: int, resume: bool) -> tuple[list, Journal]:
+        measured.clear()
+        journal = Journal(tmp_path / "j.sqlite", {"s": 1}, resume)
+        strat = create_strategy("random", space, seed=0, feasible=feasibility(space, Limits(limit), latency))
+        trials = run_search(space, strat, lambda a: float(sum(a.choices)) + 0.01 * a.choices[0], latency,
+                            MnasReward(limit, 0.0, -1.0), budget, journal, measure=fake_device, measure_budget=6,
+                            limit_ms=limit, on_measured=measured.__setitem__)
+        return trials, journal
+
+    trials, journal = run(25, False)
+    m = {a: ms for a, _, ms in journal.measurements()}
+    assert len(calls) == len(m) and 1 <= len(m) <= 6
+    best, _ = best_and_front(trials, limit, m)
+    assert best.arch in m and m[best.arch] <= limit  # the answer was measured, and is within the limit
+    over = {a for a, ms in m.items() if ms > limit}
+    assert over  # some incumbents were disqualified by their measurement...
+    naive, _ = best_and_front(trials, limit)
+    assert naive.arch in over and best.reward <= naive.reward  # ...the predictor alone would have returned one
+    journal.close()
+    n = len(calls)
+    trials2, journal2 = run(25, True)  # resume: measurements replayed at the same points, none repeated
+    assert len(calls) == n and [t.arch for t in trials2] == [t.arch for t in trials]
+    journal2.close()

@@ -24,7 +24,7 @@ from hwnas.search.spaces._base import Arch, InfeasibleError, SearchSpace
 from hwnas.search.strategies._base import SearchExhausted, Strategy
 
 __all__ = ["Limits", "Journal", "Trial", "run_search", "check_budget_feasible", "feasibility", "best_and_front",
-           "write_run"]
+           "incumbent", "write_run"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,9 @@ class Journal:
             self.conn.execute(
                 "CREATE TABLE IF NOT EXISTS trials (number INTEGER PRIMARY KEY, arch TEXT NOT NULL, accuracy REAL, "
                 "latency_ms REAL, reward REAL, params INTEGER, flops INTEGER, eval_seconds REAL, created_at TEXT)")
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS measurements (arch TEXT PRIMARY KEY, after_trial INTEGER NOT NULL, "
+                "measured_latency_ms REAL NOT NULL, created_at TEXT)")
             row = self.conn.execute("SELECT value FROM meta WHERE key='settings'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise HwnasError(f"{self.path} is not a search journal ({exc}); refusing to use it") from None
@@ -86,6 +89,16 @@ class Journal:
         with self.conn:
             self.conn.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                               (*asdict(t).values(), datetime.now(timezone.utc).isoformat(timespec="seconds")))
+
+    def measurements(self) -> list[tuple[str, int, float]]:
+        """Device measurements of incumbents: (arch, the trial after which it was measured, ms)."""
+        return self.conn.execute("SELECT arch, after_trial, measured_latency_ms FROM measurements "
+                                 "ORDER BY after_trial, rowid").fetchall()
+
+    def add_measurement(self, arch: str, after_trial: int, latency_ms: float) -> None:
+        with self.conn:
+            self.conn.execute("INSERT INTO measurements VALUES (?, ?, ?, ?)",
+                              (arch, after_trial, latency_ms, datetime.now(timezone.utc).isoformat(timespec="seconds")))
 
     def dataframe(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(t) for t in self.trials()])
@@ -135,15 +148,37 @@ def run_search(
     budget: int,
     journal: Journal,
     on_trial: Callable[[Trial, int], None] | None = None,
+    measure: Callable[[Arch], float] | None = None,
+    measure_budget: int = 0,
+    limit_ms: float | None = None,
+    on_measured: Callable[[Arch, float], None] | None = None,
 ) -> list[Trial]:
-    """Run until ``budget`` evaluations are in the journal (continuing a resumed one)."""
+    """Run until ``budget`` evaluations are in the journal (continuing a resumed one).
+
+    With ``measure`` (a device measurement, ms), the incumbent (the best trial within
+    ``limit_ms``) is measured before it is trusted, up to ``measure_budget`` times: a measurement
+    over the limit disqualifies it and the next best is measured. Measurements go to the journal
+    and to ``on_measured`` (e.g. to make feasibility use them), at the same points on resume.
+    """
     done = journal.trials()
+    by_trial: dict[int, list[tuple[str, float]]] = {}
+    for arch_s, after, ms in journal.measurements():
+        by_trial.setdefault(after, []).append((arch_s, ms))
+    measured: dict[str, float] = {}
+
+    def apply(arch_s: str, ms: float) -> None:
+        measured[arch_s] = ms
+        if on_measured:
+            on_measured(space.from_string(arch_s), ms)
+
     for t in done:  # replay: the strategy re-proposes what it proposed before
         arch = strategy.ask()
         if space.to_string(arch) != t.arch:
             raise HwnasError(f"cannot resume: trial {t.number} was {t.arch}, the strategy now proposes "
                              f"{space.to_string(arch)} (different code or settings)")
         strategy.tell(arch, t.reward)
+        for arch_s, ms in by_trial.get(t.number, []):
+            apply(arch_s, ms)
     trials = list(done)
     while len(trials) < budget:
         try:
@@ -159,21 +194,37 @@ def run_search(
         journal.add(t)
         strategy.tell(arch, r)
         trials.append(t)
+        while measure is not None and len(measured) < measure_budget:
+            best = incumbent(trials, limit_ms, measured)
+            if best is None or best.arch in measured:
+                break
+            ms = float(measure(space.from_string(best.arch)))
+            journal.add_measurement(best.arch, t.number, ms)
+            apply(best.arch, ms)
         if on_trial:
             on_trial(t, len(trials))
     return trials
 
 
-def best_and_front(trials: list[Trial], limit_ms: float | None) -> tuple[Trial | None, list[Trial]]:
-    """The best-reward trial within the latency limit, and the accuracy-latency Pareto front."""
-    ok = [t for t in trials if limit_ms is None or t.latency_ms <= limit_ms]
-    best = max(ok, key=lambda t: (t.reward, t.accuracy)) if ok else None
+def incumbent(trials: list[Trial], limit_ms: float | None, measured: dict[str, float] | None = None) -> Trial | None:
+    """The best-reward trial within the latency limit: its measured latency where it was measured,
+    its predicted one otherwise."""
+    measured = measured or {}
+    ok = [t for t in trials if limit_ms is None or measured.get(t.arch, t.latency_ms) <= limit_ms]
+    return max(ok, key=lambda t: (t.reward, t.accuracy)) if ok else None
+
+
+def best_and_front(trials: list[Trial], limit_ms: float | None,
+                   measured: dict[str, float] | None = None) -> tuple[Trial | None, list[Trial]]:
+    """The best-reward trial within the latency limit (measured latency where there is one), and
+    the accuracy-latency Pareto front (predicted latencies)."""
+    best = incumbent(trials, limit_ms, measured)
     idx = pareto_front([t.accuracy for t in trials], [t.latency_ms for t in trials]) if trials else []
     return best, [trials[i] for i in idx]
 
 
 def write_run(out: Path, sp: Any, trials: list, best: Any, front: list, settings: dict, target_ms: float,
-               pred: Any) -> dict[str, Any]:
+               pred: Any, measured: dict[str, float] | None = None) -> dict[str, Any]:
     """trials.csv, pareto.csv, best.json and pareto.png in a run directory; returns best.json's content."""
     import dataclasses
 
@@ -183,13 +234,19 @@ def write_run(out: Path, sp: Any, trials: list, best: Any, front: list, settings
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    pd.DataFrame([dataclasses.asdict(t) for t in trials]).to_csv(out / "trials.csv", index=False)
+    measured = measured or {}
+    table = pd.DataFrame([dataclasses.asdict(t) for t in trials])
+    if len(table):
+        table["measured_latency_ms"] = [measured.get(t.arch) for t in trials]
+    table.to_csv(out / "trials.csv", index=False)
     pd.DataFrame([dataclasses.asdict(t) for t in front]).to_csv(out / "pareto.csv", index=False)
     result = {"settings": settings, "n_trials": len(trials),
               "best": dataclasses.asdict(best) if best else None,
               "fingerprint": pred.fingerprint, "space": sp.name}
     if best is not None:
         result["best"]["predicted_latency_ms"] = best.latency_ms
+        result["best"]["measured_latency_ms"] = measured.get(best.arch)
+    result["device_measurements"] = len(measured)
     (out / "best.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.scatter([t.latency_ms for t in trials], [t.accuracy for t in trials], s=12, alpha=0.6, label="evaluated")
