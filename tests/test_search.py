@@ -240,3 +240,33 @@ def test_incumbents_are_measured_before_they_are_trusted(tmp_path) -> None:
     trials2, journal2 = run(25, True)  # resume: measurements replayed at the same points, none repeated
     assert len(calls) == n and [t.arch for t in trials2] == [t.arch for t in trials]
     journal2.close()
+
+
+def test_guided_evolution_spends_evaluations_on_the_children_its_surrogate_ranks_best() -> None:
+    from hwnas.search.strategies import create_strategy
+
+    space = create_space("nb201")
+    weights = np.array([0.0, 0.2, 0.6, 1.0, 0.1])  # a learnable, additive toy objective over the edges
+
+    def reward(arch) -> float:
+        return float(weights[list(arch.choices)].sum())
+
+    def mean_reward(name: str, seed: int) -> float:
+        s = create_strategy(name, space, seed=seed)
+        rewards = []
+        for _ in range(40):
+            a = s.ask()
+            rewards.append(reward(a))
+            s.tell(a, rewards[-1])
+        return float(np.mean(rewards[20:]))  # the climb after the random initial population
+
+    plain = [mean_reward("evolution", seed) for seed in range(4)]
+    guided = [mean_reward("guided-evolution", seed) for seed in range(4)]
+    assert np.mean(guided) > np.mean(plain) + 0.3, (plain, guided)
+    # candidates=1 is plain evolution, draw for draw
+    a, b = create_strategy("evolution", space, seed=5), create_strategy("guided-evolution", space, seed=5, candidates=1)
+    for _ in range(30):
+        x, y = a.ask(), b.ask()
+        assert x == y
+        a.tell(x, reward(x))
+        b.tell(y, reward(y))

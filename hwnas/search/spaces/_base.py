@@ -76,9 +76,10 @@ class SearchSpace(ABC):
     def validate(self, arch: Arch) -> None:
         if arch.space != self.name:
             raise HwnasError(f"architecture of space {arch.space!r} given to space {self.name!r}")
-        if len(arch.choices) != len(self.decisions):
-            raise HwnasError(f"{self.name}: {len(arch.choices)} choices for {len(self.decisions)} decisions")
-        for d, a, i in zip(self.decisions, self.allowed, arch.choices):
+        decisions = self.decisions
+        if len(arch.choices) != len(decisions):
+            raise HwnasError(f"{self.name}: {len(arch.choices)} choices for {len(decisions)} decisions")
+        for d, a, i in zip(decisions, self.allowed, arch.choices):
             if i not in a:
                 raise HwnasError(f"{self.name}: option {i} of {d.name!r} is not allowed here (allowed: {list(a)})")
 

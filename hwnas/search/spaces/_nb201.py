@@ -61,6 +61,9 @@ class _Reduction(nn.Module):
         return self.b(self.a(x)) + self.short(x)
 
 
+_DECISIONS = tuple(Decision(f"edge{t}{f}", NB201_OPS) for t, f in NB201_EDGES)
+
+
 class NB201Space(SearchSpace):
     """NAS-Bench-201 cells; strings as in NAS-Bench-201, e.g.
     ``|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|``.
@@ -77,7 +80,7 @@ class NB201Space(SearchSpace):
 
     @property
     def decisions(self) -> tuple[Decision, ...]:
-        return tuple(Decision(f"edge{t}{f}", NB201_OPS) for t, f in NB201_EDGES)
+        return _DECISIONS
 
     def to_string(self, arch: Arch) -> str:
         ops = self.ops(arch)

@@ -1,5 +1,5 @@
 """Search strategies (ask/tell), registered by name: ``grid``, ``random``, ``evolution``,
-``reinforce``, ``ppo``."""
+``guided-evolution``, ``reinforce``, ``ppo``."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from typing import Any
 from hwnas._registry import Registry
 from hwnas.search.strategies._base import SearchExhausted, Strategy
 from hwnas.search.strategies._controllers import PPOController, ReinforceController
-from hwnas.search.strategies._simple import GridSearch, RandomSearch, RegularizedEvolution
+from hwnas.search.strategies._simple import GridSearch, GuidedEvolution, RandomSearch, RegularizedEvolution
 
-__all__ = ["Strategy", "SearchExhausted", "GridSearch", "RandomSearch", "RegularizedEvolution",
+__all__ = ["Strategy", "SearchExhausted", "GridSearch", "RandomSearch", "RegularizedEvolution", "GuidedEvolution",
            "ReinforceController", "PPOController",
            "create_strategy", "strategy_names"]
 
 _STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
-for _cls in (GridSearch, RandomSearch, RegularizedEvolution, ReinforceController, PPOController):
+for _cls in (GridSearch, RandomSearch, RegularizedEvolution, GuidedEvolution, ReinforceController, PPOController):
     _STRATEGIES.register(_cls.name, _cls)
 
 

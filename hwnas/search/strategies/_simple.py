@@ -1,14 +1,16 @@
-"""Grid, random search and regularised evolution."""
+"""Grid, random search, regularised evolution and surrogate-guided evolution."""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
 
+import numpy as np
+
 from hwnas.search.spaces._base import Arch, SearchSpace
 from hwnas.search.strategies._base import SearchExhausted, Strategy
 
-__all__ = ["GridSearch", "RandomSearch", "RegularizedEvolution"]
+__all__ = ["GridSearch", "RandomSearch", "RegularizedEvolution", "GuidedEvolution"]
 
 
 class GridSearch(Strategy):
@@ -61,26 +63,66 @@ class RegularizedEvolution(Strategy):
     The defaults select hard (the tournament is the whole population, no crossover): at the small
     budgets of hardware-aware search (N = 200 accuracy queries on NAS-Bench-201) that halved the
     median regret of Real et al.'s 20/5 with crossover (BENCHMARKS.md). Aging still retires the
-    best member, which keeps the search from sitting on one optimum."""
+    best member, which keeps the search from sitting on one optimum.
+
+    ``candidates`` > 1 screens children with a surrogate (predictor-guided evolution, as NPENAS,
+    Wei et al. 2020): once the population is full, ``candidates`` distinct feasible children are
+    bred, a small LightGBM regressor fitted on every (encoding, reward) told so far ranks them, and
+    only the best is proposed, so an evaluation (minutes of proxy training) is spent on the child
+    most likely to pay off; the fit costs milliseconds. ``candidates=1`` (the default) is plain
+    aging evolution; ``guided-evolution`` is this strategy with ``candidates=20``."""
 
     name = "evolution"
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
                  population_size: int = 20, tournament_size: int = 20, crossover_prob: float = 0.0,
-                 mutations: int = 1) -> None:
+                 mutations: int = 1, candidates: int = 1) -> None:
         super().__init__(space, seed, feasible)
         if not 1 <= tournament_size <= population_size:
             raise ValueError("need 1 <= tournament_size <= population_size")
+        if candidates < 1:
+            raise ValueError("need candidates >= 1")
         self.population_size = population_size
         self.tournament_size = tournament_size
         self.crossover_prob = crossover_prob
         self.mutations = mutations
+        self.candidates = candidates
         self.population: deque[tuple[Arch, float]] = deque()
         self._seen: set[Arch] = set()
+        self._told_x: list[np.ndarray] = []
+        self._told_y: list[float] = []
 
     def _tournament(self, pool: list[tuple[Arch, float]]) -> Arch:
         idx = self.rng.choice(len(pool), size=min(self.tournament_size, len(pool)), replace=False)
         return max((pool[int(i)] for i in idx), key=lambda p: p[1])[0]
+
+    def _children(self, pool: list[tuple[Arch, float]], k: int) -> list[Arch]:
+        """Up to ``k`` distinct new feasible children, in at most 1000 failed tries."""
+        children: list[Arch] = []
+        failures = 0
+        while len(children) < k and failures < 1000:
+            child = self._tournament(pool)
+            if self.crossover_prob and self.rng.random() < self.crossover_prob:
+                child = self.space.crossover(child, self._tournament(pool), self.rng)
+            # a parent whose every neighbour was seen (an elitist population converges there) gets
+            # one more mutation per 100 failed tries: the search widens instead of stalling
+            for _ in range(self.mutations + failures // 100):
+                child = self.space.mutate(child, self.rng)
+            if child not in self._seen and child not in children and self.feasible(child):
+                children.append(child)
+            else:
+                failures += 1
+        return children
+
+    def _surrogate_best(self, children: list[Arch]) -> Arch:
+        import lightgbm as lgb
+
+        model = lgb.LGBMRegressor(n_estimators=50, learning_rate=0.15, num_leaves=8, min_child_samples=3,
+                                  subsample=0.8, subsample_freq=1, random_state=self.seed, n_jobs=1,
+                                  deterministic=True, verbose=-1)
+        model.fit(np.stack(self._told_x), np.asarray(self._told_y))
+        scores = model.predict(np.stack([self.space.encode(c) for c in children]))
+        return children[int(np.argmax(scores))]
 
     def ask(self) -> Arch:
         if len(self.population) < self.population_size:
@@ -89,22 +131,31 @@ class RegularizedEvolution(Strategy):
                 if arch not in self._seen:
                     self._seen.add(arch)
                     return arch
-        pool = list(self.population)
-        for attempt in range(1000):
-            child = self._tournament(pool)
-            if self.crossover_prob and self.rng.random() < self.crossover_prob:
-                child = self.space.crossover(child, self._tournament(pool), self.rng)
-            # a parent whose every neighbour was seen (an elitist population converges there) gets
-            # one more mutation per 100 failed tries: the search widens instead of stalling
-            for _ in range(self.mutations + attempt // 100):
-                child = self.space.mutate(child, self.rng)
-            if child not in self._seen and self.feasible(child):
-                self._seen.add(child)
-                return child
-        raise SearchExhausted("evolution found no new feasible child in 1000 tries")
+        children = self._children(list(self.population), self.candidates)
+        if not children:
+            raise SearchExhausted("evolution found no new feasible child in 1000 tries")
+        child = children[0] if len(children) == 1 else self._surrogate_best(children)
+        self._seen.add(child)
+        return child
 
     def tell(self, arch: Arch, reward: float) -> None:
         self._seen.add(arch)
         self.population.append((arch, reward))
         if len(self.population) > self.population_size:
             self.population.popleft()
+        if self.candidates > 1:
+            self._told_x.append(self.space.encode(arch))
+            self._told_y.append(float(reward))
+
+
+class GuidedEvolution(RegularizedEvolution):
+    """Aging evolution whose children are screened by a surrogate: ``evolution`` with
+    ``candidates=20`` (see :class:`RegularizedEvolution`)."""
+
+    name = "guided-evolution"
+
+    def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
+                 population_size: int = 20, tournament_size: int = 20, crossover_prob: float = 0.0,
+                 mutations: int = 1, candidates: int = 20) -> None:
+        super().__init__(space, seed, feasible, population_size, tournament_size, crossover_prob, mutations,
+                         candidates)
