@@ -15,7 +15,9 @@ when its measured latency is <= T; an unmeasured one when its prediction, correc
 under-prediction, is <= T. Strategies propose only feasible architectures. The returned
 architecture (the most accurate feasible one evaluated) is judged on the true latency and
 accuracy; the oracle is the most accurate architecture whose true latency is <= T.
-``--verify-samples 0 --margin-percentile 90`` is the earlier method (every measurement up front,
+``--oracle-latency`` (a diagnostic) judges feasibility by the true latency instead, which
+isolates the search's share of the regret. ``--verify-samples 0 --margin-percentile 90`` is the
+earlier method (every measurement up front,
 a safety margin instead of verification). ``--target-ms median`` uses the device's median latency.
 Last line: ``regret=<mean> violations=<rate>``.
 """
@@ -103,9 +105,13 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
     truth_lat = df[args.device].to_numpy(float)
     truth_acc = df[args.accuracy_column].to_numpy(float)
     device = DeviceLatency(X, df[sources].to_numpy(float), truth_lat, target, args.margin_percentile)
-    device.measure(list(rng.choice(len(df), size=args.latency_samples - args.verify_samples, replace=False)))
+    if args.oracle_latency:  # diagnostic: the true latency, no predictor and no measurements
+        device.pred, device.margin = truth_lat.copy(), 0.0
+        verify_left = 0
+    else:
+        device.measure(list(rng.choice(len(df), size=args.latency_samples - args.verify_samples, replace=False)))
+        verify_left = args.verify_samples
     initial_pred, initial_margin = device.pred.copy(), device.margin
-    verify_left = args.verify_samples
     row = {a: i for i, a in enumerate(df["arch_str"])}
     params = {k: (float(v) if "." in v else int(v)) for k, v in (p.split("=", 1) for p in args.strategy_param)}
     strategy = create_strategy(args.strategy, space, seed=seed,
@@ -149,7 +155,8 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
             "found_measured": best_i in device.measured,
             "oracle_acc": oracle, "regret": oracle - float(truth_acc[best_i]),
             "violation": bool(truth_lat[best_i] > target), "margin": initial_margin,
-            "measurements": len(device.measured), "verifications": args.verify_samples - verify_left,
+            "measurements": len(device.measured),
+            "verifications": 0 if args.oracle_latency else args.verify_samples - verify_left,
             "curve": curve, "rewards": rewards}
 
 
@@ -167,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                     "(default 40%% of M)")
     ap.add_argument("--margin-percentile", type=float, default=50.0,
                     help="percentile of the cross-validated under-prediction that corrects unmeasured predictions")
+    ap.add_argument("--oracle-latency", action="store_true",
+                    help="diagnostic: feasibility from the true latency (no predictor); separates the search's "
+                    "regret from the predictor's")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--strategy-param", action="append", default=[], metavar="NAME=VALUE",

@@ -4,7 +4,7 @@ controllers' sampled rewards over time.
 
     python benchmarks/nb201_search_compare.py --latency-csv CSV --accuracy-csv CSV
         [--accuracy-column COL] [--devices D ...] [--strategies S ...] [--budget 200] [--seeds 10]
-        [--jobs 2] [--json OUT] [--png OUT]
+        [--jobs 2] [--json OUT] [--png OUT] [--oracle-latency]
 
 A strategy may carry hyper-parameters, ``evolution:tournament_size=5,crossover_prob=0.3``; it is
 then a column of its own. ``--devices all`` takes every device column of the CSV.
@@ -28,6 +28,8 @@ def one(job: tuple[str, str, argparse.Namespace]) -> dict:
     device, spec, a = job
     strategy, _, params = spec.partition(":")
     extra = [x for p in params.split(",") if p for x in ("--strategy-param", p)]
+    if a.oracle_latency:
+        extra.append("--oracle-latency")
     import contextlib
     import io
     import tempfile
@@ -55,6 +57,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--png")
+    ap.add_argument("--oracle-latency", action="store_true", help="diagnostic: feasibility from the true latency")
     args = ap.parse_args()
     if args.devices == ["all"]:
         import pandas as pd

@@ -610,8 +610,9 @@ def search(
     device: Annotated[str, typer.Option("--device", "-d")] = "cpu-ort",
     space: Annotated[str, typer.Option("--space", help="Search space (nb201, proxyless, mlp).")] = "nb201",
     target_ms: Annotated[float, typer.Option("--target-ms", help="Latency target T of the MNAS reward (ms).")] = 5.0,
-    strategy: Annotated[str, typer.Option("--strategy", help="grid, random, evolution, reinforce, ppo, or "
-                        "proxyless (supernet with binary gates and a latency loss; --space proxyless).")] = "evolution",
+    strategy: Annotated[str, typer.Option("--strategy", help="grid, random, evolution, guided-evolution "
+                        "(evolution screened by a surrogate), reinforce, ppo, or proxyless (supernet with binary "
+                        "gates and a latency loss; --space proxyless).")] = "guided-evolution",
     space_arg: Annotated[list[str] | None, typer.Option("--space-arg", help="A space setting NAME=VALUE, e.g. "
                          "resolution=64 or width=0.5 (repeatable).")] = None,
     strategy_param: Annotated[list[str] | None, typer.Option("--strategy-param", help="A strategy hyper-parameter "
@@ -710,7 +711,13 @@ def search(
     try:
         strat = create_strategy(strategy, sp, seed=seed, feasible=feasible, **strategy_params)
     except TypeError as exc:
-        raise HwnasError(f"bad --strategy-param for {strategy}: {exc}") from None
+        import inspect
+
+        from hwnas.search.strategies import strategy_class
+
+        known = [p for p in inspect.signature(strategy_class(strategy)).parameters
+                 if p not in ("self", "space", "seed", "feasible")]
+        raise HwnasError(f"bad --strategy-param for {strategy}: {exc}; its parameters: {', '.join(known)}") from None
     err = _err()
     done = len(journal.trials())
     with _progress(budget, f"{strategy} on {space}", err) as prog:

@@ -137,13 +137,14 @@ def test_search_bad_input(trained, tmp_path, capsys) -> None:
     base = ["search", "--predictor", str(trained / "predictor"), "--out", str(tmp_path / "x"), "--budget", "2",
             "--epochs", "1"]
     assert main([*base, "--strategy", "annealing"]) == 2
-    assert "Known strategies: evolution, grid, ppo, proxyless, random, reinforce" in capsys.readouterr().err
+    assert "Known strategies: evolution, grid, guided-evolution, ppo, proxyless, random, reinforce" in capsys.readouterr().err
     assert main([*base, "--space", "nasnet"]) == 2
     assert "Known search spaces" in capsys.readouterr().err
     assert main([*base, "--space-arg", "depth=3"]) == 2
     assert "has no setting 'depth'" in capsys.readouterr().err
     assert main([*base, "--strategy-param", "swarm=3"]) == 2
-    assert "bad --strategy-param for evolution" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "bad --strategy-param for guided-evolution" in err and "population_size, tournament_size" in err
     assert main([*base, "--strategy", "proxyless", "--space", "nb201"]) == 2
     assert "use --space proxyless" in capsys.readouterr().err
     assert main([*base, "--space", "nb201", "--target-ms", "0.0001"]) == 2

@@ -12,7 +12,7 @@ from hwnas.search.strategies._simple import GridSearch, GuidedEvolution, RandomS
 
 __all__ = ["Strategy", "SearchExhausted", "GridSearch", "RandomSearch", "RegularizedEvolution", "GuidedEvolution",
            "ReinforceController", "PPOController",
-           "create_strategy", "strategy_names"]
+           "create_strategy", "strategy_class", "strategy_names"]
 
 _STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 for _cls in (GridSearch, RandomSearch, RegularizedEvolution, GuidedEvolution, ReinforceController, PPOController):
@@ -21,6 +21,10 @@ for _cls in (GridSearch, RandomSearch, RegularizedEvolution, GuidedEvolution, Re
 
 def create_strategy(name: str, space: Any, seed: int = 0, feasible: Any = None, **params: Any) -> Strategy:
     return _STRATEGIES.get(name)(space, seed=seed, feasible=feasible, **params)
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    return _STRATEGIES.get(name)
 
 
 def strategy_names() -> list[str]:
