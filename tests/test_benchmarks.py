@@ -1,0 +1,87 @@
+"""The NAS-Bench-201 search benchmark's interface, on a synthetic table in its CSV format (a
+deterministic stand-in: no number from it is reported anywhere)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hwnas.search.spaces import create_space
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module(name: str):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory) -> tuple[Path, Path]:
+    space = create_space("nb201")
+    archs = list(space.enumerate())
+    ops = np.array([a.choices for a in archs])
+    rng = np.random.default_rng(0)
+    convs = (ops == 3).sum(1) * 1.0 + (ops == 2).sum(1) * 0.3  # 3x3 convs cost most, then 1x1
+    strings = [space.to_string(a) for a in archs]
+    lat = pd.DataFrame({"index": range(len(archs)), "arch_str": strings,
+                        "fake_gpu": 1 + convs * 0.2 + rng.normal(0, 0.01, len(archs)),
+                        "fake_cpu": 2 + convs * 0.5 + (ops == 4).sum(1) * 0.1 + rng.normal(0, 0.02, len(archs)),
+                        "fake_phone": 5 + convs * 1.1 + rng.normal(0, 0.05, len(archs))})
+    acc = pd.DataFrame({"index": range(len(archs)), "arch_str": strings,
+                        "top1": 80 + convs * 2 - (ops == 0).sum(1) + rng.normal(0, 0.3, len(archs))})
+    d = tmp_path_factory.mktemp("nb201")
+    lat.to_csv(d / "lat.csv", index=False)
+    acc.to_csv(d / "acc.csv", index=False)
+    return d / "lat.csv", d / "acc.csv"
+
+
+def test_nb201_search_prints_and_writes_its_interface(tables, tmp_path, capsys) -> None:
+    lat, acc = tables
+    bench = _module("nb201_search")
+    out = tmp_path / "r.json"
+    args = ["--latency-csv", str(lat), "--accuracy-csv", str(acc), "--accuracy-column", "top1", "--device", "fake_cpu",
+            "--target-ms", "median", "--strategy", "guided-evolution", "--budget", "40", "--latency-samples", "30",
+            "--seeds", "2", "--json", str(out)]
+    assert bench.main(args) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"regret=\d+\.\d+ violations=\d+\.\d+", last), last
+    res = json.loads(out.read_text())
+    for key in ("regret_mean", "regret_median", "violation_rate", "oracle_acc", "found_acc_mean", "best_so_far_curve"):
+        assert key in res
+    assert res["found_acc_mean"] <= res["oracle_acc"] and len(res["best_so_far_curve"]) == 40
+    assert all(r["measurements"] <= 30 for r in res["per_seed"])  # the device budget holds
+    assert f"regret={res['regret_mean']:.4f}" in last
+    # the diagnostic: exact latency, no measurements, never a violation
+    assert bench.main([*args, "--oracle-latency"]) == 0
+    res = json.loads(out.read_text())
+    assert res["violation_rate"] == 0 and all(r["measurements"] == 0 for r in res["per_seed"])
+
+
+def test_nb201_search_bad_input_exits_2(tables, capsys) -> None:
+    lat, acc = tables
+    bench = _module("nb201_search")
+    base = ["--latency-csv", str(lat), "--accuracy-csv", str(acc), "--accuracy-column", "top1", "--target-ms", "median",
+            "--strategy", "evolution", "--budget", "10", "--seeds", "1"]
+    assert bench.main([*base, "--device", "tpu"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown device 'tpu'" in err and "fake_gpu, fake_cpu, fake_phone" in err
+    assert bench.main([*base, "--device", "fake_gpu", "--accuracy-column", "top5"]) == 2
+    assert "top1" in capsys.readouterr().err
+    assert bench.main([*base, "--device", "fake_gpu", "--target-ms", "0.001"]) == 2
+    assert "smallest" in capsys.readouterr().err
+    assert bench.main([*base, "--device", "fake_gpu", "--verify-samples", "99"]) == 2
+    assert "--verify-samples" in capsys.readouterr().err
