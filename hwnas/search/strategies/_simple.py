@@ -92,18 +92,19 @@ class RegularizedEvolution(Strategy):
         self._told_x: list[np.ndarray] = []
         self._told_y: list[float] = []
 
-    def _tournament(self, pool: list[tuple[Arch, float]]) -> Arch:
+    def _tournament(self) -> Arch:
+        pool = self.population
         idx = self.rng.choice(len(pool), size=min(self.tournament_size, len(pool)), replace=False)
         return max((pool[int(i)] for i in idx), key=lambda p: p[1])[0]
 
-    def _children(self, pool: list[tuple[Arch, float]], k: int) -> list[Arch]:
+    def _children(self, k: int) -> list[Arch]:
         """Up to ``k`` distinct new feasible children, in at most 1000 failed tries."""
         children: list[Arch] = []
         failures = 0
         while len(children) < k and failures < 1000:
-            child = self._tournament(pool)
+            child = self._tournament()
             if self.crossover_prob and self.rng.random() < self.crossover_prob:
-                child = self.space.crossover(child, self._tournament(pool), self.rng)
+                child = self.space.crossover(child, self._tournament(), self.rng)
             # a parent whose every neighbour was seen (an elitist population converges there) gets
             # one more mutation per 100 failed tries: the search widens instead of stalling
             for _ in range(self.mutations + failures // 100):
@@ -131,7 +132,7 @@ class RegularizedEvolution(Strategy):
                 if arch not in self._seen:
                     self._seen.add(arch)
                     return arch
-        children = self._children(list(self.population), self.candidates)
+        children = self._children(self.candidates)
         if not children:
             raise SearchExhausted("evolution found no new feasible child in 1000 tries")
         child = children[0] if len(children) == 1 else self._surrogate_best(children)
