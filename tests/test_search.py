@@ -131,6 +131,12 @@ def test_search_table_evaluator_nb201(trained, tmp_path, capsys) -> None:
     assert 1 <= r["device_measurements"] <= 5 and 0 < r["best"]["measured_latency_ms"] <= 1000
     rows = sqlite3.connect(tmp_path / "r" / "journal.sqlite").execute("SELECT arch FROM measurements").fetchall()
     assert r["best"]["arch"] in {a for (a,) in rows}
+    # --verify 0 trusts the predictor: nothing measured
+    rc = main(["search", "--space", "nb201", "--evaluator", "table", "--accuracy-csv", str(csv), "--accuracy-column",
+               "acc", "--strategy", "random", "--budget", "10", "--target-ms", "1000", "--verify", "0", "--predictor",
+               str(trained / "predictor"), "--out", str(tmp_path / "r0"), "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == 0 and r["device_measurements"] == 0 and r["best"]["measured_latency_ms"] is None
 
 
 def test_search_bad_input(trained, tmp_path, capsys) -> None:
@@ -145,6 +151,8 @@ def test_search_bad_input(trained, tmp_path, capsys) -> None:
     assert main([*base, "--strategy-param", "swarm=3"]) == 2
     err = capsys.readouterr().err
     assert "bad --strategy-param for guided-evolution" in err and "population_size, tournament_size" in err
+    assert main([*base, "--verify", "-1"]) == 2
+    assert "--verify takes a count >= 0, got -1" in capsys.readouterr().err
     assert main([*base, "--strategy", "proxyless", "--space", "nb201"]) == 2
     assert "use --space proxyless" in capsys.readouterr().err
     assert main([*base, "--space", "nb201", "--target-ms", "0.0001"]) == 2
