@@ -12,7 +12,8 @@ import torch
 from hwnas.cli import main
 from hwnas.errors import HwnasError
 from hwnas.latency_models import LatencyPredictor
-from hwnas.search.proxyless import LatencyTable, ProxylessConfig, ProxylessSearch, Supernet, latency_term
+from hwnas.search.proxyless import (LatencyTable, ProxylessConfig, ProxylessSearch, Supernet, factorised_scores,
+                                    latency_term)
 from hwnas.search.spaces import MLPSpace, ProxylessSpace, create_space
 from hwnas.search.strategies import create_strategy
 
@@ -230,6 +231,39 @@ def test_constrained_derivation_is_the_most_likely_architecture_within_the_targe
                 c = list(arch.choices)
                 c[i] = int(j)
                 assert table.of(space, space.make(c)) > t
+
+
+def test_factorised_derivation_keeps_a_layer_unless_zero_holds_half(tiny) -> None:
+    pred, space, data = tiny
+    n = len(space.decisions)
+    skippable = [i for i, d in enumerate(space.decisions) if "zero" in d.options]
+    # zero holds 30% of every skippable layer; the six MBConv options split the rest (k5e6 ahead)
+    p_keep = np.array([0.10, 0.10, 0.10, 0.16, 0.12, 0.12])
+    probs = [np.append(p_keep * (0.7 / p_keep.sum()), 0.3) if i in skippable else p_keep / p_keep.sum()
+             for i in range(n)]
+    lp = [np.log(v) for v in probs]
+    argmax = [int(np.argmax(v)) for v in lp]
+    assert all(space.decisions[i].options[argmax[i]] == "zero" for i in skippable)  # the split vote
+    scores = factorised_scores(space, lp)
+    best = [int(np.argmax(v)) for v in scores]
+    assert all(space.decisions[i].options[best[i]] == "k5e6" for i in range(n))
+    # zero with more than half the mass is kept; relative MBConv order is the distribution's
+    v = factorised_scores(space, [np.log(np.append(p_keep * (0.4 / p_keep.sum()), 0.6))] * n)[skippable[0]]
+    assert int(np.argmax(v)) == 6 and np.argsort(v[:6]).tolist() == np.argsort(p_keep, kind="stable").tolist()
+    # through the search: no target -> the unconstrained reading; a target -> within it
+    s = ProxylessSearch(space, pred, ProxylessConfig(target_ms=None, epochs=2, warmup_epochs=1), data)
+    with torch.no_grad():
+        for m, v in zip(s.net.mixed, lp):
+            m.alpha.copy_(torch.tensor(v, dtype=m.alpha.dtype))
+    assert s.derive().choices == tuple(best) and s.derive("argmax").choices == tuple(argmax)
+    full = s.latency.of(space, s.derive())
+    t = 0.9 * full
+    s.cfg = dataclasses.replace(s.cfg, target_ms=t)
+    arch = s.derive()
+    assert s.latency.of(space, arch) <= t < full
+    assert s.latency.of(space, arch) > s.latency.of(space, s.derive("argmax"))  # fewer layers skipped
+    with pytest.raises(HwnasError, match="factorised"):
+        s.derive("nope")
 
 
 def test_cli_proxyless_run_directory_and_resume(trained, tmp_path, capsys) -> None:

@@ -39,9 +39,11 @@ __all__ = ["MixedLayer", "Supernet", "LatencyTable", "ProxylessConfig", "Proxyle
            "LATENCY_LOSSES"]
 
 LATENCY_LOSSES = ("additive", "multiplicative", "absolute", "none")
-#: how the final architecture is read from alpha: the most likely op per layer (ProxylessNAS), or
-#: the most likely architecture whose predicted latency is within the target
-DERIVATIONS = ("constrained", "argmax")
+#: how the final architecture is read from alpha: ``factorised`` (default) decides per layer first
+#: whether to keep it (``p(zero)`` against the sum of the MBConv options) and then which MBConv, the
+#: best-scored such architecture within the target; ``constrained`` the most likely architecture
+#: (joint probability) within the target; ``argmax`` the most likely op per layer (ProxylessNAS)
+DERIVATIONS = ("factorised", "constrained", "argmax")
 
 
 class SharedMBConvWeights(nn.Module):
@@ -108,6 +110,7 @@ class MixedLayer(nn.Module):
         mask[list(allowed)] = 0.0
         self.register_buffer("mask", mask)
         self.mode = "single"  # "single": one sampled path; "two": binary gates over two; "fixed": argmax
+        self.fixed: int | None = None  # in "fixed" mode: this option instead of the argmax
         self.active = 0
         self.pair: tuple[int, int] = (0, 0)
         self.gates: torch.Tensor | None = None
@@ -137,7 +140,7 @@ class MixedLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "fixed":
-            return self.ops[self.argmax()](x)
+            return self.ops[self.argmax() if self.fixed is None else self.fixed](x)
         if self.mode == "single":
             return self.ops[self.active](x)
         i, j = self.pair
@@ -217,14 +220,16 @@ class Supernet(nn.Module):
     def arch_parameters(self) -> list[nn.Parameter]:
         return [m.alpha for m in self.mixed]
 
-    def set_mode(self, mode: str, g: torch.Generator | None = None) -> None:
-        for m in self.mixed:
+    def set_mode(self, mode: str, g: torch.Generator | None = None, arch: Arch | None = None) -> None:
+        """``single`` / ``two`` sample paths with ``g``; ``fixed`` runs ``arch`` (default: the argmax)."""
+        for i, m in enumerate(self.mixed):
             if mode == "single":
                 m.sample_single(g)  # type: ignore[arg-type]
             elif mode == "two":
                 m.sample_two(g)  # type: ignore[arg-type]
             else:
                 m.mode = "fixed"
+                m.fixed = None if arch is None else arch.choices[i]
 
     def derive(self) -> Arch:
         """The architecture of the most likely op per layer."""
@@ -321,6 +326,33 @@ class LatencyTable:
         return space.make(choices)
 
 
+def factorised_scores(space: ProxylessSpace, log_probs: list[np.ndarray]) -> list[np.ndarray]:
+    """Per-option scores of the two-stage reading of a layer's distribution: keep the layer or
+    not, then which MBConv. ``zero`` scores ``log p(zero)``; MBConv ``j`` scores
+    ``log(1 - p(zero)) + log(p_j / max_k p_k)`` (the keep decision plus how far ``j`` is below
+    the layer's most likely MBConv). Their per-layer argmax keeps a layer when ``p(zero) < 1/2``
+    and takes its most likely MBConv.
+
+    Why: the joint argmax lets ``zero`` win a layer with, e.g., 30% of the mass when the six
+    MBConv options split the rest, so at a tight target the argmax architecture has far more
+    skipped layers, and is far faster, than the distribution's expected latency says
+    (BENCHMARKS.md: 11 of 20 layers skipped, 31% under T)."""
+    out = []
+    for d, v in zip(space.decisions, log_probs):
+        v = np.asarray(v, dtype=float)
+        zero = d.options.index("zero") if "zero" in d.options else None
+        mb = np.array([j != zero and np.isfinite(v[j]) for j in range(len(v))])
+        score = np.full(len(v), -np.inf)
+        if mb.any():
+            mb_lp = np.where(mb, v, -np.inf)
+            p_keep = float(np.exp(mb_lp[mb]).sum())
+            score[mb] = np.log(max(p_keep, 1e-300)) + (mb_lp[mb] - mb_lp[mb].max())
+        if zero is not None and np.isfinite(v[zero]):
+            score[zero] = v[zero]
+        out.append(score)
+    return out
+
+
 @dataclass(frozen=True)
 class ProxylessConfig:
     """Settings of one supernet search (the published defaults scaled down for small data)."""
@@ -335,7 +367,7 @@ class ProxylessConfig:
     weight_lr: float = 0.05
     arch_lr: float = 0.02
     arch_every: int = 1  # weight steps per architecture step
-    derive: str = "constrained"  # or "argmax" (ProxylessNAS's); see DERIVATIONS
+    derive: str = "factorised"  # or "constrained", "argmax" (ProxylessNAS's); see DERIVATIONS
     weight_sharing: str = "all"  # see Supernet and WEIGHT_SHARING
     seed: int = 0
 
@@ -416,13 +448,22 @@ class ProxylessSearch:
     def expected_latency(self) -> torch.Tensor:
         return self.latency.expected([m.probs() for m in self.net.mixed])
 
-    def derive(self) -> Arch:
-        """The final architecture: the argmax per layer, or with ``derive="constrained"`` and a
-        target the most likely architecture predicted within it."""
-        if self.cfg.derive == "argmax" or self.cfg.target_ms is None:
+    def derive(self, how: str | None = None) -> Arch:
+        """The final architecture read the config's way, or ``how`` (see ``DERIVATIONS``): the argmax per layer; with
+        ``derive="constrained"`` and a target the most likely architecture predicted within it; with
+        ``derive="factorised"`` (default) the same search over factorised scores (:func:`factorised_scores`),
+        whose unconstrained best keeps a layer when ``p(zero) < 1/2``."""
+        how = how or self.cfg.derive
+        if how not in DERIVATIONS:
+            raise UnknownNameError("derivation", how, DERIVATIONS)
+        if how == "argmax" or (how == "constrained" and self.cfg.target_ms is None):
             return self.net.derive()
         with torch.no_grad():
             lp = [torch.log_softmax(m.alpha + m.mask, 0).cpu().numpy() for m in self.net.mixed]
+        if how == "factorised":
+            lp = factorised_scores(self.space, lp)
+            if self.cfg.target_ms is None:
+                return self.space.make([int(np.argmax(v)) for v in lp])
         return self.latency.constrained_argmax(self.space, lp, self.cfg.target_ms)
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -450,10 +491,10 @@ class ProxylessSearch:
         return float(ce.detach())
 
     @torch.no_grad()
-    def supernet_accuracy(self) -> float:
-        """Validation accuracy of the supernet with the derived (argmax) path."""
+    def supernet_accuracy(self, arch: Arch | None = None) -> float:
+        """Validation accuracy of the supernet with the path of ``arch`` (default: the argmax)."""
         self.net.eval()
-        self.net.set_mode("fixed")
+        self.net.set_mode("fixed", arch=arch)
         xv, yv = self.v_data
         pred = torch.cat([self.net(xv[i: i + 256].to(self.device)).argmax(1).cpu() for i in range(0, len(yv), 256)])
         return float((pred == yv).float().mean())
@@ -478,7 +519,7 @@ class ProxylessSearch:
         arch = self.derive()
         rec = EpochRecord(self.epoch, float(np.mean(losses)), float(np.mean(ces)) if ces else float("nan"),
                           float(self.expected_latency().detach()), self.space.to_string(arch),
-                          self.latency.of(self.space, arch), self.supernet_accuracy(),
+                          self.latency.of(self.space, arch), self.supernet_accuracy(arch),
                           [m.alpha.detach().tolist() for m in self.net.mixed])
         self.records.append(rec)
         self.epoch += 1
