@@ -15,7 +15,7 @@ from hwnas.latency_models import (
     decompose_onnx, encode_nb201, latency_model_names, op_features, sample_configs,
 )
 from hwnas.latency_models._features import _EXTRACTORS
-from hwnas.profilers import OpConfig, OpType, Profiler, ProfileStore
+from hwnas.profilers import Act, OpConfig, OpType, Profiler, ProfileStore
 from hwnas.testing import FAST_POLICY, check_latency_model
 
 
@@ -205,13 +205,29 @@ def test_architecture_path_matches_the_onnx_path(measured) -> None:
         assert expand_kernels([cfg]) == [k.config for k in decompose_onnx(build_onnx(cfg)) if k.kind == "op"], cfg
     cfgs, y, fp = measured
     p = LatencyPredictor(LightGBMLatencyModel(n_estimators=30).fit(cfgs, y, fp),
-                         Calibration(1.1, -0.01, 0.002, 0.05, 0.03, n_models=20))
-    layers = mobilenetv2_layers(64, 0.35, classes=10)
+                         Calibration(1.1, -0.01, 0.002, 0.05, 0.03, per_silu_ms=0.02, n_models=20))
+    # SiLU activations, which the calibration counts, in both paths
+    layers = [dataclasses.replace(c, act=Act.SILU) if c.op is OpType.MBCONV and i % 2 else c
+              for i, c in enumerate(mobilenetv2_layers(64, 0.35, classes=10))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a = p.predict_architecture(layers)
         b = p.predict_onnx(build_sequence_onnx(layers)[1]).latency_ms
     assert a == pytest.approx(b, rel=1e-9)
+
+
+def test_calibration_fits_a_per_silu_term_only_when_models_have_silu() -> None:
+    rng = np.random.default_rng(1)
+    s, n, b, w = rng.uniform(1, 10, 30), rng.integers(10, 60, 30), rng.uniform(0, 5, 30), rng.uniform(0, 3, 30)
+    q = rng.integers(0, 40, 30)
+    m = 0.9 * s + 0.004 * n + 0.02 * b + 0.07 * w + 0.1 + 0.019 * q
+    cal = Calibration.fit(s, n, b, w, m, q)
+    assert cal.per_silu_ms == pytest.approx(0.019, rel=1e-6) and cal.train_mape < 1e-9
+    assert cal.apply(s, n, b, w, q) == pytest.approx(m, rel=1e-9)
+    none = Calibration.fit(s, n, b, w, m - 0.019 * q, np.zeros(30))
+    assert none.per_silu_ms == 0.0 and none.scale == pytest.approx(0.9, rel=1e-6)
+    # a predictor saved before the term existed loads with it at 0
+    assert Calibration(**{k: v for k, v in dataclasses.asdict(cal).items() if k != "per_silu_ms"}).per_silu_ms == 0
 
 
 def test_calibration_never_predicts_negative_latency() -> None:

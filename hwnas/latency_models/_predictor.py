@@ -43,12 +43,17 @@ class FallbackWarning(UserWarning):
     """A kernel was predicted with a fallback estimate."""
 
 
-def _mb(configs: Sequence[OpConfig]) -> tuple[float, float]:
-    """MB moved (inputs + outputs) and MB of weights of these ops."""
+def _mb(configs: Sequence[OpConfig]) -> tuple[float, float, float]:
+    """MB moved (inputs + outputs), MB of weights, and the number of SiLU activations of these ops
+    (the calibration's per-model terms)."""
     if not configs:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     F = feature_matrix(configs)
-    return float(F[:, _IO].sum() / 1e6), float(F[:, _W].sum() / 1e6)
+    return float(F[:, _IO].sum() / 1e6), float(F[:, _W].sum() / 1e6), float(_n_silu(configs))
+
+
+def _n_silu(configs: Sequence[OpConfig]) -> int:
+    return sum(1 for c in configs if c.act is Act.SILU)
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,10 @@ class Calibration:
     per_mb_ms: float = 0.0
     per_weight_mb_ms: float = 0.0
     offset_ms: float = 0.0
+    #: per SiLU activation: ONNX Runtime runs x*sigmoid(x) as a separate QuickGelu with NCHWc
+    #: layout reorders around it in a whole model, which a kernel timed alone does not pay
+    #: (EfficientNet-like held-out models: +-10% accuracy 12% -> 88%; BENCHMARKS.md)
+    per_silu_ms: float = 0.0
     n_models: int = 0
     train_mape: float | None = None
 
@@ -71,9 +80,9 @@ class Calibration:
     def fitted(self) -> bool:
         return self.n_models > 0
 
-    def apply(self, op_sum_ms: Any, n_units: Any, io_mb: Any, weight_mb: Any) -> Any:
+    def apply(self, op_sum_ms: Any, n_units: Any, io_mb: Any, weight_mb: Any, n_silu: Any = 0.0) -> Any:
         total = (self.scale * op_sum_ms + self.per_unit_ms * n_units + self.per_mb_ms * io_mb
-                 + self.per_weight_mb_ms * weight_mb + self.offset_ms)
+                 + self.per_weight_mb_ms * weight_mb + self.offset_ms + self.per_silu_ms * n_silu)
         if not self.fitted:
             return total
         if hasattr(total, "clamp_min"):  # a torch tensor (differentiable expected latency)
@@ -84,19 +93,25 @@ class Calibration:
 
     @classmethod
     def fit(cls, op_sum_ms: Sequence[float], n_units: Sequence[float], io_mb: Sequence[float],
-            weight_mb: Sequence[float], measured_ms: Sequence[float]) -> Calibration:
+            weight_mb: Sequence[float], measured_ms: Sequence[float],
+            n_silu: Sequence[float] | None = None) -> Calibration:
+        """Least squares in relative error. The SiLU term is fitted only when some calibration
+        models have SiLU activations (otherwise it stays 0)."""
         s, n, b, w, m = (np.asarray(v, dtype=float) for v in (op_sum_ms, n_units, io_mb, weight_mb, measured_ms))
+        q = np.zeros_like(s) if n_silu is None else np.asarray(n_silu, dtype=float)
         if len(m) < 5:
             raise HwnasError(f"calibration needs at least 5 measured models, got {len(m)}")
         if len(m) >= cls.FULL_FIT_MODELS:
-            A = np.column_stack([s, n, b, w, np.ones_like(s)]) / m[:, None]
+            cols = [s, n, b, w, np.ones_like(s)] + ([q] if q.any() else [])
+            A = np.column_stack(cols) / m[:, None]
             coef = [float(c) for c in np.linalg.lstsq(A, np.ones_like(m), rcond=None)[0]]
+            coef += [0.0] * (6 - len(coef))
         else:  # too few models for 5 coefficients: non-negative scale and offset only
             from scipy.optimize import nnls
 
             a, c = nnls(np.column_stack([s, np.ones_like(s)]) / m[:, None], np.ones_like(m))[0]
-            coef = [float(a), 0.0, 0.0, 0.0, float(c)]
-        pred = cls(*coef, n_models=len(m)).apply(s, n, b, w)
+            coef = [float(a), 0.0, 0.0, 0.0, float(c), 0.0]
+        pred = cls(*coef, n_models=len(m)).apply(s, n, b, w, q)
         return cls(*coef, n_models=len(m), train_mape=float(np.mean(np.abs(pred - m) / m)))
 
 
@@ -150,11 +165,12 @@ class LayerTable:
         self.units = np.zeros((len(choices), width))
         self.io_mb = np.zeros((len(choices), width))
         self.weight_mb = np.zeros((len(choices), width))
+        self.silu = np.zeros((len(choices), width))
         for i, layer in enumerate(choices):
             for j, choice in enumerate(layer):
                 self.ms[i, j] = sum(pred[c] for c in choice)
                 self.units[i, j] = len(choice)
-                self.io_mb[i, j], self.weight_mb[i, j] = _mb(list(choice))
+                self.io_mb[i, j], self.weight_mb[i, j], self.silu[i, j] = _mb(list(choice))
         self.calibration = predictor.calibration
         self._rows = np.arange(len(choices))
 
@@ -172,7 +188,7 @@ class LayerTable:
         n = self.units[self._rows, idx].sum(1)
         b = self.io_mb[self._rows, idx].sum(1)
         w = self.weight_mb[self._rows, idx].sum(1)
-        return self.calibration.apply(s, n, b, w)
+        return self.calibration.apply(s, n, b, w, self.silu[self._rows, idx].sum(1))
 
 
 class LatencyPredictor:
@@ -229,7 +245,9 @@ class LatencyPredictor:
         units = np.array([len(r) for r in rows], dtype=float)
         mb = np.array([io[r].sum() for r in rows])
         wmb = np.array([wt[r].sum() for r in rows])
-        return self.calibration.apply(sums, units, mb, wmb)
+        silu = np.array([c.act is Act.SILU for c in keys], dtype=float)
+        nsilu = np.array([silu[r].sum() for r in rows])
+        return self.calibration.apply(sums, units, mb, wmb, nsilu)
 
     def layer_table(self, choices: Sequence[Sequence[Sequence[OpConfig]]]) -> LayerTable:
         return LayerTable(self, choices)
@@ -274,16 +292,17 @@ class LatencyPredictor:
     def calibrate(self, units: Sequence[Sequence[OpConfig]], measured_ms: Sequence[float]) -> LatencyPredictor:
         """A copy calibrated on models given as their op configurations (kernels or blocks)."""
         raw = LatencyPredictor(self.model)
-        sums, counts, mbs, wmbs = [], [], [], []
+        sums, counts, mbs, wmbs, silus = [], [], [], [], []
         for u in units:
             u = expand_kernels(list(u))
             p = raw.predict_configs(u).latency_ms
             sums.append(float(p.sum()))
             counts.append(len(u))
-            io, w = _mb(list(u))
+            io, w, q = _mb(list(u))
             mbs.append(io)
             wmbs.append(w)
-        return self.with_calibration(Calibration.fit(sums, counts, mbs, wmbs, measured_ms))
+            silus.append(q)
+        return self.with_calibration(Calibration.fit(sums, counts, mbs, wmbs, measured_ms, silus))
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
