@@ -43,7 +43,7 @@ class FallbackWarning(UserWarning):
     """A kernel was predicted with a fallback estimate."""
 
 
-def _mb(configs: Sequence[OpConfig]) -> tuple[float, float, float]:
+def _terms(configs: Sequence[OpConfig]) -> tuple[float, float, float]:
     """MB moved (inputs + outputs), MB of weights, and the number of SiLU activations of these ops
     (the calibration's per-model terms)."""
     if not configs:
@@ -170,7 +170,7 @@ class LayerTable:
             for j, choice in enumerate(layer):
                 self.ms[i, j] = sum(pred[c] for c in choice)
                 self.units[i, j] = len(choice)
-                self.io_mb[i, j], self.weight_mb[i, j], self.silu[i, j] = _mb(list(choice))
+                self.io_mb[i, j], self.weight_mb[i, j], self.silu[i, j] = _terms(list(choice))
         self.calibration = predictor.calibration
         self._rows = np.arange(len(choices))
 
@@ -276,7 +276,7 @@ class LatencyPredictor:
                 out.append(KernelPrediction(k.label, k.kind, ms, fb, note, k.nodes))
         op_sum = float(sum(k.latency_ms for k in out))
         n_units = sum(1 for k in out if k.kind != "view")
-        total = float(self.calibration.apply(op_sum, n_units, *_mb(configs)))
+        total = float(self.calibration.apply(op_sum, n_units, *_terms(configs)))
         result = ModelPrediction(total, op_sum, n_units, self.calibration.fitted, tuple(out))
         for w in result.warnings:
             warnings.warn(w, FallbackWarning, stacklevel=2)
@@ -298,7 +298,7 @@ class LatencyPredictor:
             p = raw.predict_configs(u).latency_ms
             sums.append(float(p.sum()))
             counts.append(len(u))
-            io, w, q = _mb(list(u))
+            io, w, q = _terms(list(u))
             mbs.append(io)
             wmbs.append(w)
             silus.append(q)
