@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -64,7 +66,11 @@ def main() -> int:
 
         args.devices = [c for c in pd.read_csv(args.latency_csv, nrows=1).columns if c not in ("index", "arch_str")]
     jobs = [(d, s, args) for d in args.devices for s in args.strategies]
-    with ProcessPoolExecutor(args.jobs) as ex:
+    # one thread per worker, in fresh (spawned) processes: forked workers inherit the parent's
+    # initialised OpenMP/BLAS pools, and --jobs workers each running a pool per core oversubscribe
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as ex:
         results = list(ex.map(one, jobs))
     table: dict[str, dict[str, dict]] = {}
     for (d, s, _), r in zip(jobs, results):

@@ -173,7 +173,9 @@ class _Controller(Strategy):
 class ReinforceController(_Controller):
     """REINFORCE (Williams 1992; Zoph & Le 2017): ascend ``sum_t log p(a_t) * (R - b)`` with ``b``
     an exponential moving average of rewards (decay ``baseline_decay``), over ``batch_size``
-    architectures per update; ``entropy`` adds an entropy bonus. Advantages are divided by a
+    architectures per update; ``entropy`` adds an entropy bonus. The baseline tracks fast (decay 0.5):
+    on NAS-Bench-201 at N = 200 (12 devices, 10 seeds) it gave a mean of the median regrets of 0.317
+    against 0.392 with decay 0.9 and 0.428 for random search (BENCHMARKS.md). Advantages are divided by a
     moving average of the rewards' standard deviation, so the step size does not depend on the
     reward's scale (accuracies differ by fractions of a point; the MNAS soft penalty by more)."""
 
@@ -181,7 +183,7 @@ class ReinforceController(_Controller):
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
                  batch_size: int = 10, lr: float = 0.05, hidden: int = 64, entropy: float = 0.0,
-                 baseline_decay: float = 0.9, max_draws: int = 500, learn_infeasible: bool = False) -> None:
+                 baseline_decay: float = 0.5, max_draws: int = 500, learn_infeasible: bool = False) -> None:
         super().__init__(space, seed, feasible, batch_size, lr, hidden, entropy, max_draws, learn_infeasible)
         self.baseline_decay = baseline_decay
         self.baseline: float | None = None
