@@ -85,3 +85,23 @@ def test_nb201_search_bad_input_exits_2(tables, capsys) -> None:
     assert "smallest" in capsys.readouterr().err
     assert bench.main([*base, "--device", "fake_gpu", "--verify-samples", "99"]) == 2
     assert "--verify-samples" in capsys.readouterr().err
+
+
+def test_nb201_search_compare_runs_workers_and_matches_the_single_run(tables, tmp_path, capsys) -> None:
+    """Spawned single-thread workers (--jobs 2) give the figures of nb201_search run alone."""
+    import subprocess
+
+    lat, acc = tables
+    out = tmp_path / "c.json"
+    common = ["--latency-csv", str(lat), "--accuracy-csv", str(acc), "--accuracy-column", "top1",
+              "--budget", "20", "--seeds", "1"]
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "nb201_search_compare.py"), *common,
+                        "--devices", "fake_gpu", "fake_cpu", "--strategies", "random", "--jobs", "2",
+                        "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())["results"]
+    single = tmp_path / "s.json"
+    assert _module("nb201_search").main([*common, "--device", "fake_cpu", "--target-ms", "median",
+                                         "--strategy", "random", "--json", str(single)]) == 0
+    assert res["fake_cpu"]["random"]["regret_median"] == json.loads(single.read_text())["regret_median"]
+    assert set(res) == {"fake_gpu", "fake_cpu"}

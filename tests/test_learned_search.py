@@ -256,6 +256,9 @@ def test_factorised_derivation_keeps_a_layer_unless_zero_holds_half(tiny) -> Non
         for m, v in zip(s.net.mixed, lp):
             m.alpha.copy_(torch.tensor(v, dtype=m.alpha.dtype))
     assert s.derive().choices == tuple(best) and s.derive("argmax").choices == tuple(argmax)
+    assert s.derive("constrained").choices == tuple(argmax)  # no target: the most likely architecture
+    s.supernet_accuracy(s.derive())  # the supernet runs the derived path, not the argmax
+    assert [m.fixed for m in s.net.mixed] == list(best)
     full = s.latency.of(space, s.derive())
     t = 0.9 * full
     s.cfg = dataclasses.replace(s.cfg, target_ms=t)

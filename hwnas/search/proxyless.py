@@ -456,14 +456,14 @@ class ProxylessSearch:
         how = how or self.cfg.derive
         if how not in DERIVATIONS:
             raise UnknownNameError("derivation", how, DERIVATIONS)
-        if how == "argmax" or (how == "constrained" and self.cfg.target_ms is None):
+        if how == "argmax":
             return self.net.derive()
         with torch.no_grad():
             lp = [torch.log_softmax(m.alpha + m.mask, 0).cpu().numpy() for m in self.net.mixed]
         if how == "factorised":
             lp = factorised_scores(self.space, lp)
-            if self.cfg.target_ms is None:
-                return self.space.make([int(np.argmax(v)) for v in lp])
+        if self.cfg.target_ms is None:
+            return self.space.make([int(np.argmax(v)) for v in lp])
         return self.latency.constrained_argmax(self.space, lp, self.cfg.target_ms)
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
