@@ -114,3 +114,19 @@ def test_auto_pin_chooses_among_the_allowed_cpus() -> None:
     assert os.sched_getaffinity(0) == allowed  # the process's affinity is restored
     m = prof.profile_op(OpConfig.parse("act_i8_r8_arelu"))
     assert m.status == "ok" and os.sched_getaffinity(0) == allowed
+
+
+def test_a_device_that_stays_off_is_not_waited_for_chunk_after_chunk(tmp_path) -> None:
+    # baseline 1.0, then 1.6 for 7 readings (chunk 1: 3 attempts; chunks 2-3 kept at once), then back
+    # at 1.0 after chunk 4 (which started slow: kept at once too): the retries are re-armed, and chunk
+    # 5's drift is measured again
+    script = [1.0] + [1.6] * 7 + [1.0, 1.5, 1.0, 1.0]
+    guard, _ = _guard(tmp_path, script, every=1, retries=2)
+    calls = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        guard.run([1, 2, 3, 4, 5], calls.append, "test")
+    assert calls == [1, 1, 1, 2, 3, 4, 5, 5]
+    assert [(e.attempts, e.kept) for e in guard.events] == [(1, False), (2, False), (3, True), (1, True), (1, True),
+                                                             (1, True), (1, False)]
+    assert sum(issubclass(w.category, SpeedDriftWarning) for w in caught) == 1  # one warning, not one per chunk

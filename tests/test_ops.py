@@ -76,6 +76,30 @@ def test_onnx_and_torch_agree(cfg: OpConfig) -> None:
     np.testing.assert_allclose(y, t, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("text", ["mbconv_i8_o8_r8_k5_s1_e6_se0.25_asilu_res", "conv_i8_o16_r8_k3_s2_g1_arelu6",
+                                  "dwconv_i16_r8_k7_s1_ahardswish"])
+def test_folding_batch_norms_keeps_the_function(text: str) -> None:
+    """The torch runtime times ops with their batch norms folded, like the ONNX graphs it is compared with."""
+    from hwnas.profilers._blocks import fold_batch_norms
+
+    module = build_module(OpConfig.parse(text), seed=1)
+    g = torch.Generator().manual_seed(0)
+    for bn in (m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        n = bn.num_features
+        bn.running_mean.copy_(torch.randn(n, generator=g))
+        bn.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+        bn.weight.data.copy_(torch.randn(n, generator=g))
+        bn.bias.data.copy_(torch.randn(n, generator=g))
+    x = torch.randn(*OpConfig.parse(text).input_shapes()[0], generator=g)
+    with torch.no_grad():
+        before = module(x)
+        folded = fold_batch_norms(module)
+        after = folded(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert before.abs().max() > 0.1
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

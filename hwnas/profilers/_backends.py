@@ -422,12 +422,12 @@ class TorchBackend(Backend):
     def prepare_op(self, cfg: Any, device: Device) -> Prepared:
         import torch
 
-        from hwnas.profilers._blocks import build_module
+        from hwnas.profilers._blocks import build_module, fold_batch_norms
 
         self.require(device)
         rng = np.random.default_rng(0)
         inputs = [torch.from_numpy(rng.standard_normal(s).astype(np.float32)) for s in cfg.input_shapes()]
-        return TorchPrepared(build_module(cfg), inputs, device)
+        return TorchPrepared(fold_batch_norms(build_module(cfg)), inputs, device)
 
     def prepare(self, model: onnx.ModelProto, device: Device) -> Prepared:
         self.require(device)
