@@ -78,8 +78,10 @@ class DeviceLatency:
     """The device in the benchmark: a measurement budget, the measured latencies, and the
     predictor refit on them after every measurement."""
 
-    def __init__(self, X: np.ndarray, S: np.ndarray, truth: np.ndarray, target: float, percentile: float) -> None:
+    def __init__(self, X: np.ndarray, S: np.ndarray, truth: np.ndarray, target: float, percentile: float,
+                 band: float = 0.0) -> None:
         self.X, self.S, self._truth, self.target, self.percentile = X, S, truth, target, percentile
+        self.band = band
         self.measured: dict[int, float] = {}
 
     def measure(self, rows: list[int]) -> None:
@@ -94,6 +96,13 @@ class DeviceLatency:
             return self.measured[i] <= self.target
         return self.pred[i] * (1 + self.margin) <= self.target
 
+    def borderline(self, i: int) -> bool:
+        """Unmeasured, predicted over T but within the qualification band: a measurement decides."""
+        if i in self.measured or self.band <= 0:
+            return False
+        corrected = self.pred[i] * (1 + self.margin)
+        return self.target < corrected <= self.target * (1 + self.band)
+
     def latency(self, i: int) -> float:
         return self.measured.get(i, float(self.pred[i]))
 
@@ -104,7 +113,8 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
     X = np.stack([encode_nb201(a) for a in df["arch_str"]])
     truth_lat = df[args.device].to_numpy(float)
     truth_acc = df[args.accuracy_column].to_numpy(float)
-    device = DeviceLatency(X, df[sources].to_numpy(float), truth_lat, target, args.margin_percentile)
+    device = DeviceLatency(X, df[sources].to_numpy(float), truth_lat, target, args.margin_percentile,
+                           0.0 if args.oracle_latency else args.qualify_band)
     if args.oracle_latency:  # diagnostic: the true latency, no predictor and no measurements
         device.pred, device.margin = truth_lat.copy(), 0.0
         verify_left = 0
@@ -114,14 +124,19 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
     initial_pred, initial_margin = device.pred.copy(), device.margin
     row = {a: i for i, a in enumerate(df["arch_str"])}
     params = {k: (float(v) if "." in v else int(v)) for k, v in (p.split("=", 1) for p in args.strategy_param)}
-    strategy = create_strategy(args.strategy, space, seed=seed,
-                               feasible=lambda arch: device.feasible(row[space.to_string(arch)]), **params)
+    def proposable(arch) -> bool:  # noqa: ANN001
+        i = row[space.to_string(arch)]
+        return device.feasible(i) or (verify_left > 0 and device.borderline(i))
+
+    strategy = create_strategy(args.strategy, space, seed=seed, feasible=proposable, **params)
     reward = MnasReward(target, 0.0, -1.0)
     evaluated: list[int] = []
     curve, rewards = [], []
 
-    def incumbent() -> int | None:
-        ok = [i for i in evaluated if device.feasible(i)]
+    def incumbent(qualify: bool = False) -> int | None:
+        """The most accurate evaluated architecture within T; with ``qualify``, borderline ones
+        (predicted just over T) compete too: measuring one qualifies or disqualifies it."""
+        ok = [i for i in evaluated if device.feasible(i) or (qualify and device.borderline(i))]
         return max(ok, key=lambda i: truth_acc[i]) if ok else None
 
     for _ in range(args.budget):
@@ -136,7 +151,7 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
         strategy.tell(arch, rewards[-1])
         # verify the incumbent on the device before trusting it (a new one may appear when the
         # measurement shows the old one over T)
-        while verify_left > 0 and (best := incumbent()) is not None and best not in device.measured:
+        while verify_left > 0 and (best := incumbent(qualify=True)) is not None and best not in device.measured:
             device.measure([best])
             verify_left -= 1
         best = incumbent()
@@ -148,7 +163,7 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
     oracle = float(truth_acc[feasible_true].max())
     # the best a search could return if every architecture the initial predictor puts within T
     # were evaluated (and the ones over T found out by measurement)
-    reachable = (initial_pred * (1 + initial_margin) <= target) & feasible_true
+    reachable = (initial_pred * (1 + initial_margin) <= target * (1 + device.band)) & feasible_true
     floor = oracle - float(truth_acc[reachable].max()) if reachable.any() else float("nan")
     return {"seed": seed, "regret_floor": floor, "found_arch": df["arch_str"][best_i], "found_acc": float(truth_acc[best_i]),
             "found_true_latency_ms": float(truth_lat[best_i]), "found_pred_latency_ms": float(device.pred[best_i]),
@@ -157,6 +172,8 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
             "violation": bool(truth_lat[best_i] > target), "margin": initial_margin,
             "measurements": len(device.measured),
             "verifications": 0 if args.oracle_latency else args.verify_samples - verify_left,
+            "qualified": sum(1 for i in device.measured if i in evaluated and device.measured[i] <= target
+                             and initial_pred[i] * (1 + initial_margin) > target),
             "curve": curve, "rewards": rewards}
 
 
@@ -177,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--oracle-latency", action="store_true",
                     help="diagnostic: feasibility from the true latency (no predictor); separates the search's "
                     "regret from the predictor's")
+    ap.add_argument("--qualify-band", type=float, default=0.0,
+                    help="B: unmeasured architectures predicted over T by at most this fraction may be proposed "
+                    "too, and are measured (qualified or disqualified) when they are the most accurate evaluated")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--strategy-param", action="append", default=[], metavar="NAME=VALUE",
@@ -188,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= args.verify_samples <= args.latency_samples - 5:
             raise HwnasError(f"--verify-samples must be between 0 and --latency-samples - 5 "
                              f"({args.latency_samples - 5}); got {args.verify_samples}")
+        if not 0 <= args.qualify_band <= 1:
+            raise HwnasError(f"--qualify-band must be in [0, 1]; got {args.qualify_band}")
         if not 0 <= args.margin_percentile <= 100:
             raise HwnasError(f"--margin-percentile must be in [0, 100]; got {args.margin_percentile}")
         if args.target_ms != "median":
@@ -205,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     res = {
         "device": args.device, "target_ms": target, "strategy": args.strategy, "budget": args.budget,
         "latency_samples": args.latency_samples, "verify_samples": args.verify_samples,
-        "margin_percentile": args.margin_percentile, "accuracy_column": args.accuracy_column,
+        "margin_percentile": args.margin_percentile, "qualify_band": args.qualify_band,
+        "accuracy_column": args.accuracy_column,
         "measurements_mean": float(np.mean([r["measurements"] for r in runs])),
         "regret_mean": float(regrets.mean()), "regret_median": float(np.median(regrets)),
         "violation_rate": float(np.mean([r["violation"] for r in runs])),

@@ -7,7 +7,8 @@ controllers' sampled rewards over time.
         [--jobs 2] [--json OUT] [--png OUT] [--oracle-latency]
 
 A strategy may carry hyper-parameters, ``evolution:tournament_size=5,crossover_prob=0.3``; it is
-then a column of its own. ``--devices all`` takes every device column of the CSV.
+then a column of its own, and so may options of ``nb201_search.py`` after an ``@``:
+``guided-evolution@qualify-band=0.1``. ``--devices all`` takes every device column of the CSV.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ import nb201_search  # noqa: E402
 
 def one(job: tuple[str, str, argparse.Namespace]) -> dict:
     device, spec, a = job
+    spec, _, options = spec.partition("@")
     strategy, _, params = spec.partition(":")
     extra = [x for p in params.split(",") if p for x in ("--strategy-param", p)]
+    for opt in filter(None, options.split(",")):  # nb201_search options, e.g. @qualify-band=0.1
+        name, _, value = opt.partition("=")
+        extra += [f"--{name}", value] if value else [f"--{name}"]
     if a.oracle_latency:
         extra.append("--oracle-latency")
     import contextlib

@@ -105,3 +105,27 @@ def test_nb201_search_compare_runs_workers_and_matches_the_single_run(tables, tm
                                          "--strategy", "random", "--json", str(single)]) == 0
     assert res["fake_cpu"]["random"]["regret_median"] == json.loads(single.read_text())["regret_median"]
     assert set(res) == {"fake_gpu", "fake_cpu"}
+
+
+def test_nb201_search_qualify_band(tables, tmp_path, capsys) -> None:
+    """Architectures predicted just over T may be proposed and are measured before they count."""
+    bench = _module("nb201_search")
+    dev = bench.DeviceLatency(np.zeros((4, 1)), np.zeros((4, 1)), np.array([0.9, 1.05, 1.2, 1.0]), 1.0, 50.0, band=0.1)
+    dev.pred, dev.margin = np.array([0.9, 1.05, 1.2, 1.08]), 0.0
+    dev.measured = {3: 1.0}
+    assert [dev.borderline(i) for i in range(4)] == [False, True, False, False]  # 3 is measured: it is decided
+    assert [dev.feasible(i) for i in range(4)] == [True, False, False, True]
+    lat, acc = tables
+    out = tmp_path / "q.json"
+    args = ["--latency-csv", str(lat), "--accuracy-csv", str(acc), "--accuracy-column", "top1", "--device", "fake_phone",
+            "--target-ms", "median", "--strategy", "evolution", "--budget", "40", "--latency-samples", "30",
+            "--seeds", "2", "--json", str(out)]
+    assert bench.main([*args, "--qualify-band", "0.2"]) == 0
+    res = json.loads(out.read_text())
+    assert res["qualify_band"] == 0.2 and all(r["measurements"] <= 30 for r in res["per_seed"])
+    for r in res["per_seed"]:  # what is returned is within T by measurement or by prediction, never borderline
+        assert r["found_measured"] or r["found_pred_latency_ms"] * (1 + r["margin"]) <= res["target_ms"]
+        assert 0 <= r["qualified"] <= r["verifications"]
+    capsys.readouterr()
+    assert bench.main([*args, "--qualify-band", "1.5"]) == 2
+    assert "--qualify-band" in capsys.readouterr().err
