@@ -241,3 +241,30 @@ def test_calibration_never_predicts_negative_latency() -> None:
     many = Calibration.fit(s2, rng.integers(5, 50, 20), rng.uniform(0, 5, 20), rng.uniform(0, 5, 20), 0.5 * s2 - 0.4)
     tiny = many.apply(np.array([0.01]), np.array([200]), np.array([0.0]), np.array([0.0]))
     assert tiny[0] >= Calibration.MIN_FRACTION * 0.01 > 0
+
+
+def test_the_mb_term_counts_the_layout_ops_and_old_calibrations_are_refused(measured, tmp_path) -> None:
+    """ONNX Runtime reorders a conv's or pool's input and output around the op timed alone, not in
+    a model: the calibration's MB term counts those ops' tensors only."""
+    import json
+
+    from hwnas.latency_models._predictor import _terms
+    from hwnas.errors import HwnasError
+
+    conv, pool = OpConfig.parse("pwconv_i16_o32_r8_arelu"), OpConfig.parse("maxpool_i32_r8_k2_s2")
+    add, act = OpConfig.parse("add_i32_r8"), OpConfig.parse("act_i32_r8_asilu")
+    mb = lambda *cs: _terms(list(cs))[0]  # noqa: E731
+    elems = lambda c: np.prod(c.input_shapes()[0]) + np.prod(c.output_shape())  # noqa: E731
+    assert mb(conv) == pytest.approx(elems(conv) * 4 / 1e6) and mb(pool) == pytest.approx(elems(pool) * 4 / 1e6)
+    assert mb(add) == mb(act) == 0.0 and mb(conv, add, pool, act) == pytest.approx(mb(conv) + mb(pool))
+    assert _terms([act])[2] == 1.0
+    cfgs, y, fp = measured
+    p = LatencyPredictor(LightGBMLatencyModel(n_estimators=20).fit(cfgs, y, fp),
+                         Calibration(1.0, 0.0, -0.02, 0.05, 0.0, n_models=20))
+    d = p.save(tmp_path / "pred")
+    assert LatencyPredictor.load(d).calibration == p.calibration
+    meta = json.loads((d / "predictor.json").read_text())
+    del meta["calibration_terms_version"]  # as saved before version 2
+    (d / "predictor.json").write_text(json.dumps(meta))
+    with pytest.raises(HwnasError, match="calibration terms version 1.*train the predictor again"):
+        LatencyPredictor.load(d)

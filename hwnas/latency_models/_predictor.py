@@ -46,6 +46,9 @@ class FallbackWarning(UserWarning):
     """A kernel was predicted with a fallback estimate."""
 
 
+#: bump when a calibration term's meaning changes (2: the MB term counts ``LAYOUT_OPS`` only)
+CALIBRATION_TERMS_VERSION = 2
+
 #: op types whose input and output a runtime keeps in its own blocked layout inside a model but
 #: converts when the op is timed alone (ONNX Runtime's NCHWc: a lone conv or pool runs between a
 #: ReorderInput and a ReorderOutput, e.g. 24 of a 1x1 conv's 75 us and 64 of a max pool's 106 us;
@@ -322,7 +325,9 @@ class LatencyPredictor:
     # ---- persistence ------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         d = self.model.save(directory)
-        (d / "predictor.json").write_text(json.dumps({"calibration": asdict(self.calibration)}, indent=2) + "\n")
+        (d / "predictor.json").write_text(json.dumps({"calibration": asdict(self.calibration),
+                                                      "calibration_terms_version": CALIBRATION_TERMS_VERSION},
+                                                     indent=2) + "\n")
         return d
 
     @classmethod
@@ -332,7 +337,14 @@ class LatencyPredictor:
         model = load_latency_model(d, fingerprint, allow_fingerprint_mismatch)
         cal = Calibration()
         if (d / "predictor.json").exists():
-            cal = Calibration(**json.loads((d / "predictor.json").read_text())["calibration"])
+            meta = json.loads((d / "predictor.json").read_text())
+            cal = Calibration(**meta["calibration"])
+            version = meta.get("calibration_terms_version", 1)
+            if version != CALIBRATION_TERMS_VERSION and cal.per_mb_ms != 0:
+                raise HwnasError(
+                    f"{d / 'predictor.json'} was calibrated with calibration terms version {version}; this hwnas "
+                    f"reads {CALIBRATION_TERMS_VERSION} (the MB term now counts the convs' and pools' inputs and "
+                    "outputs only): train the predictor again (`hwnas predictor train`; the profile store is reused)")
         return cls(model, cal)
 
 
