@@ -414,10 +414,14 @@ class TorchBackend(Backend):
             return ["fp16 eager inference is a GPU setting; use precision = 'fp32' on the CPU"]
         return []
 
+    #: how hwnas builds the modules it times; part of the fingerprint, so measurements taken before
+    #: a change (before batch norms were folded: one kernel more per conv) are not mixed with later ones
+    OPS_TAG = "bn-folded"
+
     def version(self) -> str:
         import torch
 
-        return str(torch.__version__)
+        return f"{torch.__version__} ({self.OPS_TAG})"
 
     def prepare_op(self, cfg: Any, device: Device) -> Prepared:
         import torch
