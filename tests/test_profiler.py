@@ -40,3 +40,36 @@ def test_whole_model_is_stored_with_breakdown(registry, store, fast_policy) -> N
     assert df["model_name"].tolist() == ["block"] and df["latency_ms"].iloc[0] == m.latency_ms
     assert len(m.model_sha256) == 64 and m.breakdown
     assert m.stats.p10_ms <= m.latency_ms <= m.stats.p90_ms and m.stats.n_rounds == 2
+
+
+def test_a_re_export_with_other_weights_is_not_measured_again(registry, store, fast_policy) -> None:
+    """Latency does not depend on the weights' values: the store reuses a measurement of the same
+    network (structure hash) even when the file's bytes differ; another structure is measured."""
+    import sqlite3
+
+    from hwnas.latency_models._training import measure_models
+    from hwnas.profilers._onnx import graph_sha256
+
+    cfg = OpConfig.parse("mbconv_i8_o8_r8_k3_s1_e3_arelu6_res")
+    a, b = build_onnx(cfg, seed=0), build_onnx(cfg, seed=1)
+    other = build_onnx(OpConfig.parse("mbconv_i8_o8_r8_k5_s1_e3_arelu6_res"), seed=0)
+    assert a.SerializeToString() != b.SerializeToString() and graph_sha256(a) == graph_sha256(b)
+    assert graph_sha256(other) != graph_sha256(a)
+    p = Profiler(registry.get("cpu-ort"), fast_policy, store)
+    first = measure_models(p, [("a", a)])
+    again = measure_models(p, [("b", b), ("other", other)])
+    assert again[0].latency_ms == first[0].latency_ms  # reused, not measured
+    assert store.model_measurements()["model_name"].tolist() == ["a", "other"]
+    assert store.model_measurements()["model_graph_sha256"].tolist() == [graph_sha256(a), graph_sha256(other)]
+    # a store written before the column existed gains it when opened (its rows match by file hash only)
+    from hwnas.profilers import ProfileStore
+    from hwnas.profilers._store import _SCHEMA, SCHEMA_VERSION
+
+    old = store.path.parent / "old.sqlite"
+    con = sqlite3.connect(old)
+    con.executescript(_SCHEMA)
+    con.executemany("INSERT INTO meta VALUES (?, ?)", [("app", "hwnas"), ("schema_version", str(SCHEMA_VERSION))])
+    con.commit()
+    con.close()
+    with ProfileStore(old) as s:
+        assert "model_graph_sha256" in s.model_measurements().columns

@@ -89,13 +89,25 @@ class MeasuredModel:
 
 def measure_models(profiler: Profiler, models: Sequence[tuple[str, onnx.ModelProto]],
                    on_done: Callable[[str, float], None] | None = None) -> list[MeasuredModel]:
-    """End-to-end latency of each model; reuses a stored measurement of the same model (by hash)
-    and fingerprint when the profiler has a store."""
+    """End-to-end latency of each model; reuses a stored measurement of the same model and
+    fingerprint when the profiler has a store: the same file (hash of its bytes), or the same
+    network with other weights' values (``graph_sha256``: latency does not depend on them, so a
+    re-export after more training or a builder refactor is not measured again)."""
+    from hwnas.profilers._onnx import graph_sha256
+
     stored: dict[str, float] = {}
     if profiler.store is not None:
         df = profiler.store.model_measurements(profiler.fingerprint.id)
         stored = dict(zip(df["model_sha256"], df["latency_ms"]))
-    todo = [(name, m) for name, m in models if hashlib.sha256(m.SerializeToString()).hexdigest() not in stored]
+        if "model_graph_sha256" in df:  # the latest measurement of a structure, as for files
+            g = df.dropna(subset=["model_graph_sha256"]).drop_duplicates("model_graph_sha256", keep="last")
+            stored.update({f"graph:{h}": ms for h, ms in zip(g["model_graph_sha256"], g["latency_ms"])})
+
+    def known(m: onnx.ModelProto) -> float | None:
+        ms = stored.get(hashlib.sha256(m.SerializeToString()).hexdigest())
+        return ms if ms is not None else stored.get(f"graph:{graph_sha256(m)}")
+
+    todo = [(name, m) for name, m in models if known(m) is None]
     fresh: dict[str, float] = {}
 
     def one(item: tuple[str, onnx.ModelProto]) -> float:
@@ -115,7 +127,7 @@ def measure_models(profiler: Profiler, models: Sequence[tuple[str, onnx.ModelPro
     for name, m in models:
         ms = fresh.get(name)
         if ms is None:
-            ms = stored[hashlib.sha256(m.SerializeToString()).hexdigest()]
+            ms = known(m)
             if on_done:
                 on_done(name, float(ms))
         out.append(MeasuredModel(name, m, float(ms)))

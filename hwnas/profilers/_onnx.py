@@ -87,3 +87,23 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
         first = str(exc).strip().splitlines()[0]
         raise InvalidModelError(f"{path} is not a valid ONNX model: {first}") from None
     return model
+
+
+def graph_sha256(model: onnx.ModelProto) -> str:
+    """SHA-256 of the model with its floating-point weights' values left out (names, shapes and
+    types kept; integer tensors such as Reshape's shapes kept whole): two exports of the same
+    network with other weights, which run the same kernels in the same time, hash alike."""
+    import hashlib
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    floats = {TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16}
+    for t in m.graph.initializer:
+        if t.data_type in floats:
+            t.ClearField("raw_data")
+            t.ClearField("float_data")
+            t.ClearField("double_data")
+            t.ClearField("int32_data")  # float16 / bfloat16 values live here
+    m.ClearField("producer_version")
+    m.graph.name = ""
+    return hashlib.sha256(m.SerializeToString()).hexdigest()

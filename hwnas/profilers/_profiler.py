@@ -14,7 +14,7 @@ from hwnas.devices._device import Device
 from hwnas.devices._fingerprint import Fingerprint, fingerprint
 from hwnas.profilers._backends import Backend, get_backend
 from hwnas.profilers._drift import DriftGuard, DriftPolicy
-from hwnas.profilers._onnx import load_onnx
+from hwnas.profilers._onnx import graph_sha256, load_onnx
 from hwnas.profilers._ops import OpConfig
 from hwnas.profilers._records import ModelMeasurement, OpMeasurement
 from hwnas.profilers._store import ProfileStore
@@ -204,7 +204,7 @@ class Profiler:
             finally:
                 prepared.close()
         m = ModelMeasurement(name, sha, self.device.name, self.fingerprint.id, stats,
-                             tuple(nodes or ()), tuple(samples.tolist()))
+                             tuple(nodes or ()), tuple(samples.tolist()), graph_sha256(model))
         if self.store is not None and record:
             self.store.record_model(m)
         return m

@@ -42,6 +42,8 @@ class ModelMeasurement:
     stats: LatencyStats
     breakdown: tuple[NodeTiming, ...] = ()
     samples_ms: tuple[float, ...] = field(default=(), repr=False)
+    #: the model's structure hash (weights' values left out; see ``graph_sha256``)
+    graph_sha256: str = ""
 
     @property
     def latency_ms(self) -> float:

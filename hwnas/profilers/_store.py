@@ -154,6 +154,9 @@ class ProfileStore:
                                      f"{', '.join(sorted(need - cols))}); refusing to use it (use another --db)")
             want.close()
         conn.executescript(_SPEED_CHECKS)
+        if "model_graph_sha256" not in {r[1] for r in conn.execute("PRAGMA table_info(model_measurements)")}:
+            # added without a schema change: rows measured before have none (they match by file hash)
+            conn.execute("ALTER TABLE model_measurements ADD COLUMN model_graph_sha256 TEXT")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -202,11 +205,11 @@ class ProfileStore:
 
     def record_model(self, m: ModelMeasurement) -> None:
         cols = ["fingerprint_id", "device_name", "model_name", "model_sha256", *_STAT_COLS,
-                "samples_json", "breakdown_json", "created_at"]
+                "samples_json", "breakdown_json", "created_at", "model_graph_sha256"]
         s = m.stats.to_dict()
         vals = [m.fingerprint_id, m.device_name, m.model_name, m.model_sha256, *(s[c] for c in _STAT_COLS),
                 json.dumps([round(x, 6) for x in m.samples_ms]),
-                json.dumps([b.to_dict() for b in m.breakdown]), _now()]
+                json.dumps([b.to_dict() for b in m.breakdown]), _now(), m.graph_sha256 or None]
         with self._conn:
             self._conn.execute(
                 f"INSERT INTO model_measurements ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", vals
