@@ -107,7 +107,8 @@ def measure_models(profiler: Profiler, models: Sequence[tuple[str, onnx.ModelPro
         ms = stored.get(hashlib.sha256(m.SerializeToString()).hexdigest())
         return ms if ms is not None else stored.get(f"graph:{graph_sha256(m)}")
 
-    todo = [(name, m) for name, m in models if known(m) is None]
+    reused = [known(m) for _, m in models]  # hashed once per model
+    todo = [item for item, ms in zip(models, reused) if ms is None]
     fresh: dict[str, float] = {}
 
     def one(item: tuple[str, onnx.ModelProto]) -> float:
@@ -124,10 +125,10 @@ def measure_models(profiler: Profiler, models: Sequence[tuple[str, onnx.ModelPro
         for item in todo:
             one(item)
     out = []
-    for name, m in models:
+    for (name, m), prior in zip(models, reused):
         ms = fresh.get(name)
         if ms is None:
-            ms = known(m)
+            ms = prior
             if on_done:
                 on_done(name, float(ms))
         out.append(MeasuredModel(name, m, float(ms)))

@@ -143,7 +143,7 @@ class DriftGuard:
                             f"kept {len(chunk)} measurement(s) taken at that speed; further drifted "
                             "chunks are kept without retries until the speed is back within the tolerance",
                             SpeedDriftWarning, stacklevel=2)
-                    self._settled_off = self._ok(fa) is False
+                    self._settled_off = not self._ok(fa)
                     break
                 time.sleep(pol.wait_s * 2 ** (attempt - 1))
                 repin = getattr(self.profiler, "repin", None)
