@@ -91,17 +91,19 @@ class DeviceLatency:
         self.pred, self.margin = latency_predictor(self.X, self.S, np.array([self.measured[i] for i in idx]), idx,
                                                    self.percentile)
 
+    def corrected(self, i: int) -> float:
+        return float(self.pred[i] * (1 + self.margin))
+
     def feasible(self, i: int) -> bool:
         if i in self.measured:
             return self.measured[i] <= self.target
-        return self.pred[i] * (1 + self.margin) <= self.target
+        return self.corrected(i) <= self.target
 
     def borderline(self, i: int) -> bool:
         """Unmeasured, predicted over T but within the qualification band: a measurement decides."""
         if i in self.measured or self.band <= 0:
             return False
-        corrected = self.pred[i] * (1 + self.margin)
-        return self.target < corrected <= self.target * (1 + self.band)
+        return self.target < self.corrected(i) <= self.target * (1 + self.band)
 
     def latency(self, i: int) -> float:
         return self.measured.get(i, float(self.pred[i]))

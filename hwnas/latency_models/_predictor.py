@@ -56,22 +56,21 @@ CALIBRATION_TERMS_VERSION = 2
 LAYOUT_OPS = frozenset({OpType.CONV, OpType.PWCONV, OpType.DWCONV, OpType.MAXPOOL, OpType.AVGPOOL})
 
 
-def _layout_mask(configs: Sequence[OpConfig]) -> np.ndarray:
-    return np.array([c.op in LAYOUT_OPS for c in configs], dtype=bool)
+def _term_rows(configs: Sequence[OpConfig]) -> np.ndarray:
+    """The calibration's per-model terms of each op, one row per op: MB in + out if it is a layout
+    op (see ``LAYOUT_OPS``), MB of weights, 1 if its activation is SiLU."""
+    if not configs:
+        return np.zeros((0, 3))
+    F = feature_matrix(configs)
+    layout = np.array([c.op in LAYOUT_OPS for c in configs])
+    silu = np.array([c.act is Act.SILU for c in configs])
+    return np.column_stack([F[:, _IO].sum(1) * layout / 1e6, F[:, _W] / 1e6, silu])
 
 
 def _terms(configs: Sequence[OpConfig]) -> tuple[float, float, float]:
-    """The calibration's per-model terms of these ops: MB in + out of the layout ops (see
-    ``LAYOUT_OPS``), MB of weights, and the number of SiLU activations."""
-    if not configs:
-        return 0.0, 0.0, 0.0
-    F = feature_matrix(configs)
-    io = F[:, _IO].sum(1)[_layout_mask(configs)].sum()
-    return float(io / 1e6), float(F[:, _W].sum() / 1e6), float(_n_silu(configs))
-
-
-def _n_silu(configs: Sequence[OpConfig]) -> int:
-    return sum(1 for c in configs if c.act is Act.SILU)
+    """The calibration's per-model terms of these ops (the sums of ``_term_rows``)."""
+    io, w, q = _term_rows(configs).sum(0)
+    return float(io), float(w), float(q)
 
 
 @dataclass(frozen=True)
@@ -256,16 +255,11 @@ class LatencyPredictor:
             bad = sorted({str(keys[i]) for i in np.flatnonzero(pred.fallback)})
             warnings.warn(f"fallback estimates for {len(bad)} op configuration(s), e.g. {bad[0]}: "
                           f"{pred.reasons[int(np.flatnonzero(pred.fallback)[0])]}", FallbackWarning, stacklevel=2)
-        ms = pred.latency_ms
-        F = feature_matrix(keys) if keys else np.zeros((0, len(FEATURE_NAMES)))
-        io, wt = F[:, _IO].sum(1) * _layout_mask(keys) / 1e6, F[:, _W] / 1e6
+        ms, terms = pred.latency_ms, _term_rows(keys)
         sums = np.array([ms[r].sum() for r in rows])
         units = np.array([len(r) for r in rows], dtype=float)
-        mb = np.array([io[r].sum() for r in rows])
-        wmb = np.array([wt[r].sum() for r in rows])
-        silu = np.array([c.act is Act.SILU for c in keys], dtype=float)
-        nsilu = np.array([silu[r].sum() for r in rows])
-        return self.calibration.apply(sums, units, mb, wmb, nsilu)
+        per_arch = np.array([terms[r].sum(0) for r in rows]).reshape(len(rows), 3)
+        return self.calibration.apply(sums, units, *per_arch.T)
 
     def layer_table(self, choices: Sequence[Sequence[Sequence[OpConfig]]]) -> LayerTable:
         return LayerTable(self, choices)
