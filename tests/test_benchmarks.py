@@ -129,3 +129,14 @@ def test_nb201_search_qualify_band(tables, tmp_path, capsys) -> None:
     capsys.readouterr()
     assert bench.main([*args, "--qualify-band", "1.5"]) == 2
     assert "--qualify-band" in capsys.readouterr().err
+
+
+def test_nb201_search_compare_passes_benchmark_options_after_an_at(tables) -> None:
+    import argparse
+
+    lat, acc = tables
+    compare = _module("nb201_search_compare")
+    a = argparse.Namespace(latency_csv=str(lat), accuracy_csv=str(acc), accuracy_column="top1", budget=20, seeds=1,
+                           oracle_latency=False)
+    res = compare.one(("fake_cpu", "evolution:tournament_size=5@qualify-band=0.2,verify-samples=10", a))
+    assert res["qualify_band"] == 0.2 and res["verify_samples"] == 10 and res["strategy"] == "evolution"
