@@ -108,13 +108,16 @@ def check_space(space: Any, samples: int = 30, seed: int = 0) -> None:
     """Every search space: string and vector encodings round-trip, variation stays in the space,
     op configurations and costs exist."""
     rng = np.random.default_rng(seed)
-    dims = None
+    dims = fdims = None
     for _ in range(samples):
         a = space.sample(rng)
         assert space.from_string(space.to_string(a)) == a
         v = space.encode(a)
         dims = dims or v.shape
         assert v.shape == dims and v.sum() == len(space.decisions)
+        f = space.features(a)  # a surrogate's input: fixed length, finite
+        fdims = fdims or f.shape
+        assert f.shape == fdims and len(f) >= len(v) and np.isfinite(f).all()
         b = space.mutate(a, rng)
         space.validate(b)
         space.validate(space.crossover(a, b, rng))

@@ -77,6 +77,21 @@ def test_nb201_strings_match_the_dataset_format() -> None:
         space.from_string(s.replace("avg_pool_3x3", "conv_9x9"))
 
 
+def test_nb201_surrogate_features_add_op_counts_and_conv_depth() -> None:
+    space = create_space("nb201")
+    # 0 -conv3-> 1 -conv3-> 2 -conv1-> 3 (three convolutions deep), the other edges skip or none
+    s = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"
+    arch = space.from_string(s)
+    f = space.features(arch)
+    onehot = space.encode(arch)
+    assert np.array_equal(f[:len(onehot)], onehot)
+    counts = dict(zip(("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"), f[30:35]))
+    assert counts == {"none": 2, "skip_connect": 1, "nor_conv_1x1": 1, "nor_conv_3x3": 2, "avg_pool_3x3": 0}
+    assert f[35] == 3
+    dead = space.from_string("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    assert space.features(dead)[35] == -1  # no live path from the input to the output
+
+
 def test_restrict_removes_what_the_device_cannot_run() -> None:
     nb = create_space("nb201").restrict(DeviceConstraints(allowed_op_types=("conv", "add", "act", "gap", "linear")))
     ops = {space_op for a in nb.enumerate() for space_op in nb.ops(a)}

@@ -137,6 +137,12 @@ class SearchSpace(ABC):
             out.append(v)
         return np.concatenate(out)
 
+    def features(self, arch: Arch) -> np.ndarray:
+        """The input of a strategy's surrogate model: the one-hot encoding, to which a space adds
+        features known to drive accuracy (e.g. :class:`NB201Space`: op counts and the convolutions on
+        the longest path). Not decodable; use :meth:`encode` for a round trip."""
+        return self.encode(arch)
+
     # ---- strings ------------------------------------------------------------------------------
     def to_string(self, arch: Arch) -> str:
         """Default compact form: ``name=value`` per decision, separated by commas."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -100,6 +101,14 @@ class NB201Space(SearchSpace):
         if bad:
             raise HwnasError(f"unknown NAS-Bench-201 op {bad[0]!r}; known: {', '.join(NB201_OPS)}")
         return self.make([NB201_OPS.index(op) for op, _ in parsed])
+
+    def features(self, arch: Arch) -> np.ndarray:
+        """One-hot of the 6 edges' ops, the op counts and the convolutions on the longest live
+        path: with these a LightGBM surrogate fitted on 100 random cells ranks all 15,625 by CIFAR-100
+        accuracy at Spearman 0.83, against 0.67 on the one-hot alone (BENCHMARKS.md)."""
+        from hwnas.latency_models._transfer import encode_nb201
+
+        return encode_nb201(self.to_string(arch))
 
     def ops(self, arch: Arch) -> tuple[str, ...]:
         self.validate(arch)

@@ -122,7 +122,7 @@ class RegularizedEvolution(Strategy):
                                   subsample=0.8, subsample_freq=1, random_state=self.seed, n_jobs=1,
                                   deterministic=True, verbose=-1)
         model.fit(np.stack(self._told_x), np.asarray(self._told_y))
-        scores = model.predict(np.stack([self.space.encode(c) for c in children]))
+        scores = model.predict(np.stack([self.space.features(c) for c in children]))
         return children[int(np.argmax(scores))]
 
     def ask(self) -> Arch:
@@ -145,7 +145,7 @@ class RegularizedEvolution(Strategy):
         if len(self.population) > self.population_size:
             self.population.popleft()
         if self.candidates > 1:
-            self._told_x.append(self.space.encode(arch))
+            self._told_x.append(self.space.features(arch))
             self._told_y.append(float(reward))
 
 
