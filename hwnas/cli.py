@@ -434,6 +434,7 @@ def predictor_train(
     quick: Annotated[bool, typer.Option("--quick", help="Few calibration models (a smoke run).")] = False,
     max_time: Annotated[float | None, typer.Option("--max-time-per-op")] = None,
     drift_check: Annotated[bool, typer.Option("--drift-check/--no-drift-check", help="Re-time a reference op between chunks; re-measure chunks taken while the device's speed drifted.")] = True,
+    model_passes: Annotated[int, typer.Option("--model-passes", min=1, help="Measure each whole model in this many passes over all of them and keep its fastest (contention on a shared machine slows whole models in phases of minutes).")] = 3,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -450,11 +451,12 @@ def predictor_train(
         profiler = Profiler(dev, _policy(max_time), store, drift=DriftPolicy() if drift_check else None,
                             auto_pin=drift_check)
         cal = [(m.name, m.onnx) for m in calibration_models(quick)] if calibrate else []
-        with _progress(len(cal), "calibration models", err) as prog:
+        with _progress(len(cal) * model_passes, "calibration models", err) as prog:
             task = prog.task_ids[0]
             report = train_device_predictor(
                 profiler, model, samples, adaptive, cal, profile_ops=_op_progress(profiler, err),
-                on_model=lambda name, ms: prog.update(task, advance=1, current=f"{name}: {ms:.2f} ms"))
+                on_model=lambda name, ms: prog.update(task, advance=1, current=f"{name}: {ms:.2f} ms"),
+                model_passes=model_passes)
         d = report.predictor.save(out or _default_predictor_dir(dev.name, profiler.fingerprint.id))
     val = getattr(report.predictor.model, "validation_", None) or {}
     cal_ = report.predictor.calibration
@@ -482,6 +484,7 @@ def predictor_eval(
     db: DbOption = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a predicted-vs-measured PNG here.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Few models (a smoke run).")] = False,
+    model_passes: Annotated[int, typer.Option("--model-passes", min=1, help="Measure each whole model in this many passes over all of them and keep its fastest (contention on a shared machine slows whole models in phases of minutes).")] = 3,
     allow_mismatch: AllowMismatch = False,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
@@ -500,10 +503,10 @@ def predictor_eval(
     pred, d = _load_predictor(dev, predictor, allow_mismatch)
     models = evaluation_models(quick)
     err = _err()
-    with _store(db) as store, _progress(len(models), "measuring models", err) as prog:
+    with _store(db) as store, _progress(len(models) * model_passes, "measuring models", err) as prog:
         task = prog.task_ids[0]
         measured = measure_models(Profiler(dev, None, store), [(m.name, m.onnx) for m in models],
-                                  lambda name, ms: prog.update(task, advance=1, current=name))
+                                  lambda name, ms: prog.update(task, advance=1, current=name), passes=model_passes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         predicted = np.array([pred.predict_onnx(m.onnx).latency_ms for m in measured])

@@ -3,6 +3,11 @@ named as such; it is used only to test that failures are recorded, never to clai
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
+from hwnas.errors import HwnasError
 from hwnas.profilers import OpConfig, OpType, Profiler, build_onnx, op_set
 from hwnas.profilers._backends import OrtBackend
 
@@ -73,3 +78,36 @@ def test_a_re_export_with_other_weights_is_not_measured_again(registry, store, f
     con.close()
     with ProfileStore(old) as s:
         assert "model_graph_sha256" in s.model_measurements().columns
+
+
+def test_measure_models_in_passes_keeps_each_models_fastest(registry, store, fast_policy) -> None:
+    """Passes go over every model before the next pass (spread in time); the fastest pass is kept
+    and every pass is stored. Orchestration on a scripted fake timing: each real measurement of
+    the profiler is replaced by the next scripted value."""
+    from hwnas.latency_models._training import measure_models
+
+    a = build_onnx(OpConfig.parse("act_i8_r8_arelu"), seed=0)
+    b = build_onnx(OpConfig.parse("act_i8_r8_arelu6"), seed=0)
+    p = Profiler(registry.get("cpu-ort"), fast_policy, store)
+    scripted = iter([3.0, 5.0, 1.0, 6.0, 2.0, 4.0])  # a, b, a, b, a, b
+    order = []
+    real = p.profile_model
+
+    def fake(model, name=None, breakdown_runs=10, record=True):  # noqa: ANN001, ANN202
+        m = real(model, name=name, breakdown_runs=0, record=False)
+        m = dataclasses.replace(m, stats=dataclasses.replace(m.stats, latency_ms=next(scripted)))
+        store.record_model(m)
+        order.append(name)
+        return m
+
+    p.profile_model = fake
+    done = []
+    out = measure_models(p, [("a", a), ("b", b)], lambda n, ms: done.append((n, ms)), passes=3)
+    assert order == ["a", "b"] * 3 and len(done) == 6
+    assert [m.latency_ms for m in out] == [1.0, 4.0]
+    assert len(store.model_measurements()) == 6
+    # a rerun reuses the fastest stored pass; force measures again
+    again = measure_models(p, [("a", a), ("b", b)])
+    assert [m.latency_ms for m in again] == [1.0, 4.0] and order == ["a", "b"] * 3
+    with pytest.raises(HwnasError, match="passes must be >= 1"):
+        measure_models(p, [("a", a)], passes=0)
