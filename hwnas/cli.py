@@ -974,7 +974,7 @@ def quickstart(
         from hwnas.testing import FAST_POLICY
 
         cfg = dataclasses.replace(cfg, space_args={"resolution": 16, "width": 0.25, "classes": 10}, sampled_ops=5,
-                                  calibration_models=5, heldout_models=2, search_budget=2, search_epochs=1,
+                                  calibration_models=5, heldout_models=2, model_passes=1, search_budget=2, search_epochs=1,
                                   export_epochs=1)
         policy = FAST_POLICY
     tasks: dict[str, Any] = {}
