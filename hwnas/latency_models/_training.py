@@ -121,20 +121,21 @@ def measure_models(profiler: Profiler, models: Sequence[tuple[str, onnx.ModelPro
         ms = stored.get(hashlib.sha256(m.SerializeToString()).hexdigest())
         return ms if ms is not None else stored.get(f"graph:{graph_sha256(m)}")
 
-    reused = [None if force else known(m) for _, m in models]  # hashed once per model
+    reused = [None] * len(models) if force else [known(m) for _, m in models]  # hashed once per model
     todo = [item for item, ms in zip(models, reused) if ms is None]
     fresh: dict[str, float] = {}
+    this: dict[str, float] = {}  # the current pass
+
+    def one(item: tuple[str, onnx.ModelProto]) -> float:
+        ms = profiler.profile_model(item[1], name=item[0], breakdown_runs=0).latency_ms
+        first = item[0] not in this
+        this[item[0]] = ms  # a re-measured (drifted) chunk replaces the first values
+        if on_done and first:
+            on_done(item[0], float(ms))
+        return ms
+
     for _ in range(passes if todo else 0):
-        this: dict[str, float] = {}
-
-        def one(item: tuple[str, onnx.ModelProto]) -> float:
-            ms = profiler.profile_model(item[1], name=item[0], breakdown_runs=0).latency_ms
-            first = item[0] not in this
-            this[item[0]] = ms  # a re-measured (drifted) chunk replaces the first values
-            if on_done and first:
-                on_done(item[0], float(ms))
-            return ms
-
+        this.clear()
         if profiler.guard is not None:  # chunks between readings of the speed reference
             profiler.guard.run(todo, one, "whole models", every=profiler.guard.policy.every_model)
         else:
