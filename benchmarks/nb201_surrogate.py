@@ -22,14 +22,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from hwnas.search.spaces import NB201Space
-
-
-def surrogate(seed: int):  # noqa: ANN201
-    import lightgbm as lgb
-
-    # the settings of RegularizedEvolution._surrogate_best
-    return lgb.LGBMRegressor(n_estimators=50, learning_rate=0.15, num_leaves=8, min_child_samples=3, subsample=0.8,
-                             subsample_freq=1, random_state=seed, n_jobs=1, deterministic=True, verbose=-1)
+from hwnas.search.strategies._simple import surrogate_regressor
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 sp, regret = [], []
                 for seed in range(args.seeds):
                     train = np.random.default_rng(seed).choice(len(y), n, replace=False)
-                    p = surrogate(seed).fit(X[train], y[train]).predict(X)
+                    p = surrogate_regressor(seed).fit(X[train], y[train]).predict(X)
                     sp.append(float(spearmanr(p, y)[0]))
                     regret.append(float(y.max() - y[np.argsort(-p)[:20]].max()))
                 results.setdefault(col, {}).setdefault(str(n), {})[name] = {

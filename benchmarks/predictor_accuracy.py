@@ -142,6 +142,8 @@ def main() -> int:
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--plot", default="benchmarks/out/predictor_accuracy.png")
     args = ap.parse_args()
+    if args.model_passes < 1:
+        ap.error(f"--model-passes must be >= 1; got {args.model_passes}")  # exit code 2
     console = Console(stderr=True)
     warn = governor_warning()
     if warn:

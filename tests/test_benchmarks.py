@@ -140,3 +140,21 @@ def test_nb201_search_compare_passes_benchmark_options_after_an_at(tables) -> No
                            oracle_latency=False)
     res = compare.one(("fake_cpu", "evolution:tournament_size=5@qualify-band=0.2,verify-samples=10", a))
     assert res["qualify_band"] == 0.2 and res["verify_samples"] == 10 and res["strategy"] == "evolution"
+
+
+def test_nb201_surrogate_interface_and_bad_input(tables, tmp_path, capsys) -> None:
+    _, acc = tables
+    bench = _module("nb201_surrogate")
+    out = tmp_path / "s.json"
+    assert bench.main(["--accuracy-csv", str(acc), "--columns", "top1", "--samples", "60", "--seeds", "2",
+                       "--json", str(out)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"spearman_onehot=[-0-9.]+ spearman_features=[-0-9.]+", last)
+    r = json.loads(out.read_text())["top1"]["60"]
+    # the synthetic accuracy is a function of the op counts: the features rank it better than the one-hot
+    assert r["features"]["spearman_mean"] > r["onehot"]["spearman_mean"] and len(r["features"]["spearman"]) == 2
+    assert bench.main(["--accuracy-csv", str(acc), "--columns", "top5"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown accuracy column 'top5'" in err and "top1" in err
+    assert bench.main(["--accuracy-csv", str(tmp_path / "missing.csv")]) == 2
+    assert "file not found" in capsys.readouterr().err

@@ -53,6 +53,8 @@ def test_eval_quick_with_plot(trained, tmp_path, capsys) -> None:
 def test_predictor_bad_input(trained, tmp_path, capsys) -> None:
     model = tmp_path / "m.onnx"
     onnx.save(zoo.create("resnet", 0.25, 32).onnx, str(model))
+    rc, _, err = run(capsys, "predictor", "eval", "--model-passes", "0", "--db", str(tmp_path / "x.sqlite"))
+    assert rc == 2 and "--model-passes" in err  # refused before anything is measured
     rc, _, err = run(capsys, "predict", str(model), "--predictor", str(tmp_path / "nothing"))
     assert rc == 2 and "no predictor at" in err and "hwnas predictor train" in err
     # trained on cpu-ort (1 thread): refused for cpu-ort-mt, whose fingerprint differs
