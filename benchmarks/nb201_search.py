@@ -5,20 +5,24 @@
 
 Per seed, at most M architectures of DEVICE are "measured" (their latency read from the CSV: the
 only reads of that column during search); N counts accuracy queries. M - V of the measurements
-(``--verify-samples V``, default 40% of M) are random architectures measured before the search; a
+(``--verify-samples V``, default 60% of M) are random architectures measured before the search; a
 TransferLatencyModel is trained on them, with the other devices' columns as sources. The other V
 are spent during the search the way a user spends device time: the incumbent (the most accurate
 architecture evaluated so far that is within T) is measured before it is trusted, and every
 measurement is added to the predictor's training set (refit). A measured architecture is feasible
 when its measured latency is <= T; an unmeasured one when its prediction, corrected by the
 ``--margin-percentile`` (default 50: the median) of the predictor's cross-validated relative
-under-prediction, is <= T. Strategies propose only feasible architectures. The returned
-architecture (the most accurate feasible one evaluated) is judged on the true latency and
-accuracy; the oracle is the most accurate architecture whose true latency is <= T.
-``--oracle-latency`` (a diagnostic) judges feasibility by the true latency instead, which
-isolates the search's share of the regret. ``--verify-samples 0 --margin-percentile 90`` is the
-earlier method (every measurement up front,
-a safety margin instead of verification). ``--target-ms median`` uses the device's median latency.
+under-prediction, is <= T. Strategies propose only feasible architectures, and, while
+verifications are left, borderline ones: predicted over T by at most ``--qualify-band`` (default
+5%; or within T when corrected by the ``--qualify-percentile`` of the under-prediction); a
+borderline architecture that is the most accurate evaluated is measured, which qualifies or
+disqualifies it (the predictor's error cuts both ways). The returned architecture (the most
+accurate feasible one evaluated) is judged on the true latency and accuracy; the oracle is the
+most accurate architecture whose true latency is <= T. ``--oracle-latency`` (a diagnostic) judges
+feasibility by the true latency instead, which isolates the search's share of the regret.
+``--verify-samples 40 --qualify-band 0`` is the method before (stop 15), ``--verify-samples 0
+--margin-percentile 90`` the one before that (every measurement up front, a safety margin instead
+of verification). ``--target-ms median`` uses the device's median latency.
 Last line: ``regret=<mean> violations=<rate>``.
 """
 
@@ -64,14 +68,21 @@ def latency_predictor(X: np.ndarray, S: np.ndarray, y_train: np.ndarray, train: 
     """Predicted latency of every architecture, and the given percentile of the relative
     under-prediction (measured / predicted - 1) found by 5-fold cross-validation on the measured
     ones (negative when the predictor over-predicts)."""
+    pred, under = latency_predictor_cv(X, S, y_train, train)
+    return pred, float(np.percentile(under, percentile))
+
+
+def latency_predictor_cv(X: np.ndarray, S: np.ndarray, y_train: np.ndarray,
+                         train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted latency of every architecture, and the relative under-predictions (measured /
+    predicted - 1) of 5-fold cross-validation on the measured ones."""
     under = []
     for tr, te in KFold(5, shuffle=True, random_state=0).split(train):
         m = TransferLatencyModel().fit(X[train[tr]], S[train[tr]], y_train[tr])
         p = m.predict(X[train[te]], S[train[te]])
         under.extend(y_train[te] / p - 1)
-    margin = float(np.percentile(under, percentile))
     model = TransferLatencyModel().fit(X[train], S[train], y_train)
-    return model.predict(X, S), margin
+    return model.predict(X, S), np.asarray(under)
 
 
 class DeviceLatency:
@@ -79,17 +90,20 @@ class DeviceLatency:
     predictor refit on them after every measurement."""
 
     def __init__(self, X: np.ndarray, S: np.ndarray, truth: np.ndarray, target: float, percentile: float,
-                 band: float = 0.0) -> None:
+                 band: float = 0.0, qualify_percentile: float | None = None) -> None:
         self.X, self.S, self._truth, self.target, self.percentile = X, S, truth, target, percentile
-        self.band = band
+        self.band, self.qualify_percentile = band, qualify_percentile
         self.measured: dict[int, float] = {}
+        self.qualify_margin = 0.0
 
     def measure(self, rows: list[int]) -> None:
         for i in rows:
             self.measured[int(i)] = float(self._truth[i])  # a read of the device column
         idx = np.array(sorted(self.measured))
-        self.pred, self.margin = latency_predictor(self.X, self.S, np.array([self.measured[i] for i in idx]), idx,
-                                                   self.percentile)
+        self.pred, under = latency_predictor_cv(self.X, self.S, np.array([self.measured[i] for i in idx]), idx)
+        self.margin = float(np.percentile(under, self.percentile))
+        if self.qualify_percentile is not None:
+            self.qualify_margin = float(np.percentile(under, self.qualify_percentile))
 
     def corrected(self, i: int) -> float:
         return float(self.pred[i] * (1 + self.margin))
@@ -99,11 +113,21 @@ class DeviceLatency:
             return self.measured[i] <= self.target
         return self.corrected(i) <= self.target
 
+    @property
+    def qualifying(self) -> bool:
+        return self.band > 0 or self.qualify_percentile is not None
+
     def borderline(self, i: int) -> bool:
-        """Unmeasured, predicted over T but within the qualification band: a measurement decides."""
-        if i in self.measured or self.band <= 0:
+        """Unmeasured, predicted over T but possibly within it: within the qualification band, or
+        within T when corrected by the qualification percentile of the cross-validated
+        under-prediction (an adaptive band: wide where the predictor is uncertain). A measurement
+        decides."""
+        if i in self.measured or not self.qualifying or self.corrected(i) <= self.target:
             return False
-        return self.target < self.corrected(i) <= self.target * (1 + self.band)
+        in_band = self.band > 0 and self.corrected(i) <= self.target * (1 + self.band)
+        in_percentile = (self.qualify_percentile is not None
+                         and self.pred[i] * (1 + self.qualify_margin) <= self.target)
+        return in_band or in_percentile
 
     def latency(self, i: int) -> float:
         return self.measured.get(i, float(self.pred[i]))
@@ -116,7 +140,8 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
     truth_lat = df[args.device].to_numpy(float)
     truth_acc = df[args.accuracy_column].to_numpy(float)
     device = DeviceLatency(X, df[sources].to_numpy(float), truth_lat, target, args.margin_percentile,
-                           0.0 if args.oracle_latency else args.qualify_band)
+                           0.0 if args.oracle_latency else args.qualify_band,
+                           None if args.oracle_latency else args.qualify_percentile)
     if args.oracle_latency:  # diagnostic: the true latency, no predictor and no measurements
         device.pred, device.margin = truth_lat.copy(), 0.0
         verify_left = 0
@@ -124,6 +149,10 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
         device.measure(list(rng.choice(len(df), size=args.latency_samples - args.verify_samples, replace=False)))
         verify_left = args.verify_samples
     initial_pred, initial_margin = device.pred.copy(), device.margin
+    # what the initial predictor lets the search reach: within T, or borderline
+    initial_reach = initial_pred * (1 + initial_margin) <= target * (1 + device.band)
+    if device.qualify_percentile is not None:
+        initial_reach |= initial_pred * (1 + device.qualify_margin) <= target
     row = {a: i for i, a in enumerate(df["arch_str"])}
     params = {k: (float(v) if "." in v else int(v)) for k, v in (p.split("=", 1) for p in args.strategy_param)}
     def proposable(arch) -> bool:  # noqa: ANN001
@@ -165,7 +194,7 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
     oracle = float(truth_acc[feasible_true].max())
     # the best a search could return if every architecture the initial predictor puts within T
     # were evaluated (and the ones over T found out by measurement)
-    reachable = (initial_pred * (1 + initial_margin) <= target * (1 + device.band)) & feasible_true
+    reachable = initial_reach & feasible_true
     floor = oracle - float(truth_acc[reachable].max()) if reachable.any() else float("nan")
     return {"seed": seed, "regret_floor": floor, "found_arch": df["arch_str"][best_i], "found_acc": float(truth_acc[best_i]),
             "found_true_latency_ms": float(truth_lat[best_i]), "found_pred_latency_ms": float(device.pred[best_i]),
@@ -190,15 +219,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=int, required=True)
     ap.add_argument("--latency-samples", type=int, default=100, help="M: device measurements per seed, in all")
     ap.add_argument("--verify-samples", type=int, help="V: how many of the M verify incumbents during the search "
-                    "(default 40%% of M)")
+                    "(default 60%% of M)")
     ap.add_argument("--margin-percentile", type=float, default=50.0,
                     help="percentile of the cross-validated under-prediction that corrects unmeasured predictions")
     ap.add_argument("--oracle-latency", action="store_true",
                     help="diagnostic: feasibility from the true latency (no predictor); separates the search's "
                     "regret from the predictor's")
-    ap.add_argument("--qualify-band", type=float, default=0.0,
+    ap.add_argument("--qualify-band", type=float, default=0.05,
                     help="B: unmeasured architectures predicted over T by at most this fraction may be proposed "
                     "too, and are measured (qualified or disqualified) when they are the most accurate evaluated")
+    ap.add_argument("--qualify-percentile", type=float,
+                    help="Q (< --margin-percentile): unmeasured architectures within T when corrected by the Q-th "
+                    "percentile of the cross-validated under-prediction may be proposed too, and are measured "
+                    "when they are the most accurate evaluated (an adaptive --qualify-band)")
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--strategy-param", action="append", default=[], metavar="NAME=VALUE",
@@ -206,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.verify_samples is None:
-            args.verify_samples = int(round(0.4 * args.latency_samples))
+            args.verify_samples = int(round(0.6 * args.latency_samples))
         if not 0 <= args.verify_samples <= args.latency_samples - 5:
             raise HwnasError(f"--verify-samples must be between 0 and --latency-samples - 5 "
                              f"({args.latency_samples - 5}); got {args.verify_samples}")
@@ -214,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
             raise HwnasError(f"--qualify-band must be in [0, 1]; got {args.qualify_band}")
         if not 0 <= args.margin_percentile <= 100:
             raise HwnasError(f"--margin-percentile must be in [0, 100]; got {args.margin_percentile}")
+        if args.qualify_percentile is not None and not 0 <= args.qualify_percentile < args.margin_percentile:
+            raise HwnasError(f"--qualify-percentile must be in [0, --margin-percentile) = [0, {args.margin_percentile:g}); "
+                             f"got {args.qualify_percentile}")
         if args.target_ms != "median":
             float(args.target_ms)
         df, sources, target = load(args)
@@ -230,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device, "target_ms": target, "strategy": args.strategy, "budget": args.budget,
         "latency_samples": args.latency_samples, "verify_samples": args.verify_samples,
         "margin_percentile": args.margin_percentile, "qualify_band": args.qualify_band,
+        "qualify_percentile": args.qualify_percentile,
         "accuracy_column": args.accuracy_column,
         "measurements_mean": float(np.mean([r["measurements"] for r in runs])),
         "regret_mean": float(regrets.mean()), "regret_median": float(np.median(regrets)),

@@ -31,9 +31,10 @@ from rich.table import Table
 
 from hwnas import zoo
 from hwnas.devices import default_registry
+from hwnas.errors import HwnasError
 from hwnas.latency_models import LatencyPredictor, sample_configs
 from hwnas.latency_models._training import (
-    adaptive_configs, calibrate_on, calibration_models, evaluate, evaluation_models, fit_model, kernel_units, measure_models, training_data,
+    OP_TIMES, adaptive_configs, calibrate_on, calibration_models, evaluate, evaluation_models, fit_model, kernel_units, measure_models, training_data,
 )
 from hwnas.profilers import OpConfig, OpType, Profiler, ProfileStore, governor_warning
 from hwnas.profilers._opsets import mobilenetv2_layers
@@ -139,6 +140,8 @@ def main() -> int:
                     "shared machine slows whole models in phases of minutes)")
     ap.add_argument("--remeasure-models", action="store_true",
                     help="measure the whole models again instead of reusing the store's measurements")
+    ap.add_argument("--op-time", choices=OP_TIMES, default="e2e",
+                    help="what the op models learn: each op timed alone end to end, or the runtime's own kernel time")
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--plot", default="benchmarks/out/predictor_accuracy.png")
     args = ap.parse_args()
@@ -157,11 +160,11 @@ def main() -> int:
         train_kernels = list(dict.fromkeys(c for m in train_models for c in kernel_units(m.onnx)))
         sampled = sample_configs(args.samples, seed=0)
         profile_ops(profiler, sampled + train_kernels, console, "profiling ops")
-        configs, y = training_data(store, profiler.fingerprint)
+        configs, y = training_data(store, profiler.fingerprint, args.op_time)
         if args.adaptive:
             new = adaptive_configs(configs, y, sampled + train_kernels, args.adaptive, seed=1)
             profile_ops(profiler, new, console, "adaptive ops")
-            configs, y = training_data(store, profiler.fingerprint)
+            configs, y = training_data(store, profiler.fingerprint, args.op_time)
         t_ops = time.perf_counter() - t_start
         with progress(console) as prog:
             # one list, so that each pass goes over every model before the next pass (spread in time)
@@ -177,7 +180,7 @@ def main() -> int:
     measured = {"train": np.array([m.latency_ms for m in train_m]), "test": np.array([m.latency_ms for m in test_m])}
     families = [m.family for m in test_models]
     for name in MODELS:
-        raw = LatencyPredictor(fit_model(name, configs, y, profiler.fingerprint))
+        raw = LatencyPredictor(fit_model(name, configs, y, profiler.fingerprint, args.op_time))
         pred = calibrate_on(raw, train_m)
         train_metrics, _ = evaluate(pred, train_m)
         test_metrics, test_pred = evaluate(pred, test_m)
@@ -216,7 +219,7 @@ def main() -> int:
     out.print(t2)
     tp = results["lightgbm"]["throughput"]
     summary = {
-        "device": device.name, "fingerprint": profiler.fingerprint.to_dict(),
+        "device": device.name, "fingerprint": profiler.fingerprint.to_dict(), "op_time": args.op_time,
         "n_op_configs": len(configs), "n_train_models": len(train_m), "n_test_models": len(test_m),
         "model_passes": args.model_passes, "remeasured_models": args.remeasure_models,
         "test_kernels_profiled_share": len(test_kernels & profiled) / max(1, len(test_kernels)),
@@ -235,4 +238,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except HwnasError as exc:  # e.g. a store without kernel times for --op-time kernel
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator
@@ -217,18 +218,23 @@ class _ProfileResult:
 
 def _profile(device_name: str, ops_file: Path | None, space: str | None, db: Path | None, force: bool,
              max_time: float | None, devices_file: list[Path] | None, as_json: bool,
-             drift_check: bool = True) -> _ProfileResult:
-    from hwnas.profilers import DriftPolicy, Profiler, op_set, read_ops_file
+             drift_check: bool = True, stored: bool = False) -> _ProfileResult:
+    from hwnas.profilers import DriftPolicy, OpConfig, Profiler, op_set, read_ops_file
 
-    if ops_file and space:
-        raise HwnasError("give either --ops FILE or --space NAME, not both")
-    configs = read_ops_file(ops_file) if ops_file else op_set(space or "micro")
+    if sum(map(bool, (ops_file, space, stored))) > 1:
+        raise HwnasError("give one of --ops FILE, --space NAME and --stored")
+    configs = read_ops_file(ops_file) if ops_file else op_set(space or "micro") if not stored else []
     device = _registry(devices_file).get(device_name)
     err = _err()
     _warn_governor(err)
     with _store(db) as store:
         profiler = Profiler(device, _policy(max_time), store, drift=DriftPolicy() if drift_check else None,
                             auto_pin=drift_check)
+        if stored:
+            configs = [OpConfig.parse(k) for k in sorted(store.done_keys(profiler.fingerprint.id))]
+            if not configs:
+                raise HwnasError(f"{store.path} has no op measurements of device {device.name!r} "
+                                 f"(fingerprint {profiler.fingerprint.id}) to complete or re-measure")
         with _progress(len(configs), f"profiling on {device.name}", err) as prog:
             task = prog.task_ids[0]
 
@@ -254,6 +260,7 @@ def _summarise_ops(res: _ProfileResult) -> dict[str, Any]:
         "db": res.db,
         "measured": len(run.measured),
         "skipped": len(run.skipped),
+        "kernel_time_added": len(run.completed),
         "unsupported": [{"config": str(m.config), "reason": m.reason} for m in run.unsupported],
         "elapsed_s": round(run.elapsed_s, 3),
         "ops_per_minute": round(run.ops_per_minute, 1),
@@ -273,13 +280,16 @@ def profile(
     space: Annotated[str | None, typer.Option("--space", help="Named op set (hwnas ops sets). Default: micro.")] = None,
     db: DbOption = None,
     force: Annotated[bool, typer.Option("--force", help="Re-measure ops already in the store.")] = False,
+    stored: Annotated[bool, typer.Option("--stored", help="The op configurations already stored for this device: "
+                      "adds the kernel time to records made without one (only that is measured); with --force, "
+                      "re-measures them all.")] = False,
     max_time: Annotated[float | None, typer.Option("--max-time-per-op", help="Seconds of timing per op at most.")] = None,
     drift_check: Annotated[bool, typer.Option("--drift-check/--no-drift-check", help="Re-time a reference op between chunks; re-measure chunks taken while the device's speed drifted.")] = True,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Measure op configurations on a device into the profile store (resumes where it stopped)."""
-    res = _profile(device, ops, space, db, force, max_time, devices_file, as_json, drift_check)
+    res = _profile(device, ops, space, db, force, max_time, devices_file, as_json, drift_check, stored)
     summary = _summarise_ops(res)
     if as_json:
         _print_json(summary)
@@ -294,8 +304,9 @@ def profile(
     if res.run.measured:
         out.print(t)
     out.print(
-        f"measured {summary['measured']} op(s) ({len(summary['unsupported'])} unsupported), skipped "
-        f"{summary['skipped']} already stored, {summary['elapsed_s']:.1f} s "
+        f"measured {summary['measured']} op(s) ({len(summary['unsupported'])} unsupported), "
+        + (f"added the kernel time to {summary['kernel_time_added']} stored, " if summary["kernel_time_added"] else "")
+        + f"skipped {summary['skipped']} already stored, {summary['elapsed_s']:.1f} s "
         f"({summary['ops_per_minute']:.0f} ops/min); store: {res.db}"
     )
 
@@ -640,6 +651,10 @@ def search(
     verify: Annotated[int, typer.Option("--verify", help="Measure the incumbent on the device before trusting "
                       "it, up to this many models per run (0: trust the predictor); a measurement over the limit "
                       "disqualifies it and makes feasibility use the measured latency.")] = 5,
+    qualify_band: Annotated[float, typer.Option("--qualify-band", help="With --verify: architectures predicted "
+                            "over the limit by at most this fraction may be proposed too while measurements are "
+                            "left, and are measured when they are the best found (the predictor's error cuts "
+                            "both ways; 0: never).")] = 0.05,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     out: Annotated[Path, typer.Option("--out", help="Run directory.")] = Path("runs/search"),
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
@@ -691,8 +706,19 @@ def search(
     if c.latency_budget_ms is not None and limit is not None:
         limit = min(limit, c.latency_budget_ms)
     limits = Limits(limit, c.max_params, c.max_peak_memory_mb)
-    feasible = feasibility(sp, limits, latency)
+    if verify < 0:
+        raise HwnasError(f"--verify takes a count >= 0, got {verify}")
+    if not 0 <= qualify_band <= 1:
+        raise HwnasError(f"--qualify-band takes a fraction in [0, 1], got {qualify_band}")
+    feasible = within = feasibility(sp, limits, latency)
     check_budget_feasible(sp, feasible, latency, seed=seed, latency_many=latency_many)
+    qualify_ms = limit * (1 + qualify_band) if verify and qualify_band and limit is not None else None
+    if qualify_ms is not None:  # borderline architectures too, while measurements are left to decide them
+        loose = feasibility(sp, dataclasses.replace(limits, latency_ms=qualify_ms), latency)
+        n_measured = [0]
+
+        def feasible(arch) -> bool:  # noqa: ANN001
+            return within(arch) or (n_measured[0] < verify and loose(arch))
     if evaluator == "table":
         if accuracy_csv is None:
             raise HwnasError("--evaluator table needs --accuracy-csv")
@@ -703,12 +729,11 @@ def search(
         from hwnas.errors import UnknownNameError
 
         raise UnknownNameError("evaluator", evaluator, ["proxy", "table"])
-    if verify < 0:
-        raise HwnasError(f"--verify takes a count >= 0, got {verify}")
     settings = {"device": dev.name, "space": space, "space_args": space_args, "strategy": strategy,
                 "strategy_params": strategy_params, "seed": seed, "target_ms": target_ms,
                 "reward": reward_name, "limit_ms": limit, "evaluator": evaluator, "epochs": epochs,
-                "dataset": dataset, "resolution": resolution, "predictor": str(pred_dir), "verify": verify}
+                "dataset": dataset, "resolution": resolution, "predictor": str(pred_dir), "verify": verify,
+                "qualify_band": qualify_band}
     out.mkdir(parents=True, exist_ok=True)
     journal = Journal(out / "journal.sqlite", settings, resume)
     try:
@@ -721,6 +746,11 @@ def search(
         known = [p for p in inspect.signature(strategy_class(strategy)).parameters
                  if p not in ("self", "space", "seed", "feasible")]
         raise HwnasError(f"bad --strategy-param for {strategy}: {exc}; its parameters: {', '.join(known)}") from None
+    def on_measured(arch, ms: float) -> None:  # noqa: ANN001
+        cache[arch] = ms
+        if qualify_ms is not None:
+            n_measured[0] += 1
+
     err = _err()
     done = len(journal.trials())
     with _progress(budget, f"{strategy} on {space}", err) as prog:
@@ -730,8 +760,8 @@ def search(
                             on_trial=lambda t, n: prog.update(task, completed=n,
                                                               current=f"acc {t.accuracy:.3f} lat {t.latency_ms:.2f} ms"),
                             measure=_arch_latency_on(dev, sp) if verify and limit is not None else None,
-                            measure_budget=verify, limit_ms=limit,
-                            on_measured=lambda arch, ms: cache.__setitem__(arch, ms))
+                            measure_budget=verify, limit_ms=limit, qualify_ms=qualify_ms,
+                            on_measured=on_measured)
     measured = {a: ms for a, _, ms in journal.measurements()}
     journal.close()
     best, front = best_and_front(trials, limit, measured)

@@ -115,6 +115,10 @@ def test_nb201_search_qualify_band(tables, tmp_path, capsys) -> None:
     dev.measured = {3: 1.0}
     assert [dev.borderline(i) for i in range(4)] == [False, True, False, False]  # 3 is measured: it is decided
     assert [dev.feasible(i) for i in range(4)] == [True, False, False, True]
+    # the adaptive band: within T when corrected by a low percentile of the under-prediction
+    dev = bench.DeviceLatency(np.zeros((4, 1)), np.zeros((4, 1)), np.ones(4), 1.0, 50.0, qualify_percentile=10.0)
+    dev.pred, dev.margin, dev.qualify_margin = np.array([0.9, 1.05, 1.2, 1.1]), 0.0, -0.1
+    assert [dev.borderline(i) for i in range(4)] == [False, True, False, True]
     lat, acc = tables
     out = tmp_path / "q.json"
     args = ["--latency-csv", str(lat), "--accuracy-csv", str(acc), "--accuracy-column", "top1", "--device", "fake_phone",
@@ -129,6 +133,12 @@ def test_nb201_search_qualify_band(tables, tmp_path, capsys) -> None:
     capsys.readouterr()
     assert bench.main([*args, "--qualify-band", "1.5"]) == 2
     assert "--qualify-band" in capsys.readouterr().err
+    assert bench.main([*args, "--qualify-percentile", "60"]) == 2
+    assert "--qualify-percentile must be in [0, --margin-percentile)" in capsys.readouterr().err
+    assert bench.main([*args, "--qualify-percentile", "10"]) == 0
+    res = json.loads(out.read_text())
+    # the defaults: 60% of the measurements verify, a 5% band
+    assert res["qualify_percentile"] == 10 and res["qualify_band"] == 0.05 and res["verify_samples"] == 18
 
 
 def test_nb201_search_compare_passes_benchmark_options_after_an_at(tables) -> None:

@@ -268,3 +268,13 @@ def test_the_mb_term_counts_the_layout_ops_and_old_calibrations_are_refused(meas
     (d / "predictor.json").write_text(json.dumps(meta))
     with pytest.raises(HwnasError, match="calibration terms version 1.*train the predictor again"):
         LatencyPredictor.load(d)
+
+
+def test_what_an_op_model_learned_is_saved_with_it(measured, tmp_path) -> None:
+    from hwnas.latency_models import load_latency_model
+
+    cfgs, y, fp = measured
+    m = create_latency_model("lightgbm").fit(cfgs, y, fp, op_time="kernel")
+    m.save(tmp_path / "k")
+    assert m.op_time == "kernel" and load_latency_model(tmp_path / "k", fp).op_time == "kernel"
+    assert create_latency_model("lut").fit(cfgs, y, fp).op_time == "e2e"

@@ -111,3 +111,31 @@ def test_measure_models_in_passes_keeps_each_models_fastest(registry, store, fas
     assert [m.latency_ms for m in again] == [1.0, 4.0] and order == ["a", "b"] * 3
     with pytest.raises(HwnasError, match="passes must be >= 1"):
         measure_models(p, [("a", a)], passes=0)
+
+
+def test_ops_get_the_runtimes_own_kernel_time_and_old_records_are_completed(registry, store, fast_policy) -> None:
+    """ONNX Runtime reports per-node times: each op gets its kernels' own time (layout reorders and
+    the session call left out: below the end-to-end time). A record stored without one (an older
+    hwnas) is completed by the next profile run, which measures only that."""
+    from hwnas.latency_models._training import training_data
+
+    p = Profiler(registry.get("cpu-ort"), fast_policy, store)
+    cfgs = [OpConfig.parse("conv_i8_o16_r16_k3_s1_g1_arelu"), OpConfig.parse("maxpool_i16_r16_k3_s2")]
+    run = p.profile_ops(cfgs)
+    for m in run.measured:
+        assert m.status == "ok" and 0 < m.kernel_ms < m.latency_ms
+        assert store.get_op(p.fingerprint.id, m.config).kernel_ms == m.kernel_ms
+    store.set_kernel_ms(p.fingerprint.id, cfgs[0], None)  # as an older hwnas stored it
+    with pytest.raises(HwnasError, match="1 of 2 op measurements .* have no kernel time"):
+        training_data(store, p.fingerprint, "kernel")
+    e2e_before = store.get_op(p.fingerprint.id, cfgs[0]).latency_ms
+    again = p.profile_ops(cfgs)
+    assert not again.measured and [m.config for m in again.completed] == [cfgs[0]] and again.skipped == [cfgs[1]]
+    done = store.get_op(p.fingerprint.id, cfgs[0])
+    assert done.kernel_ms > 0 and done.latency_ms == e2e_before  # the end-to-end measurement is kept
+    _, y = training_data(store, p.fingerprint, "kernel")
+    assert len(y) == 2 and (y > 0).all()
+    with pytest.raises(HwnasError, match="unknown op time 'wall'; known: e2e, kernel"):
+        training_data(store, p.fingerprint, "wall")
+    # a runtime without per-node times records none, and is not asked again
+    assert not Profiler(registry.get("cpu-ort"), fast_policy, kernel_times=False).profile_op(cfgs[0]).kernel_ms

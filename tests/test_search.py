@@ -168,6 +168,8 @@ def test_search_bad_input(trained, tmp_path, capsys) -> None:
     assert "bad --strategy-param for guided-evolution" in err and "population_size, tournament_size" in err
     assert main([*base, "--verify", "-1"]) == 2
     assert "--verify takes a count >= 0, got -1" in capsys.readouterr().err
+    assert main([*base, "--qualify-band", "1.5"]) == 2
+    assert "--qualify-band takes a fraction in [0, 1], got 1.5" in capsys.readouterr().err
     assert main([*base, "--strategy", "proxyless", "--space", "nb201"]) == 2
     assert "use --space proxyless" in capsys.readouterr().err
     assert main([*base, "--space", "nb201", "--target-ms", "0.0001"]) == 2
@@ -264,6 +266,45 @@ def test_incumbents_are_measured_before_they_are_trusted(tmp_path) -> None:
     trials2, journal2 = run(25, True)  # resume: measurements replayed at the same points, none repeated
     assert len(calls) == n and [t.arch for t in trials2] == [t.arch for t in trials]
     journal2.close()
+
+
+def test_borderline_architectures_are_qualified_by_their_measurement(tmp_path) -> None:
+    """The run loop with a deterministic fake device (never used for a number) whose predictor
+    over-predicts every architecture by 8%, and accuracy that grows with latency: with
+    ``qualify_ms``, architectures predicted up to 10% over the limit are proposed while
+    measurements are left, measured when they are the best, and a measured one within the limit is
+    returned; without it, the search never sees them."""
+    from hwnas.search import Journal, run_search
+    from hwnas.search._run import Limits, best_and_front, feasibility
+    from hwnas.search.strategies import create_strategy
+
+    space = create_space("nb201")
+    limit, budget, verify = 1.0, 40, 8
+    predicted = lambda a: 0.6 + 0.5 * (sum(a.choices) % 13) / 12  # noqa: E731  0.6..1.1
+    true = lambda a: predicted(a) / 1.08  # noqa: E731
+    accuracy = lambda a: predicted(a) + 0.001 * a.choices[0]  # noqa: E731
+
+    def run(name: str, qualify_ms: float | None) -> tuple[object, dict]:
+        measured: dict = {}
+        latency = lambda a: measured.get(a, predicted(a))  # noqa: E731
+        within = feasibility(space, Limits(limit), latency)
+        loose = feasibility(space, Limits(qualify_ms or limit), latency)
+        feasible = lambda a: within(a) or (len(measured) < verify and loose(a))  # noqa: E731
+        journal = Journal(tmp_path / f"{name}.sqlite", {"s": name}, False)
+        strat = create_strategy("random", space, seed=0, feasible=feasible)
+        trials = run_search(space, strat, accuracy, latency, MnasReward(limit, 0.0, -1.0), budget, journal,
+                            measure=true, measure_budget=verify, limit_ms=limit, qualify_ms=qualify_ms,
+                            on_measured=measured.__setitem__)
+        m = {a: ms for a, _, ms in journal.measurements()}
+        journal.close()
+        return best_and_front(trials, limit, m)[0], m
+
+    plain, m0 = run("plain", None)
+    qualified, m1 = run("qualified", limit * 1.1)
+    assert plain.latency_ms <= limit and all(predicted(space.from_string(a)) <= limit for a in m0)
+    assert len(m1) <= verify and qualified.arch in m1 and m1[qualified.arch] <= limit
+    assert qualified.latency_ms > limit  # predicted over the limit, measured within it
+    assert qualified.accuracy > plain.accuracy
 
 
 def test_guided_evolution_spends_evaluations_on_the_children_its_surrogate_ranks_best() -> None:

@@ -73,7 +73,10 @@ class LatencyModel(BaseEstimator, ABC):
 
     name: str = ""
 
-    def fit(self, configs: Sequence[OpConfig], latency_ms: Sequence[float], fingerprint: Fingerprint | None = None) -> LatencyModel:
+    def fit(self, configs: Sequence[OpConfig], latency_ms: Sequence[float], fingerprint: Fingerprint | None = None,
+            op_time: str = "e2e") -> LatencyModel:
+        """``op_time`` names what ``latency_ms`` is ("e2e": each op timed alone end to end;
+        "kernel": the runtime's own kernel time); it is kept in ``training_summary_``."""
         configs = list(configs)
         y = np.asarray(latency_ms, dtype=float)
         if len(configs) != len(y):
@@ -87,7 +90,7 @@ class LatencyModel(BaseEstimator, ABC):
         for c in configs:
             counts[c.op.value] = counts.get(c.op.value, 0) + 1
         self.training_summary_ = {
-            "n_configs": len(configs), "per_op_type": counts,
+            "n_configs": len(configs), "per_op_type": counts, "op_time": op_time,
             "latency_ms_min": float(y.min()), "latency_ms_median": float(np.median(y)), "latency_ms_max": float(y.max()),
         }
         self.fallback_ = _CostFallback().fit(configs, y)
@@ -103,6 +106,12 @@ class LatencyModel(BaseEstimator, ABC):
     def predict(self, configs: Sequence[OpConfig]) -> np.ndarray:
         """Latency in ms of each configuration (fallback estimates included; see ``predict_detailed``)."""
         return self.predict_detailed(configs).latency_ms
+
+    @property
+    def op_time(self) -> str:
+        """What the model was trained on: "e2e" or "kernel" (see ``fit``)."""
+        self._check_fitted()
+        return str(self.training_summary_.get("op_time", "e2e"))
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "fallback_"):

@@ -22,13 +22,22 @@ from hwnas.profilers._ops import OpConfig
 from hwnas.profilers._profiler import Profiler
 from hwnas.profilers._store import ProfileStore
 
-__all__ = ["training_data", "out_of_fold", "adaptive_round", "measure_models", "calibrate_on", "kernel_units",
+__all__ = ["OP_TIMES", "training_data", "out_of_fold", "adaptive_round", "measure_models", "calibrate_on", "kernel_units",
            "adaptive_configs", "MeasuredModel", "evaluate", "fit_model", "calibration_models", "evaluation_models", "TrainReport",
            "train_device_predictor"]
 
 
-def training_data(store: ProfileStore, fingerprint: Fingerprint) -> tuple[list[OpConfig], np.ndarray]:
-    """The successfully measured op configurations of one device fingerprint (never mixed)."""
+#: what an op model learns: ``e2e``, each op timed alone end to end (every runtime), or ``kernel``,
+#: the runtime's own time of the op's kernels (``OpMeasurement.kernel_ms``: ONNX Runtime)
+OP_TIMES = ("e2e", "kernel")
+
+
+def training_data(store: ProfileStore, fingerprint: Fingerprint,
+                  op_time: str = "e2e") -> tuple[list[OpConfig], np.ndarray]:
+    """The successfully measured op configurations of one device fingerprint (never mixed), and
+    their latency: end to end or the kernels' own time (``op_time``, see ``OP_TIMES``)."""
+    if op_time not in OP_TIMES:
+        raise HwnasError(f"unknown op time {op_time!r}; known: {', '.join(OP_TIMES)}")
     store.check_fingerprint(fingerprint)
     df = store.op_measurements(fingerprint.id)
     if df.empty:
@@ -37,6 +46,15 @@ def training_data(store: ProfileStore, fingerprint: Fingerprint) -> tuple[list[O
             f"(fingerprint {fingerprint.id}); run `hwnas profile --device {fingerprint.device_name}` first"
         )
     ok = df[df["status"] == "ok"]
+    if op_time == "kernel":
+        lacking = int(ok["kernel_ms"].isna().sum()) if "kernel_ms" in ok else len(ok)
+        if lacking:
+            raise HwnasError(
+                f"{lacking} of {len(ok)} op measurements of device {fingerprint.device_name!r} in {store.path} have no "
+                "kernel time (measured before hwnas recorded it, or the runtime reports none); `hwnas profile "
+                f"--device {fingerprint.device_name} --stored` adds it (only the kernel time is measured), or use "
+                "the ops' end-to-end time (op time 'e2e')")
+        return [OpConfig.parse(k) for k in ok["config_key"]], ok["kernel_ms"].to_numpy(dtype=float)
     return [OpConfig.parse(k) for k in ok["config_key"]], ok["latency_ms"].to_numpy(dtype=float)
 
 
@@ -169,10 +187,10 @@ def evaluate(predictor: LatencyPredictor, measured: Sequence[MeasuredModel]) -> 
 
 
 def fit_model(name: str, configs: Sequence[OpConfig], y: np.ndarray, fingerprint: Fingerprint | None,
-              **params: object) -> LatencyModel:
+              op_time: str = "e2e", **params: object) -> LatencyModel:
     model = create_latency_model(name, **params)
     oof = out_of_fold(model, configs, y) if len(configs) >= 10 else None
-    model.fit(configs, y, fingerprint)
+    model.fit(configs, y, fingerprint, op_time=op_time)
     if oof is not None:
         model.validation_ = {"op_level_5fold": latency_metrics(y, oof)}
     return model
@@ -220,9 +238,11 @@ def train_device_predictor(
     profile_ops: Callable[[list[OpConfig], str], None] | None = None,
     on_model: Callable[[str, float], None] | None = None,
     model_passes: int = 1,
+    op_time: str = "e2e",
 ) -> TrainReport:
     """Profile (sampled configurations + the calibration models' kernels), resample adaptively,
-    fit ``model_name`` on the device's store, calibrate on the measured whole models."""
+    fit ``model_name`` on the device's store (``op_time``: see ``OP_TIMES``), calibrate on the
+    measured whole models."""
     from hwnas.latency_models._sampling import sample_configs
 
     if profiler.store is None:
@@ -231,14 +251,14 @@ def train_device_predictor(
     kernels = list(dict.fromkeys(c for _, m in calibrate_with for c in kernel_units(m)))
     base = sample_configs(samples, seed=seed) + kernels
     run(base, "profiling ops")
-    configs, y = training_data(profiler.store, profiler.fingerprint)
+    configs, y = training_data(profiler.store, profiler.fingerprint, op_time)
     n_new = 0
     if adaptive and len(configs) >= 20:
         new = adaptive_configs(configs, y, base, adaptive, seed + 1)
         n_new = len(new)
         run(new, "adaptive ops")
-        configs, y = training_data(profiler.store, profiler.fingerprint)
-    predictor = LatencyPredictor(fit_model(model_name, configs, y, profiler.fingerprint))
+        configs, y = training_data(profiler.store, profiler.fingerprint, op_time)
+    predictor = LatencyPredictor(fit_model(model_name, configs, y, profiler.fingerprint, op_time))
     if calibrate_with:
         measured = measure_models(profiler, calibrate_with, on_model, passes=model_passes)
         predictor = calibrate_on(predictor, measured)

@@ -77,6 +77,11 @@ def random_inputs(model: onnx.ModelProto, batch: int = 1, seed: int = 0) -> dict
     return feeds
 
 
+#: runtime nodes that only convert a tensor's memory layout (ONNX Runtime's NCHWc reorders): an op
+#: measured alone needs them around it, inside a model consecutive ops share the layout
+LAYOUT_CONVERSIONS = frozenset({"ReorderInput", "ReorderOutput"})
+
+
 class Prepared(ABC):
     """A model compiled for a device, ready to time."""
 
@@ -88,6 +93,14 @@ class Prepared(ABC):
         """Per-kernel times, when the runtime can report them."""
         return None
 
+    def kernel_ms(self, runs: int = 30) -> float | None:
+        """The summed per-kernel times of ``breakdown`` without layout conversions (see
+        ``LAYOUT_CONVERSIONS``): the kernels' own time; None when the runtime reports none."""
+        nodes = self.breakdown(runs)
+        if not nodes:
+            return None
+        return float(sum(n.duration_ms for n in nodes if n.op_type not in LAYOUT_CONVERSIONS))
+
     def close(self) -> None:
         """Release the runtime's resources and restore global settings."""
 
@@ -95,6 +108,8 @@ class Prepared(ABC):
 class Backend(ABC):
     name: str = ""
     install_hint: str = ""
+    #: whether ``Prepared.breakdown`` reports per-kernel times (and so ``kernel_ms``)
+    reports_kernel_times: bool = False
 
     @abstractmethod
     def check(self, device: Device | None = None) -> list[str]:
@@ -191,6 +206,7 @@ def parse_ort_trace(trace: list[dict[str, Any]], original_nodes: set[str], skip_
 
 class OrtBackend(Backend):
     name = "onnxruntime"
+    reports_kernel_times = True
     install_hint = "pip install onnxruntime (or onnxruntime-gpu for the CUDA execution provider)"
 
     def check(self, device: Device | None = None) -> list[str]:

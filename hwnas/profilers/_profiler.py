@@ -36,6 +36,8 @@ class ProfileRun:
     measured: list[OpMeasurement] = field(default_factory=list)
     skipped: list[OpConfig] = field(default_factory=list)
     elapsed_s: float = 0.0
+    #: stored measurements made without a kernel time, now completed with one
+    completed: list[OpMeasurement] = field(default_factory=list)
 
     @property
     def unsupported(self) -> list[OpMeasurement]:
@@ -76,6 +78,10 @@ def fastest_cpus(profiler: Profiler, k: int, reference: str) -> tuple[tuple[int,
     return best, speeds
 
 
+#: profiled runs behind an op's kernel time (``OpMeasurement.kernel_ms``)
+KERNEL_RUNS = 30
+
+
 class Profiler:
     """Measures op configurations and ONNX models on one device.
 
@@ -88,7 +94,8 @@ class Profiler:
     """
 
     def __init__(self, device: Device, policy: TimingPolicy | None = None, store: ProfileStore | None = None,
-                 backend: Backend | None = None, drift: DriftPolicy | None = None, auto_pin: bool = False) -> None:
+                 backend: Backend | None = None, drift: DriftPolicy | None = None, auto_pin: bool = False,
+                 kernel_times: bool = True) -> None:
         self.device = device
         self.policy = policy or TimingPolicy()
         self.store = store
@@ -104,6 +111,8 @@ class Profiler:
         self.auto_pin = auto_pin and self.pinned is None and device.options.device_type == "cpu"
         self._reference = (drift or DriftPolicy()).reference
         self.repin()
+        #: record each op's kernel time too (``OpMeasurement.kernel_ms``) where the runtime reports it
+        self.kernel_times = kernel_times and self.backend.reports_kernel_times
         #: with a drift policy, measurements run in chunks between readings of a reference op
         self.guard: DriftGuard | None = DriftGuard(self, drift) if drift is not None else None
 
@@ -133,12 +142,28 @@ class Profiler:
             with cpu_affinity(self.pinned):
                 prepared = self.backend.prepare_op(cfg, self.device)
                 stats, samples = measure(prepared.sample, self.policy)
+                kernel = prepared.kernel_ms(KERNEL_RUNS) if self.kernel_times else None
         except Exception as exc:  # the runtime could not build or run it: record and move on
             return OpMeasurement(cfg, self.device.name, fp.id, "unsupported", reason=_reason(exc))
         finally:
             if prepared is not None:
                 prepared.close()
-        return OpMeasurement(cfg, self.device.name, fp.id, "ok", stats, samples_ms=tuple(samples.tolist()))
+        return OpMeasurement(cfg, self.device.name, fp.id, "ok", stats, samples_ms=tuple(samples.tolist()),
+                             kernel_ms=kernel)
+
+    def kernel_time(self, cfg: OpConfig) -> float | None:
+        """Only the kernel time of one op (see ``OpMeasurement.kernel_ms``): to complete a stored
+        measurement made without it."""
+        prepared = None
+        try:
+            with cpu_affinity(self.pinned):
+                prepared = self.backend.prepare_op(cfg.with_batch(self.device.options.batch_size), self.device)
+                return prepared.kernel_ms(KERNEL_RUNS)
+        except Exception:  # noqa: BLE001 - it ran before; if it no longer does, it stays without one
+            return None
+        finally:
+            if prepared is not None:
+                prepared.close()
 
     def profile_ops(
         self,
@@ -151,13 +176,25 @@ class Profiler:
         batch = self.device.options.batch_size
         cfgs = list(dict.fromkeys(c.with_batch(batch) for c in configs))
         run = ProfileRun()
+        fill: list[OpConfig] = []
         if self.store is not None and not force:
             done = self.store.done_keys(self.fingerprint.id)
             run.skipped = [c for c in cfgs if str(c) in done]
             cfgs = [c for c in cfgs if str(c) not in done]
+            if self.kernel_times:  # stored without a kernel time: measure only that
+                lacking = self.store.keys_without_kernel_ms(self.fingerprint.id)
+                fill = [c for c in run.skipped if str(c) in lacking]
+                run.skipped = [c for c in run.skipped if str(c) not in lacking]
         if on_start:
-            on_start(len(cfgs), len(run.skipped))
+            on_start(len(cfgs) + len(fill), len(run.skipped))
         t0 = time.perf_counter()
+        for cfg in fill:
+            assert self.store is not None
+            self.store.set_kernel_ms(self.fingerprint.id, cfg, self.kernel_time(cfg))
+            m = self.store.get_op(self.fingerprint.id, cfg)
+            run.completed.append(m)
+            if on_done:
+                on_done(m)
         if self.guard is None:
             for cfg in cfgs:
                 m = self.profile_op(cfg)

@@ -16,7 +16,14 @@ Status = Literal["ok", "unsupported"]
 
 @dataclass(frozen=True)
 class OpMeasurement:
-    """Latency of one op configuration on one device (``stats`` is None when unsupported)."""
+    """Latency of one op configuration on one device (``stats`` is None when unsupported).
+
+    ``stats`` times the op end to end, as a model of one op (session call, layout conversions an op
+    alone needs, the kernels). ``kernel_ms`` is the runtime's own time of the op's kernels (its
+    profiler's per-node times, median over runs, summed; layout conversions left out): what the op
+    costs inside a whole model, where none of the rest is repeated per op. None where the runtime
+    reports no per-node times (or the measurement predates them).
+    """
 
     config: OpConfig
     device_name: str
@@ -25,6 +32,7 @@ class OpMeasurement:
     stats: LatencyStats | None = None
     reason: str = ""
     samples_ms: tuple[float, ...] = field(default=(), repr=False)
+    kernel_ms: float | None = None
 
     @property
     def latency_ms(self) -> float | None:

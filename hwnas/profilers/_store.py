@@ -157,6 +157,9 @@ class ProfileStore:
         if "model_graph_sha256" not in {r[1] for r in conn.execute("PRAGMA table_info(model_measurements)")}:
             # added without a schema change: rows measured before have none (they match by file hash)
             conn.execute("ALTER TABLE model_measurements ADD COLUMN model_graph_sha256 TEXT")
+        if "kernel_ms" not in {r[1] for r in conn.execute("PRAGMA table_info(op_measurements)")}:
+            # added without a schema change: ops measured before have none (``hwnas profile`` adds it)
+            conn.execute("ALTER TABLE op_measurements ADD COLUMN kernel_ms REAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -187,9 +190,10 @@ class ProfileStore:
         """Store one op measurement, committed before returning."""
         key = str(m.config)
         stats = m.stats.to_dict() if m.stats else dict.fromkeys(_STAT_COLS)
-        cols = ["fingerprint_id", "device_name", "config_key", "status", "reason", *_STAT_COLS, "samples_json", "created_at"]
+        cols = ["fingerprint_id", "device_name", "config_key", "status", "reason", *_STAT_COLS, "samples_json", "created_at",
+                "kernel_ms"]
         vals = [m.fingerprint_id, m.device_name, key, m.status, m.reason, *(stats[c] for c in _STAT_COLS),
-                json.dumps([round(s, 6) for s in m.samples_ms]) if m.samples_ms else None, _now()]
+                json.dumps([round(s, 6) for s in m.samples_ms]) if m.samples_ms else None, _now(), m.kernel_ms]
         verb = "INSERT OR REPLACE" if replace else "INSERT"
         with self._conn:
             self._conn.execute(
@@ -202,6 +206,18 @@ class ProfileStore:
                 )
             except sqlite3.IntegrityError:
                 raise StoreError(f"{key} is already measured for fingerprint {m.fingerprint_id}; use replace=True") from None
+
+    def set_kernel_ms(self, fingerprint_id: str, config: OpConfig, kernel_ms: float | None) -> None:
+        """Complete a stored op measurement with its kernel time (``OpMeasurement.kernel_ms``)."""
+        with self._conn:
+            self._conn.execute("UPDATE op_measurements SET kernel_ms = ? WHERE fingerprint_id = ? AND config_key = ?",
+                               (kernel_ms, fingerprint_id, str(config)))
+
+    def keys_without_kernel_ms(self, fingerprint_id: str) -> set[str]:
+        """Op configurations measured ok under this fingerprint without a kernel time."""
+        rows = self._conn.execute("SELECT config_key FROM op_measurements WHERE fingerprint_id = ? AND status = 'ok' "
+                                  "AND kernel_ms IS NULL", (fingerprint_id,))
+        return {r[0] for r in rows}
 
     def record_model(self, m: ModelMeasurement) -> None:
         cols = ["fingerprint_id", "device_name", "model_name", "model_sha256", *_STAT_COLS,
@@ -255,7 +271,8 @@ class ProfileStore:
         if stats is not None:
             stats = LatencyStats(**{**stats.to_dict(), "converged": bool(stats.converged)})
         samples = tuple(json.loads(row["samples_json"])) if row["samples_json"] else ()
-        return OpMeasurement(config, row["device_name"], fingerprint_id, row["status"], stats, row["reason"], samples)
+        return OpMeasurement(config, row["device_name"], fingerprint_id, row["status"], stats, row["reason"], samples,
+                             row["kernel_ms"])
 
     def _frame(self, table: str, fingerprint_id: str | None, device_name: str | None) -> pd.DataFrame:
         where, args = [], []

@@ -152,13 +152,18 @@ def run_search(
     measure_budget: int = 0,
     limit_ms: float | None = None,
     on_measured: Callable[[Arch, float], None] | None = None,
+    qualify_ms: float | None = None,
 ) -> list[Trial]:
     """Run until ``budget`` evaluations are in the journal (continuing a resumed one).
 
     With ``measure`` (a device measurement, ms), the incumbent (the best trial within
     ``limit_ms``) is measured before it is trusted, up to ``measure_budget`` times: a measurement
-    over the limit disqualifies it and the next best is measured. Measurements go to the journal
-    and to ``on_measured`` (e.g. to make feasibility use them), at the same points on resume.
+    over the limit disqualifies it and the next best is measured. With ``qualify_ms`` (> the
+    limit), an unmeasured trial predicted within ``qualify_ms`` competes too: when it is the best,
+    its measurement qualifies it (within the limit) or disqualifies it (the predictor's error cuts
+    both ways; the strategy should then propose such architectures while measurements are left).
+    Measurements go to the journal and to ``on_measured`` (e.g. to make feasibility use them), at
+    the same points on resume.
     """
     done = journal.trials()
     by_trial: dict[int, list[tuple[str, float]]] = {}
@@ -195,7 +200,7 @@ def run_search(
         strategy.tell(arch, r)
         trials.append(t)
         while measure is not None and len(measured) < measure_budget:
-            best = incumbent(trials, limit_ms, measured)
+            best = incumbent(trials, limit_ms, measured, qualify_ms, reward)
             if best is None or best.arch in measured:
                 break
             ms = float(measure(space.from_string(best.arch)))
@@ -206,12 +211,25 @@ def run_search(
     return trials
 
 
-def incumbent(trials: list[Trial], limit_ms: float | None, measured: dict[str, float] | None = None) -> Trial | None:
+def incumbent(trials: list[Trial], limit_ms: float | None, measured: dict[str, float] | None = None,
+              qualify_ms: float | None = None, reward: MnasReward | None = None) -> Trial | None:
     """The best-reward trial within the latency limit: its measured latency where it was measured,
-    its predicted one otherwise."""
+    its predicted one otherwise. With ``qualify_ms``, unmeasured trials predicted over the limit but
+    within ``qualify_ms`` compete too (candidates for a measurement), with the reward they would
+    have at the limit (``reward``; their own was penalised for the predicted excess)."""
     measured = measured or {}
-    ok = [t for t in trials if limit_ms is None or measured.get(t.arch, t.latency_ms) <= limit_ms]
-    return max(ok, key=lambda t: (t.reward, t.accuracy)) if ok else None
+
+    def borderline(t: Trial) -> bool:
+        return (qualify_ms is not None and limit_ms is not None and t.arch not in measured
+                and limit_ms < t.latency_ms <= qualify_ms)
+
+    def score(t: Trial) -> tuple[float, float]:
+        if reward is not None and borderline(t):
+            return reward(t.accuracy, float(limit_ms)), t.accuracy  # type: ignore[arg-type]
+        return t.reward, t.accuracy
+
+    ok = [t for t in trials if limit_ms is None or measured.get(t.arch, t.latency_ms) <= limit_ms or borderline(t)]
+    return max(ok, key=score) if ok else None
 
 
 def best_and_front(trials: list[Trial], limit_ms: float | None,
