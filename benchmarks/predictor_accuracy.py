@@ -34,7 +34,7 @@ from hwnas.devices import default_registry
 from hwnas.errors import HwnasError
 from hwnas.latency_models import LatencyPredictor, sample_configs
 from hwnas.latency_models._training import (
-    OP_TIMES, adaptive_configs, calibrate_on, calibration_models, evaluate, evaluation_models, fit_model, kernel_units, measure_models, training_data,
+    OP_TIMES, adaptive_configs, default_op_time, calibrate_on, calibration_models, evaluate, evaluation_models, fit_model, kernel_units, measure_models, training_data,
 )
 from hwnas.profilers import OpConfig, OpType, Profiler, ProfileStore, governor_warning
 from hwnas.profilers._opsets import mobilenetv2_layers
@@ -140,8 +140,9 @@ def main() -> int:
                     "shared machine slows whole models in phases of minutes)")
     ap.add_argument("--remeasure-models", action="store_true",
                     help="measure the whole models again instead of reusing the store's measurements")
-    ap.add_argument("--op-time", choices=OP_TIMES, default="e2e",
-                    help="what the op models learn: each op timed alone end to end, or the runtime's own kernel time")
+    ap.add_argument("--op-time", choices=OP_TIMES,
+                    help="what the op models learn: each op timed alone end to end, the runtime's own kernel time, "
+                    "or their geometric mean (default: mean where the runtime reports kernel times, else e2e)")
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--plot", default="benchmarks/out/predictor_accuracy.png")
     args = ap.parse_args()
@@ -160,11 +161,12 @@ def main() -> int:
         train_kernels = list(dict.fromkeys(c for m in train_models for c in kernel_units(m.onnx)))
         sampled = sample_configs(args.samples, seed=0)
         profile_ops(profiler, sampled + train_kernels, console, "profiling ops")
-        configs, y = training_data(store, profiler.fingerprint, args.op_time)
+        configs, y = training_data(store, profiler.fingerprint)  # the adaptive round: on end-to-end times
         if args.adaptive:
             new = adaptive_configs(configs, y, sampled + train_kernels, args.adaptive, seed=1)
             profile_ops(profiler, new, console, "adaptive ops")
-            configs, y = training_data(store, profiler.fingerprint, args.op_time)
+        args.op_time = args.op_time or default_op_time(profiler)
+        configs, y = training_data(store, profiler.fingerprint, args.op_time)
         t_ops = time.perf_counter() - t_start
         with progress(console) as prog:
             # one list, so that each pass goes over every model before the next pass (spread in time)

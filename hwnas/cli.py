@@ -446,15 +446,22 @@ def predictor_train(
     max_time: Annotated[float | None, typer.Option("--max-time-per-op")] = None,
     drift_check: Annotated[bool, typer.Option("--drift-check/--no-drift-check", help="Re-time a reference op between chunks; re-measure chunks taken while the device's speed drifted.")] = True,
     model_passes: Annotated[int, typer.Option("--model-passes", min=1, help="Measure each whole model in this many passes over all of them and keep its fastest (contention on a shared machine slows whole models in phases of minutes).")] = 3,
+    op_time: Annotated[str | None, typer.Option("--op-time", help="What the op model learns: e2e (each op timed "
+                       "alone end to end), kernel (the runtime's own kernel time) or mean (their geometric mean). "
+                       "Default: mean where the runtime reports kernel times (ONNX Runtime), else e2e.")] = None,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Profile the device (resumable), fit a latency model, calibrate it on whole models, save it."""
     from hwnas.latency_models import create_latency_model
-    from hwnas.latency_models._training import calibration_models, train_device_predictor
+    from hwnas.latency_models._training import OP_TIMES, calibration_models, train_device_predictor
     from hwnas.profilers import DriftPolicy, Profiler
 
     create_latency_model(model)  # unknown names fail before any profiling
+    if op_time is not None and op_time not in OP_TIMES:
+        from hwnas.errors import UnknownNameError
+
+        raise UnknownNameError("op time", op_time, list(OP_TIMES))
     dev = _registry(devices_file).get(device)
     err = _err()
     _warn_governor(err)
@@ -467,12 +474,12 @@ def predictor_train(
             report = train_device_predictor(
                 profiler, model, samples, adaptive, cal, profile_ops=_op_progress(profiler, err),
                 on_model=lambda name, ms: prog.update(task, advance=1, current=f"{name}: {ms:.2f} ms"),
-                model_passes=model_passes)
+                model_passes=model_passes, op_time=op_time)
         d = report.predictor.save(out or _default_predictor_dir(dev.name, profiler.fingerprint.id))
     val = getattr(report.predictor.model, "validation_", None) or {}
     cal_ = report.predictor.calibration
     result = {"predictor": str(d), "device": dev.name, "fingerprint": profiler.fingerprint.id, "model": model,
-              "op_configs": report.n_configs, "adaptive_samples": report.n_adaptive,
+              "op_time": report.op_time, "op_configs": report.n_configs, "adaptive_samples": report.n_adaptive,
               "calibration_models": report.n_calibration_models, "op_level_5fold": val.get("op_level_5fold"),
               "calibration": cal_.__dict__}
     if as_json:
@@ -480,7 +487,8 @@ def predictor_train(
         return
     o = _out()
     op = result["op_level_5fold"] or {}
-    o.print(f"trained {model} on {report.n_configs} op configurations ({report.n_adaptive} adaptive) of {dev.name}")
+    o.print(f"trained {model} on {report.n_configs} op configurations ({report.n_adaptive} adaptive) of {dev.name}, "
+            f"op time: {report.op_time}")
     if op:
         o.print(f"op level, 5-fold: MAPE {100 * op['mape']:.1f}%, within +-10% {100 * op['acc10']:.1f}%")
     if cal_.fitted:

@@ -35,6 +35,8 @@ class PipelineConfig:
     heldout_models: int = 6  # whole models measured only to check the predictor
     #: passes over the whole models, each keeping its fastest (contention slows whole models in phases)
     model_passes: int = 3
+    #: what the op model learns (see ``OP_TIMES``; None: ``default_op_time``)
+    op_time: str | None = None
     budget_quantile: float = 0.4  # the latency budget: this quantile of the space's predicted latencies
     budget_ms: float | None = None  # or a fixed budget
     #: speed-drift guard while profiling, measuring and exporting (None: off)
@@ -127,7 +129,8 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
     from hwnas.latency_models import LatencyPredictor
     from hwnas.latency_models._decompose import expand_kernels
     from hwnas.latency_models._sampling import sample_configs
-    from hwnas.latency_models._training import calibrate_on, evaluate, fit_model, measure_models, training_data
+    from hwnas.latency_models._training import (calibrate_on, default_op_time, evaluate, fit_model, measure_models,
+                                                training_data)
     from hwnas.profilers import Profiler, ProfileStore
     from hwnas.search import Journal, Limits, MnasReward, create_strategy, run_search
     from hwnas.search._evaluators import ProxyTrainingEvaluator
@@ -165,10 +168,11 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
         times["profile_s"] = time.perf_counter() - t0
         # 2. the op-level predictor (LightGBM on the store)
         t0 = time.perf_counter()
-        configs, y = training_data(store, fp)
+        op_time = config.op_time or default_op_time(profiler)
+        configs, y = training_data(store, fp, op_time)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            raw = LatencyPredictor(fit_model("lightgbm", configs, y, fp))
+            raw = LatencyPredictor(fit_model("lightgbm", configs, y, fp, op_time))
         times["predictor_s"] = time.perf_counter() - t0
         # 3. whole models of the space spread over its predicted-latency range: calibration and a
         # held-out check (interleaved: calibration at the quantiles 0, 1/(n-1), ..., 1)
@@ -271,7 +275,7 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
     summary = {
         "device": device.name, "fingerprint": fp.id, "space": f"proxyless {config.space_args}",
         "ops_profiled": len(ops), "ops_measured_now": measured_now, "ops_reused": len(run.skipped),
-        "whole_models": n_models, "predictor_heldout": metrics, "safety_margin": margin,
+        "whole_models": n_models, "op_time": op_time, "predictor_heldout": metrics, "safety_margin": margin,
         "budget_ms": budget, "limit_ms": limit, "search_trials": len(trials), "best_arch": best.arch,
         "search_accuracy": best.accuracy, "accuracy": card["accuracy"],
         "predicted_latency_ms": card["predicted_latency_ms"], "measured_latency_ms": card["measured_latency_ms"],

@@ -110,6 +110,19 @@ def test_profile_json_and_resume(capsys, tmp_path) -> None:
     assert json.loads(out)["op_measurements"] == 3
     rc, out, _ = run(capsys, "store", "export", "--db", db, "-o", str(tmp_path / "exp"), "--format", "csv")
     assert rc == 0 and (tmp_path / "exp" / "op_measurements.csv").exists()
+    # --stored: the stored op set; a record made without a kernel time (an older hwnas) is completed
+    from hwnas.profilers import ProfileStore
+
+    with ProfileStore(db) as store:
+        fp = store.fingerprints()[0].id
+        store.set_kernel_ms(fp, op_set("micro")[0], None)
+    rc, out, err = run(capsys, "profile", "--stored", "--db", db, "--json")
+    r = json.loads(out)
+    assert rc == 0 and r["kernel_time_added"] == 1 and r["measured"] == 0 and r["skipped"] == 2
+    rc, _, err = run(capsys, "profile", "--stored", "--space", "micro", "--db", db)
+    assert rc == 2 and "give one of --ops FILE, --space NAME and --stored" in err
+    rc, _, err = run(capsys, "profile", "--stored", "--db", str(tmp_path / "empty.sqlite"))
+    assert rc == 2 and "has no op measurements of device 'cpu-ort'" in err
 
 
 def test_profile_model_json(capsys, tmp_path) -> None:

@@ -18,6 +18,8 @@ def test_train_writes_a_calibrated_predictor(trained, capsys) -> None:
     meta = json.loads((trained / "predictor" / "model.json").read_text())
     assert meta["model"] == "lightgbm" and meta["fingerprint"]["device_name"] == "cpu-ort"
     assert meta["training_summary"]["n_configs"] >= 40 and meta["validation"]["op_level_5fold"]["n"] >= 40
+    # ONNX Runtime reports kernel times: the default op model learns the mean of them and the ops' own time
+    assert meta["training_summary"]["op_time"] == "mean"
     cal = json.loads((trained / "predictor" / "predictor.json").read_text())["calibration"]
     assert cal["n_models"] == 5
     rc, out, _ = run(capsys, "predictor", "show", str(trained / "predictor"))
@@ -26,8 +28,11 @@ def test_train_writes_a_calibrated_predictor(trained, capsys) -> None:
 
 def test_rerun_reuses_the_profile(trained, capsys) -> None:
     rc, out, err = run(capsys, "predictor", "train", "--db", str(trained / "p.sqlite"), "--out",
-                       str(trained / "again"), "--samples", "40", "--adaptive", "0", "--quick", "--json")
-    assert rc == 0 and json.loads(out)["op_configs"] >= 40
+                       str(trained / "again"), "--samples", "40", "--adaptive", "0", "--quick", "--op-time", "e2e",
+                       "--json")
+    r = json.loads(out)
+    assert rc == 0 and r["op_configs"] >= 40 and r["op_time"] == "e2e"
+    assert json.loads((trained / "again" / "model.json").read_text())["training_summary"]["op_time"] == "e2e"
 
 
 def test_predict_json_and_table(trained, tmp_path, capsys) -> None:
@@ -65,5 +70,7 @@ def test_predictor_bad_input(trained, tmp_path, capsys) -> None:
     assert rc == 0
     rc, _, err = run(capsys, "predictor", "train", "--model", "xgboost", "--db", str(tmp_path / "x.sqlite"))
     assert rc == 2 and "Known latency models: flops, lightgbm, lut" in err
+    rc, _, err = run(capsys, "predictor", "train", "--op-time", "wall", "--db", str(tmp_path / "x.sqlite"))
+    assert rc == 2 and "unknown op time 'wall'. Known op times: e2e, kernel, mean" in err
     rc, _, err = run(capsys, "predict", str(tmp_path / "missing.onnx"), "--predictor", str(trained / "predictor"))
     assert rc == 2 and "model file not found" in err

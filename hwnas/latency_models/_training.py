@@ -22,14 +22,23 @@ from hwnas.profilers._ops import OpConfig
 from hwnas.profilers._profiler import Profiler
 from hwnas.profilers._store import ProfileStore
 
-__all__ = ["OP_TIMES", "training_data", "out_of_fold", "adaptive_round", "measure_models", "calibrate_on", "kernel_units",
+__all__ = ["OP_TIMES", "default_op_time", "training_data", "out_of_fold", "adaptive_round", "measure_models", "calibrate_on", "kernel_units",
            "adaptive_configs", "MeasuredModel", "evaluate", "fit_model", "calibration_models", "evaluation_models", "TrainReport",
            "train_device_predictor"]
 
 
-#: what an op model learns: ``e2e``, each op timed alone end to end (every runtime), or ``kernel``,
-#: the runtime's own time of the op's kernels (``OpMeasurement.kernel_ms``: ONNX Runtime)
-OP_TIMES = ("e2e", "kernel")
+#: what an op model learns: ``e2e``, each op timed alone end to end (every runtime); ``kernel``,
+#: the runtime's own time of the op's kernels (``OpMeasurement.kernel_ms``: ONNX Runtime); or
+#: ``mean``, the geometric mean of the two. Inside a whole model an op costs more than its kernel
+#: time (dispatch between ops, layout changes at some boundaries) and less than its time alone
+#: (no session call, none of the layout conversions an op alone needs); the calibration on whole
+#: models fits the rest. Measured (BENCHMARKS.md): ``mean`` predicts held-out models best.
+OP_TIMES = ("e2e", "kernel", "mean")
+
+
+def default_op_time(profiler: Profiler) -> str:
+    """``mean`` where the device's runtime reports kernel times, ``e2e`` elsewhere."""
+    return "mean" if profiler.kernel_times else "e2e"
 
 
 def training_data(store: ProfileStore, fingerprint: Fingerprint,
@@ -46,7 +55,7 @@ def training_data(store: ProfileStore, fingerprint: Fingerprint,
             f"(fingerprint {fingerprint.id}); run `hwnas profile --device {fingerprint.device_name}` first"
         )
     ok = df[df["status"] == "ok"]
-    if op_time == "kernel":
+    if op_time in ("kernel", "mean"):
         lacking = int(ok["kernel_ms"].isna().sum()) if "kernel_ms" in ok else len(ok)
         if lacking:
             raise HwnasError(
@@ -54,7 +63,9 @@ def training_data(store: ProfileStore, fingerprint: Fingerprint,
                 "kernel time (measured before hwnas recorded it, or the runtime reports none); `hwnas profile "
                 f"--device {fingerprint.device_name} --stored` adds it (only the kernel time is measured), or use "
                 "the ops' end-to-end time (op time 'e2e')")
-        return [OpConfig.parse(k) for k in ok["config_key"]], ok["kernel_ms"].to_numpy(dtype=float)
+        k = ok["kernel_ms"].to_numpy(dtype=float)
+        y = k if op_time == "kernel" else np.sqrt(k * ok["latency_ms"].to_numpy(dtype=float))
+        return [OpConfig.parse(c) for c in ok["config_key"]], y
     return [OpConfig.parse(k) for k in ok["config_key"]], ok["latency_ms"].to_numpy(dtype=float)
 
 
@@ -226,6 +237,7 @@ class TrainReport:
     n_configs: int
     n_adaptive: int
     n_calibration_models: int
+    op_time: str = "e2e"
 
 
 def train_device_predictor(
@@ -238,11 +250,12 @@ def train_device_predictor(
     profile_ops: Callable[[list[OpConfig], str], None] | None = None,
     on_model: Callable[[str, float], None] | None = None,
     model_passes: int = 1,
-    op_time: str = "e2e",
+    op_time: str | None = None,
 ) -> TrainReport:
-    """Profile (sampled configurations + the calibration models' kernels), resample adaptively,
-    fit ``model_name`` on the device's store (``op_time``: see ``OP_TIMES``), calibrate on the
-    measured whole models."""
+    """Profile (sampled configurations + the calibration models' kernels), resample adaptively
+    (where the op model errs on the ops' end-to-end times), fit ``model_name`` on the device's
+    store (``op_time``: see ``OP_TIMES``; default ``default_op_time``), calibrate on the measured
+    whole models."""
     from hwnas.latency_models._sampling import sample_configs
 
     if profiler.store is None:
@@ -250,17 +263,18 @@ def train_device_predictor(
     run = profile_ops or (lambda cfgs, what: profiler.profile_ops(cfgs))
     kernels = list(dict.fromkeys(c for _, m in calibrate_with for c in kernel_units(m)))
     base = sample_configs(samples, seed=seed) + kernels
+    op_time = op_time or default_op_time(profiler)
     run(base, "profiling ops")
-    configs, y = training_data(profiler.store, profiler.fingerprint, op_time)
+    configs, y = training_data(profiler.store, profiler.fingerprint)
     n_new = 0
     if adaptive and len(configs) >= 20:
         new = adaptive_configs(configs, y, base, adaptive, seed + 1)
         n_new = len(new)
         run(new, "adaptive ops")
-        configs, y = training_data(profiler.store, profiler.fingerprint, op_time)
+    configs, y = training_data(profiler.store, profiler.fingerprint, op_time)
     predictor = LatencyPredictor(fit_model(model_name, configs, y, profiler.fingerprint, op_time))
     if calibrate_with:
         measured = measure_models(profiler, calibrate_with, on_model, passes=model_passes)
         predictor = calibrate_on(predictor, measured)
-    return TrainReport(predictor, len(configs), n_new, len(calibrate_with))
+    return TrainReport(predictor, len(configs), n_new, len(calibrate_with), op_time)
 
