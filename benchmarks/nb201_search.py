@@ -63,15 +63,6 @@ def load(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str], float]:
     return df, [d for d in devices if d != args.device], target
 
 
-def latency_predictor(X: np.ndarray, S: np.ndarray, y_train: np.ndarray, train: np.ndarray,
-                      percentile: float) -> tuple[np.ndarray, float]:
-    """Predicted latency of every architecture, and the given percentile of the relative
-    under-prediction (measured / predicted - 1) found by 5-fold cross-validation on the measured
-    ones (negative when the predictor over-predicts)."""
-    pred, under = latency_predictor_cv(X, S, y_train, train)
-    return pred, float(np.percentile(under, percentile))
-
-
 def latency_predictor_cv(X: np.ndarray, S: np.ndarray, y_train: np.ndarray,
                          train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Predicted latency of every architecture, and the relative under-predictions (measured /

@@ -304,10 +304,10 @@ def profile(
     if res.run.measured:
         out.print(t)
     out.print(
-        f"measured {summary['measured']} op(s) ({len(summary['unsupported'])} unsupported), "
-        + (f"added the kernel time to {summary['kernel_time_added']} stored, " if summary["kernel_time_added"] else "")
-        + f"skipped {summary['skipped']} already stored, {summary['elapsed_s']:.1f} s "
-        f"({summary['ops_per_minute']:.0f} ops/min); store: {res.db}"
+        f"measured {summary['measured']} op(s) ({len(summary['unsupported'])} unsupported), skipped "
+        f"{summary['skipped']} already stored"
+        + (f" (their kernel time added to {summary['kernel_time_added']})" if summary["kernel_time_added"] else "")
+        + f", {summary['elapsed_s']:.1f} s ({summary['ops_per_minute']:.0f} ops/min); store: {res.db}"
     )
 
 

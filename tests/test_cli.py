@@ -118,7 +118,7 @@ def test_profile_json_and_resume(capsys, tmp_path) -> None:
         store.set_kernel_ms(fp, op_set("micro")[0], None)
     rc, out, err = run(capsys, "profile", "--stored", "--db", db, "--json")
     r = json.loads(out)
-    assert rc == 0 and r["kernel_time_added"] == 1 and r["measured"] == 0 and r["skipped"] == 2
+    assert rc == 0 and r["kernel_time_added"] == 1 and r["measured"] == 0 and r["skipped"] == 3
     rc, _, err = run(capsys, "profile", "--stored", "--space", "micro", "--db", db)
     assert rc == 2 and "give one of --ops FILE, --space NAME and --stored" in err
     rc, _, err = run(capsys, "profile", "--stored", "--db", str(tmp_path / "empty.sqlite"))

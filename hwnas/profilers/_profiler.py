@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import onnx
 
 from hwnas.devices._device import Device
 from hwnas.devices._fingerprint import Fingerprint, fingerprint
-from hwnas.profilers._backends import Backend, get_backend
+from hwnas.profilers._backends import Backend, Prepared, get_backend
 from hwnas.profilers._drift import DriftGuard, DriftPolicy
 from hwnas.profilers._onnx import graph_sha256, load_onnx
 from hwnas.profilers._ops import OpConfig
@@ -36,7 +37,7 @@ class ProfileRun:
     measured: list[OpMeasurement] = field(default_factory=list)
     skipped: list[OpConfig] = field(default_factory=list)
     elapsed_s: float = 0.0
-    #: stored measurements made without a kernel time, now completed with one
+    #: of the skipped (already stored), those made without a kernel time, now completed with one
     completed: list[OpMeasurement] = field(default_factory=list)
 
     @property
@@ -80,6 +81,15 @@ def fastest_cpus(profiler: Profiler, k: int, reference: str) -> tuple[tuple[int,
 
 #: profiled runs behind an op's kernel time (``OpMeasurement.kernel_ms``)
 KERNEL_RUNS = 30
+
+
+def _kernel_of(prepared: Prepared) -> float | None:
+    """The op's kernel time; None when the runtime's profile fails (the op itself ran: its record
+    stays, and a later ``profile_ops`` completes it)."""
+    try:
+        return prepared.kernel_ms(KERNEL_RUNS)
+    except Exception:  # noqa: BLE001 - any runtime error while profiling
+        return None
 
 
 class Profiler:
@@ -137,33 +147,35 @@ class Profiler:
         reason = self._unsupported_reason(cfg)
         if reason:
             return OpMeasurement(cfg, self.device.name, fp.id, "unsupported", reason=reason)
+        try:
+            with self._prepared(cfg) as prepared:
+                stats, samples = measure(prepared.sample, self.policy)
+                kernel = _kernel_of(prepared) if self.kernel_times else None
+        except Exception as exc:  # the runtime could not build or run it: record and move on
+            return OpMeasurement(cfg, self.device.name, fp.id, "unsupported", reason=_reason(exc))
+        return OpMeasurement(cfg, self.device.name, fp.id, "ok", stats, samples_ms=tuple(samples.tolist()),
+                             kernel_ms=kernel)
+
+    @contextmanager
+    def _prepared(self, cfg: OpConfig) -> Iterator[Prepared]:
+        """The op prepared on the device's runtime, on the pinned CPUs; released afterwards."""
         prepared = None
         try:
             with cpu_affinity(self.pinned):
                 prepared = self.backend.prepare_op(cfg, self.device)
-                stats, samples = measure(prepared.sample, self.policy)
-                kernel = prepared.kernel_ms(KERNEL_RUNS) if self.kernel_times else None
-        except Exception as exc:  # the runtime could not build or run it: record and move on
-            return OpMeasurement(cfg, self.device.name, fp.id, "unsupported", reason=_reason(exc))
+                yield prepared
         finally:
             if prepared is not None:
                 prepared.close()
-        return OpMeasurement(cfg, self.device.name, fp.id, "ok", stats, samples_ms=tuple(samples.tolist()),
-                             kernel_ms=kernel)
 
     def kernel_time(self, cfg: OpConfig) -> float | None:
         """Only the kernel time of one op (see ``OpMeasurement.kernel_ms``): to complete a stored
         measurement made without it."""
-        prepared = None
         try:
-            with cpu_affinity(self.pinned):
-                prepared = self.backend.prepare_op(cfg.with_batch(self.device.options.batch_size), self.device)
-                return prepared.kernel_ms(KERNEL_RUNS)
+            with self._prepared(cfg.with_batch(self.device.options.batch_size)) as prepared:
+                return _kernel_of(prepared)
         except Exception:  # noqa: BLE001 - it ran before; if it no longer does, it stays without one
             return None
-        finally:
-            if prepared is not None:
-                prepared.close()
 
     def profile_ops(
         self,
@@ -184,9 +196,8 @@ class Profiler:
             if self.kernel_times:  # stored without a kernel time: measure only that
                 lacking = self.store.keys_without_kernel_ms(self.fingerprint.id)
                 fill = [c for c in run.skipped if str(c) in lacking]
-                run.skipped = [c for c in run.skipped if str(c) not in lacking]
         if on_start:
-            on_start(len(cfgs) + len(fill), len(run.skipped))
+            on_start(len(cfgs) + len(fill), len(run.skipped) - len(fill))
         t0 = time.perf_counter()
         for cfg in fill:
             assert self.store is not None
