@@ -75,8 +75,8 @@ class LatencyModel(BaseEstimator, ABC):
 
     def fit(self, configs: Sequence[OpConfig], latency_ms: Sequence[float], fingerprint: Fingerprint | None = None,
             op_time: str = "e2e") -> LatencyModel:
-        """``op_time`` names what ``latency_ms`` is ("e2e": each op timed alone end to end;
-        "kernel": the runtime's own kernel time); it is kept in ``training_summary_``."""
+        """``op_time`` names what ``latency_ms`` is (one of ``hwnas.latency_models._training.OP_TIMES``:
+        "e2e", "kernel" or "mean"); it is kept in ``training_summary_``."""
         configs = list(configs)
         y = np.asarray(latency_ms, dtype=float)
         if len(configs) != len(y):
@@ -109,7 +109,7 @@ class LatencyModel(BaseEstimator, ABC):
 
     @property
     def op_time(self) -> str:
-        """What the model was trained on: "e2e" or "kernel" (see ``fit``)."""
+        """What the model was trained on: "e2e", "kernel" or "mean" (see ``fit``)."""
         self._check_fitted()
         return str(self.training_summary_.get("op_time", "e2e"))
 

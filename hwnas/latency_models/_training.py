@@ -56,7 +56,7 @@ def training_data(store: ProfileStore, fingerprint: Fingerprint,
         )
     ok = df[df["status"] == "ok"]
     if op_time in ("kernel", "mean"):
-        lacking = int(ok["kernel_ms"].isna().sum()) if "kernel_ms" in ok else len(ok)
+        lacking = int(ok["kernel_ms"].isna().sum())  # the store adds the column when opened
         if lacking:
             raise HwnasError(
                 f"{lacking} of {len(ok)} op measurements of device {fingerprint.device_name!r} in {store.path} have no "

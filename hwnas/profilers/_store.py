@@ -158,7 +158,7 @@ class ProfileStore:
             # added without a schema change: rows measured before have none (they match by file hash)
             conn.execute("ALTER TABLE model_measurements ADD COLUMN model_graph_sha256 TEXT")
         if "kernel_ms" not in {r[1] for r in conn.execute("PRAGMA table_info(op_measurements)")}:
-            # added without a schema change: ops measured before have none (``hwnas profile`` adds it)
+            # added without a schema change: ops measured before have none (``hwnas profile --stored`` adds it)
             conn.execute("ALTER TABLE op_measurements ADD COLUMN kernel_ms REAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
