@@ -278,3 +278,36 @@ def test_what_an_op_model_learned_is_saved_with_it(measured, tmp_path) -> None:
     m.save(tmp_path / "k")
     assert m.op_time == "kernel" and load_latency_model(tmp_path / "k", fp).op_time == "kernel"
     assert create_latency_model("lut").fit(cfgs, y, fp).op_time == "e2e"
+
+
+def test_lightgbm_linear_base_carries_the_trend_beyond_the_profiled_sizes(measured, tmp_path) -> None:
+    """Trees alone predict a constant past the largest op they saw; the linear cost base does not."""
+    from hwnas.latency_models import load_latency_model
+
+    cfgs, y, fp = measured
+    # a cost-like latency on pointwise convs of growing width (real shapes, a known trend)
+    train = [OpConfig.parse(f"pwconv_i{c}_o{c}_r16_arelu") for c in range(8, 136, 8)]
+    big = [OpConfig.parse(f"pwconv_i{c}_o{c}_r16_arelu") for c in (256, 384)]
+
+    def truth(cs):
+        return np.array([0.01 + 2e-5 * c.macs() / 1e3 for c in cs])
+
+    lin = LightGBMLatencyModel(min_child_samples=2).fit(train, truth(train), fp)
+    tree = LightGBMLatencyModel(min_child_samples=2, base="none").fit(train, truth(train), fp)
+    err_lin = np.abs(lin.predict(big) / truth(big) - 1)
+    err_tree = np.abs(tree.predict(big) / truth(big) - 1)
+    assert err_lin.max() < 0.1 and err_tree.min() > 0.5, (err_lin, err_tree)
+    # saved and loaded with its coefficients; a model saved before the base existed still loads
+    lin.save(tmp_path / "lin")
+    np.testing.assert_allclose(load_latency_model(tmp_path / "lin", fp).predict(big), lin.predict(big))
+    tree.save(tmp_path / "old")
+    import json
+
+    meta = json.loads((tmp_path / "old" / "model.json").read_text())
+    del meta["params"]["base"], meta["state"]["base_coef"]
+    (tmp_path / "old" / "model.json").write_text(json.dumps(meta))
+    old = load_latency_model(tmp_path / "old", fp)
+    assert old.base == "none"
+    np.testing.assert_allclose(old.predict(big), tree.predict(big))
+    with pytest.raises(HwnasError, match="unknown base 'cubic'.*linear, none"):
+        LightGBMLatencyModel(base="cubic").fit(cfgs, y, fp)

@@ -335,3 +335,40 @@ def test_guided_evolution_spends_evaluations_on_the_children_its_surrogate_ranks
         assert x == y
         a.tell(x, reward(x))
         b.tell(y, reward(y))
+
+
+def test_guided_evolution_explore_screens_random_newcomers_beside_the_children() -> None:
+    from hwnas.search.strategies import create_strategy
+
+    space = create_space("nb201")
+    weights = np.array([0.0, 0.2, 0.6, 1.0, 0.1])
+    feasible = lambda a: a.choices[0] != 3  # noqa: E731  (a constraint: no conv3x3 on the first edge)
+
+    def reward(arch) -> float:
+        return float(weights[list(arch.choices)].sum())
+
+    def run(seed: int, explore: int) -> tuple[list, list]:
+        s = create_strategy("guided-evolution", space, seed=seed, feasible=feasible, explore=explore)
+        screened = []
+        pick = s._surrogate_best
+        s._surrogate_best = lambda children: (screened.append(list(children)), pick(children))[1]
+        asked = []
+        for _ in range(30):
+            a = s.ask()
+            asked.append(a)
+            s.tell(a, reward(a))
+        return asked, screened
+
+    asked, screened = run(3, 50)
+    assert asked == run(3, 50)[0]  # seeded
+    assert all(feasible(a) for a in asked) and len(set(asked)) == len(asked)
+    assert all(feasible(c) and c not in asked[:20] for cands in screened for c in cands)
+
+    def far(cands: list, population: list) -> int:  # two or more edges from every population member
+        return sum(all(sum(x != y for x, y in zip(c.choices, p.choices)) >= 2 for p in population) for c in cands)
+
+    assert all(len(c) > 40 and far(c, asked[:20]) > 10 for c in screened[:1])  # 20 children + ~50 newcomers
+    plain = run(3, 0)[1]
+    assert all(len(c) <= 20 for c in plain)
+    with pytest.raises(ValueError, match="explore"):
+        create_strategy("guided-evolution", space, explore=-1)

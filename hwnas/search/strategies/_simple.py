@@ -79,24 +79,30 @@ class RegularizedEvolution(Strategy):
     Wei et al. 2020): once the population is full, ``candidates`` distinct feasible children are
     bred, a small LightGBM regressor fitted on every (encoding, reward) told so far ranks them, and
     only the best is proposed, so an evaluation (minutes of proxy training) is spent on the child
-    most likely to pay off; the fit costs milliseconds. ``candidates=1`` (the default) is plain
-    aging evolution; ``guided-evolution`` is this strategy with ``candidates=20``."""
+    most likely to pay off; the fit costs milliseconds. ``explore`` > 0 adds that many random
+    feasible, unevaluated architectures to the children the surrogate screens, so that its pick may
+    lie anywhere in the space, not only one mutation from the population's best (NPENAS and BANANAS
+    screen random samples the same way). ``candidates=1`` (the default) is plain aging evolution;
+    ``guided-evolution`` is this strategy with ``candidates=20``."""
 
     name = "evolution"
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
                  population_size: int = 20, tournament_size: int = 20, crossover_prob: float = 0.0,
-                 mutations: int = 1, candidates: int = 1) -> None:
+                 mutations: int = 1, candidates: int = 1, explore: int = 0) -> None:
         super().__init__(space, seed, feasible)
         if not 1 <= tournament_size <= population_size:
             raise ValueError("need 1 <= tournament_size <= population_size")
         if candidates < 1:
             raise ValueError("need candidates >= 1")
+        if explore < 0:
+            raise ValueError("need explore >= 0")
         self.population_size = population_size
         self.tournament_size = tournament_size
         self.crossover_prob = crossover_prob
         self.mutations = mutations
         self.candidates = candidates
+        self.explore = explore
         self.population: deque[tuple[Arch, float]] = deque()
         self._seen: set[Arch] = set()
         self._told_x: list[np.ndarray] = []
@@ -139,6 +145,11 @@ class RegularizedEvolution(Strategy):
                     self._seen.add(arch)
                     return arch
         children = self._children(self.candidates)
+        if self.candidates > 1:  # random newcomers compete with the children for the surrogate's pick
+            for _ in range(self.explore):
+                arch = self._sample_feasible()
+                if arch not in self._seen and arch not in children:
+                    children.append(arch)
         if not children:
             raise SearchExhausted("evolution found no new feasible child in 1000 tries")
         child = children[0] if len(children) == 1 else self._surrogate_best(children)
@@ -163,6 +174,6 @@ class GuidedEvolution(RegularizedEvolution):
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
                  population_size: int = 20, tournament_size: int = 20, crossover_prob: float = 0.0,
-                 mutations: int = 1, candidates: int = 20) -> None:
+                 mutations: int = 1, candidates: int = 20, explore: int = 0) -> None:
         super().__init__(space, seed, feasible, population_size, tournament_size, crossover_prob, mutations,
-                         candidates)
+                         candidates, explore)
