@@ -72,7 +72,7 @@ def extrapolated(spec: str, configs: list, y: np.ndarray, holdout: float) -> tup
     return held, model.predict([configs[i] for i in held])
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", default="benchmarks/out/predictor.sqlite")
     ap.add_argument("--device", default="cpu-ort")
@@ -80,7 +80,7 @@ def main() -> int:
     ap.add_argument("--holdout", type=float, default=0.15, help="share of each op type's largest ops held out")
     ap.add_argument("--models", nargs="+", default=MODELS)
     ap.add_argument("--json", dest="json_out")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if not 0 < args.holdout < 1:
         ap.error(f"--holdout takes a fraction in (0, 1), got {args.holdout}")
     if not Path(args.db).exists():
@@ -96,6 +96,11 @@ def main() -> int:
             configs, y = training_data(store, profiler.fingerprint, op_time)
     except HwnasError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    counts = np.unique([c.op.value for c in configs], return_counts=True)[1]
+    if counts.max(initial=0) < 10:
+        print(f"error: the extrapolation score needs an op type with at least 10 stored configurations; {args.db} "
+              f"has at most {counts.max(initial=0)}", file=sys.stderr)
         return 2
     results = {}
     for spec in args.models:

@@ -168,3 +168,37 @@ def test_nb201_surrogate_interface_and_bad_input(tables, tmp_path, capsys) -> No
     assert "unknown accuracy column 'top5'" in err and "top1" in err
     assert bench.main(["--accuracy-csv", str(tmp_path / "missing.csv")]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+def test_op_model_accuracy_interface_and_bad_input(tmp_path, capsys) -> None:
+    """On a small real store (ONNX Runtime on tiny ops): both scores per model, and exit 2 on bad input."""
+    from hwnas.devices import default_registry
+    from hwnas.latency_models import sample_configs
+    from hwnas.profilers import OpConfig, Profiler, ProfileStore
+    from hwnas.testing import FAST_POLICY
+
+    db = tmp_path / "ops.sqlite"
+    configs = [c for c in sample_configs(300, seed=5) if c.macs() < 1_000_000][:24]
+    configs += [OpConfig.parse(f"pwconv_i{c}_o{c}_r8_arelu") for c in range(8, 104, 8)]  # 12 of one type
+    with ProfileStore(db) as store:
+        Profiler(default_registry().get("cpu-ort"), FAST_POLICY, store, kernel_times=False).profile_ops(configs)
+    bench = _module("op_model_accuracy")
+    out = tmp_path / "o.json"
+    assert bench.main(["--db", str(db), "--op-time", "e2e", "--models", "lightgbm", "lightgbm:base=none",
+                       "--json", str(out)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"cv_acc10=[0-9.]+ extrap_acc10=[0-9.]+", last)
+    r = json.loads(out.read_text())
+    assert r["n_ops"] == len(configs) and set(r["results"]) == {"lightgbm", "lightgbm:base=none"}
+    for v in r["results"].values():
+        assert v["cv5"]["n"] == len(configs) and 0 < v["extrapolation"]["n"] < len(configs)
+    assert bench.main(["--db", str(tmp_path / "missing.sqlite")]) == 2
+    assert "no profile store" in capsys.readouterr().err
+    few = tmp_path / "few.sqlite"
+    with ProfileStore(few) as store:
+        Profiler(default_registry().get("cpu-ort"), FAST_POLICY, store, kernel_times=False).profile_ops(configs[:5])
+    assert bench.main(["--db", str(few), "--op-time", "e2e"]) == 2
+    assert "at least 10 stored configurations" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--db", str(db), "--holdout", "2"])
+    assert exc.value.code == 2
