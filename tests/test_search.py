@@ -372,3 +372,24 @@ def test_guided_evolution_explore_screens_random_newcomers_beside_the_children()
     assert all(len(c) <= 20 for c in plain)
     with pytest.raises(ValueError, match="explore"):
         create_strategy("guided-evolution", space, explore=-1)
+
+
+def test_guided_evolution_explore_where_little_is_feasible() -> None:
+    """Newcomers are drawn in bounded time and never fail the ask when feasible ones are rare."""
+    import time
+
+    from hwnas.search.strategies import create_strategy
+
+    space = create_space("nb201")
+    # feasible: a conv3x3 on the first three edges (1 in 125 cells), so random draws rarely hit
+    feasible = lambda a: all(c == 3 for c in a.choices[:3])  # noqa: E731
+    s = create_strategy("guided-evolution", space, seed=0, feasible=feasible, population_size=5,
+                        tournament_size=5, explore=50)
+    t0 = time.perf_counter()
+    asked = []
+    for i in range(40):
+        a = s.ask()
+        assert feasible(a) and a not in asked
+        asked.append(a)
+        s.tell(a, float(i % 7))
+    assert time.perf_counter() - t0 < 60

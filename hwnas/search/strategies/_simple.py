@@ -86,6 +86,8 @@ class RegularizedEvolution(Strategy):
     ``guided-evolution`` is this strategy with ``candidates=20, explore=100``."""
 
     name = "evolution"
+    #: random samples per feasible newcomer at most (see ``explore``)
+    NEWCOMER_TRIES = 100
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
                  population_size: int = 20, tournament_size: int = 20, crossover_prob: float = 0.0,
@@ -137,6 +139,22 @@ class RegularizedEvolution(Strategy):
         scores = model.predict(np.stack([self.space.features(c) for c in children]))
         return children[int(np.argmax(scores))]
 
+    def _newcomers(self, children: list[Arch]) -> list[Arch]:
+        """Random architectures to screen beside the children: ``explore`` feasible draws (the new
+        ones among them), in at most ``NEWCOMER_TRIES`` samples per draw, so that a space where
+        little is feasible costs bounded time and never fails here."""
+        out: list[Arch] = []
+        draws = tries = 0
+        while draws < self.explore and tries < self.NEWCOMER_TRIES * self.explore:
+            arch = self.space.sample(self.rng)
+            tries += 1
+            if not self.feasible(arch):
+                continue
+            draws += 1
+            if arch not in self._seen and arch not in children and arch not in out:
+                out.append(arch)
+        return out
+
     def ask(self) -> Arch:
         if len(self.population) < self.population_size:
             for _ in range(1000):
@@ -145,11 +163,8 @@ class RegularizedEvolution(Strategy):
                     self._seen.add(arch)
                     return arch
         children = self._children(self.candidates)
-        if self.candidates > 1:  # random newcomers compete with the children for the surrogate's pick
-            for _ in range(self.explore):
-                arch = self._sample_feasible()
-                if arch not in self._seen and arch not in children:
-                    children.append(arch)
+        if self.candidates > 1:
+            children += self._newcomers(children)
         if not children:
             raise SearchExhausted("evolution found no new feasible child in 1000 tries")
         child = children[0] if len(children) == 1 else self._surrogate_best(children)
