@@ -79,8 +79,8 @@ class RegularizedEvolution(Strategy):
     Wei et al. 2020): once the population is full, ``candidates`` distinct feasible children are
     bred, a small LightGBM regressor fitted on every (encoding, reward) told so far ranks them, and
     only the best is proposed, so an evaluation (minutes of proxy training) is spent on the child
-    most likely to pay off; the fit costs milliseconds. ``explore`` > 0 adds that many random
-    feasible, unevaluated architectures to the children the surrogate screens, so that its pick may
+    most likely to pay off; the fit costs milliseconds. ``explore`` > 0 (with ``candidates`` > 1)
+    adds that many random feasible, unevaluated architectures to the children the surrogate screens, so that its pick may
     lie anywhere in the space, not only one mutation from the population's best (NPENAS and BANANAS
     screen random samples the same way). ``candidates=1`` (the default) is plain aging evolution;
     ``guided-evolution`` is this strategy with ``candidates=20, explore=100``."""
