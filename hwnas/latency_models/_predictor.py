@@ -13,8 +13,8 @@ Runtime converts to and from its blocked layout around an op timed alone but not
 (``Calibration.ROBUST_SCALE``). Counting the reordered MB over the layout ops only, instead of
 every op's inputs and outputs, took the held-out +-10% accuracy from 82.8% to 87.5% (BENCHMARKS.md).
 The weights term matters on CPUs: an op timed alone runs with its weights hot in cache, while in a
-whole model the layers evict each other's weights (on the 2-core dev machine it was fitted at ~0.07 ms per MB, and lowered the held-out error
-from 10.1% to 8.9% MAPE; BENCHMARKS.md).
+whole model the layers evict each other's weights (on the 2-core dev machine it was fitted at
+~0.07 ms per MB, and lowered the held-out error from 10.1% to 8.9% MAPE; BENCHMARKS.md).
 """
 
 from __future__ import annotations
