@@ -209,7 +209,8 @@ class LightGBMLatencyModel(LatencyModel):
         from scipy.optimize import nnls
 
         if self.base not in self.BASES:
-            raise HwnasError(f"unknown base {self.base!r} for the lightgbm latency model; known: {', '.join(self.BASES)}")
+            raise HwnasError(f"unknown base {self.base!r} for the lightgbm latency model; "
+                             f"known: {', '.join(self.BASES)}")
         if self.base == "linear" and not self.log_target:
             raise HwnasError("base='linear' needs log_target=True (the booster learns log(latency / linear cost))")
         self.boosters_: dict[str, Any] = {}

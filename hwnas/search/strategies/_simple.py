@@ -80,9 +80,9 @@ class RegularizedEvolution(Strategy):
     bred, a small LightGBM regressor fitted on every (encoding, reward) told so far ranks them, and
     only the best is proposed, so an evaluation (minutes of proxy training) is spent on the child
     most likely to pay off; the fit costs milliseconds. ``explore`` > 0 (with ``candidates`` > 1)
-    adds that many random feasible, unevaluated architectures to the children the surrogate screens, so that its pick may
-    lie anywhere in the space, not only one mutation from the population's best (NPENAS and BANANAS
-    screen random samples the same way). ``candidates=1`` (the default) is plain aging evolution;
+    adds that many random feasible, unevaluated architectures to the children the surrogate
+    screens, so that its pick may lie anywhere in the space, not only one mutation from the
+    population's best (NPENAS and BANANAS screen random samples the same way). ``candidates=1`` (the default) is plain aging evolution;
     ``guided-evolution`` is this strategy with ``candidates=20, explore=100``."""
 
     name = "evolution"
