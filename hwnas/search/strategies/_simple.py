@@ -82,8 +82,9 @@ class RegularizedEvolution(Strategy):
     most likely to pay off; the fit costs milliseconds. ``explore`` > 0 (with ``candidates`` > 1)
     adds that many random feasible, unevaluated architectures to the children the surrogate
     screens, so that its pick may lie anywhere in the space, not only one mutation from the
-    population's best (NPENAS and BANANAS screen random samples the same way). ``candidates=1`` (the default) is plain aging evolution;
-    ``guided-evolution`` is this strategy with ``candidates=20, explore=100``."""
+    population's best (NPENAS and BANANAS screen random samples the same way). ``candidates=1``
+    (the default) is plain aging evolution; ``guided-evolution`` is this strategy with
+    ``candidates=20, explore=100``."""
 
     name = "evolution"
     #: random samples per feasible newcomer at most (see ``explore``)
