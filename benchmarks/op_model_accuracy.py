@@ -40,9 +40,11 @@ MODELS = ["lightgbm", "lightgbm:base=none", "lut", "flops"]
 
 
 def make(spec: str):
+    """``name`` or ``name:key=value,...`` (values read as in ``hwnas --strategy-param``)."""
+    from hwnas.cli import _key_values
+
     name, _, params = spec.partition(":")
-    kw = dict(p.split("=", 1) for p in params.split(",") if p)
-    return create_latency_model(name, **kw)
+    return create_latency_model(name, **_key_values([p for p in params.split(",") if p], "--models"))
 
 
 def cross_validated(spec: str, configs: list, y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
@@ -89,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True, width=120)
     warnings.simplefilter("ignore")
     try:
+        for spec in args.models:  # unknown names and bad parameters: a clear message, before any work
+            try:
+                make(spec)
+            except TypeError as exc:
+                raise HwnasError(f"bad parameter in --models {spec!r}: {exc}") from None
         device = default_registry().get(args.device)
         with ProfileStore(args.db) as store:
             profiler = Profiler(device, store=store)

@@ -199,6 +199,13 @@ def test_op_model_accuracy_interface_and_bad_input(tmp_path, capsys) -> None:
         Profiler(default_registry().get("cpu-ort"), FAST_POLICY, store, kernel_times=False).profile_ops(configs[:5])
     assert bench.main(["--db", str(few), "--op-time", "e2e"]) == 2
     assert "at least 10 stored configurations" in capsys.readouterr().err
+    assert bench.main(["--db", str(db), "--models", "forest"]) == 2
+    err = capsys.readouterr().err
+    assert "forest" in err and "lightgbm" in err
+    assert bench.main(["--db", str(db), "--models", "lightgbm:trees=5"]) == 2
+    assert "bad parameter in --models 'lightgbm:trees=5'" in capsys.readouterr().err
+    assert bench.main(["--db", str(db), "--op-time", "e2e", "--models", "lightgbm:n_estimators=20"]) == 0
+    assert json.loads(out.read_text())["n_ops"] == len(configs)  # (the earlier run's file, untouched)
     with pytest.raises(SystemExit) as exc:
         bench.main(["--db", str(db), "--holdout", "2"])
     assert exc.value.code == 2
