@@ -10,7 +10,8 @@
    models side by side, a predicted-vs-measured plot, and batch prediction throughput.
 
     python benchmarks/predictor_accuracy.py --device cpu-ort [--samples 700] [--adaptive 150]
-        [--db benchmarks/out/predictor.sqlite] [--model-passes 3] [--remeasure-models] [--json OUT] [--plot PNG]
+        [--db benchmarks/out/predictor.sqlite] [--model-passes 3] [--remeasure-models] [--recheck 30]
+        [--json OUT] [--plot PNG]
 
 Everything measured is kept in the store: a rerun reuses it (pass a new --db to re-measure).
 """
@@ -143,9 +144,14 @@ def main() -> int:
     ap.add_argument("--op-time", choices=OP_TIMES,
                     help="what the op models learn: each op timed alone end to end, the runtime's own kernel time, "
                     "or their geometric mean (default: mean where the runtime reports kernel times, else e2e)")
+    ap.add_argument("--recheck", type=int, default=30,
+                    help="stored ops measured again after profiling: how far this machine's measurements repeat "
+                    "(reported beside the accuracy; 0: no check)")
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--plot", default="benchmarks/out/predictor_accuracy.png")
     args = ap.parse_args()
+    if args.recheck < 0:
+        ap.error(f"--recheck must be >= 0; got {args.recheck}")  # exit code 2
     if args.model_passes < 1:
         ap.error(f"--model-passes must be >= 1; got {args.model_passes}")  # exit code 2
     console = Console(stderr=True)
@@ -165,6 +171,11 @@ def main() -> int:
         if args.adaptive:
             new = adaptive_configs(configs, y, sampled + train_kernels, args.adaptive, seed=1)
             profile_ops(profiler, new, console, "adaptive ops")
+        repeat = profiler.recheck(args.recheck) if args.recheck else None
+        if repeat is not None:
+            console.print(f"repeat check: {repeat.summary()}")
+            if repeat.warning():
+                console.print(f"warning: {repeat.warning()}")
         args.op_time = args.op_time or default_op_time(profiler)
         configs, y = training_data(store, profiler.fingerprint, args.op_time)
         t_ops = time.perf_counter() - t_start
@@ -225,6 +236,7 @@ def main() -> int:
         "n_op_configs": len(configs), "n_train_models": len(train_m), "n_test_models": len(test_m),
         "model_passes": args.model_passes, "remeasured_models": args.remeasure_models,
         "test_kernels_profiled_share": len(test_kernels & profiled) / max(1, len(test_kernels)),
+        "repeat_check": repeat.to_dict() if repeat is not None else None,
         "profiling_s": t_ops, "total_measure_s": t_all, "results": results,
         "measured_test_ms": measured["test"].tolist(), "test_models": [m.name for m in test_models],
     }

@@ -214,11 +214,12 @@ class _ProfileResult:
     fingerprint: str
     db: str
     run: Any
+    recheck: Any = None  # a RepeatCheck, or None when none was asked for or nothing was measured
 
 
 def _profile(device_name: str, ops_file: Path | None, space: str | None, db: Path | None, force: bool,
              max_time: float | None, devices_file: list[Path] | None, as_json: bool,
-             drift_check: bool = True, stored: bool = False) -> _ProfileResult:
+             drift_check: bool = True, stored: bool = False, recheck: int = 0) -> _ProfileResult:
     from hwnas.profilers import DriftPolicy, OpConfig, Profiler, op_set, read_ops_file
 
     if sum(map(bool, (ops_file, space, stored))) > 1:
@@ -249,7 +250,13 @@ def _profile(device_name: str, ops_file: Path | None, space: str | None, db: Pat
                 prog.update(task, advance=1, current=f"{m.config}{note}")
 
             run = profiler.profile_ops(configs, force=force, on_start=start, on_done=on_done)
-        return _ProfileResult(device.name, profiler.fingerprint.id, str(store.path), run)
+        again = None
+        ok = store.op_measurements(profiler.fingerprint.id)
+        if recheck > 0 and not ok.empty and (ok["status"] == "ok").any():
+            n = min(recheck, int((ok["status"] == "ok").sum()))
+            with _progress(n, "measuring stored ops again (repeat check)", err) as prog:
+                again = profiler.recheck(n, on_done=lambda *_: prog.update(prog.task_ids[0], advance=1))
+        return _ProfileResult(device.name, profiler.fingerprint.id, str(store.path), run, again)
 
 
 def _summarise_ops(res: _ProfileResult) -> dict[str, Any]:
@@ -262,6 +269,7 @@ def _summarise_ops(res: _ProfileResult) -> dict[str, Any]:
         "skipped": len(run.skipped),
         "kernel_time_added": len(run.completed),
         "unsupported": [{"config": str(m.config), "reason": m.reason} for m in run.unsupported],
+        "recheck": res.recheck.to_dict() if res.recheck is not None else None,
         "elapsed_s": round(run.elapsed_s, 3),
         "ops_per_minute": round(run.ops_per_minute, 1),
         "ops": [
@@ -285,12 +293,15 @@ def profile(
                       "re-measures them all.")] = False,
     max_time: Annotated[float | None, typer.Option("--max-time-per-op", help="Seconds of timing per op at most.")] = None,
     drift_check: Annotated[bool, typer.Option("--drift-check/--no-drift-check", help="Re-time a reference op between chunks; re-measure chunks taken while the device's speed drifted.")] = True,
+    recheck: Annotated[int, typer.Option("--recheck", min=0, help="Afterwards, measure this many stored ops of the device again (at random) and report how far its measurements repeat; warns when fewer than 80% repeat within +-10%. 0: no check.")] = 10,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Measure op configurations on a device into the profile store (resumes where it stopped)."""
-    res = _profile(device, ops, space, db, force, max_time, devices_file, as_json, drift_check, stored)
+    res = _profile(device, ops, space, db, force, max_time, devices_file, as_json, drift_check, stored, recheck)
     summary = _summarise_ops(res)
+    if res.recheck is not None and res.recheck.warning():
+        _err().print(f"[yellow]warning:[/] {res.recheck.warning()}", highlight=False)
     if as_json:
         _print_json(summary)
         return
@@ -309,6 +320,8 @@ def profile(
         + (f" (their kernel time added to {summary['kernel_time_added']})" if summary["kernel_time_added"] else "")
         + f", {summary['elapsed_s']:.1f} s ({summary['ops_per_minute']:.0f} ops/min); store: {res.db}"
     )
+    if res.recheck is not None:
+        out.print(f"repeat check: {res.recheck.summary()}")
 
 
 def _model_summary(m: Any, top: int) -> dict[str, Any]:

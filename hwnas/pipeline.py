@@ -47,6 +47,9 @@ class PipelineConfig:
     export_epochs: int = 6
     dataset: str = "digits"
     seed: int = 0
+    #: stored ops measured again after profiling (``Profiler.recheck``): how far the device's
+    #: measurements repeat, reported beside the predictor's accuracy (0: no check)
+    recheck: int = 10
 
 
 @dataclass
@@ -165,6 +168,18 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
 
         run = profiler.profile_ops(ops, on_start=op_start, on_done=op_done)
         measured_now = len(store.done_keys(fp.id)) - before
+        repeat = None
+        if config.recheck > 0:
+            n_again = [0]
+
+            def again_done(*_: Any) -> None:
+                n_again[0] += 1
+                tick("repeat check", n_again[0], config.recheck)
+
+            repeat = profiler.recheck(config.recheck, seed=config.seed, on_done=again_done)
+            say(f"repeat check: {repeat.summary()}")
+            if repeat.warning():
+                say(f"warning: {repeat.warning()}")
         times["profile_s"] = time.perf_counter() - t0
         # 2. the op-level predictor (LightGBM on the store)
         t0 = time.perf_counter()
@@ -283,6 +298,7 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
         "speed_factor_at_export": card["speed_factor"],
         "calibration_models_speed_factor": model_factor,
         "speed_checks": profiler.guard.summary() if profiler.guard else None,
+        "repeat_check": repeat.to_dict() if repeat is not None else None,
         "pinned_cpus": list(profiler.pinned) if profiler.pinned else None,
         "seconds": {k: round(v, 1) for k, v in times.items()},
         "paths": {"profile_store": str(out / "profiles.sqlite"), "predictor": str(pred_dir), "run": str(run_dir),
@@ -292,6 +308,8 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
     rows = [
         ("device", f"{device.name} ({fp.id})"),
         ("op configurations", f"{len(ops)} ({measured_now} measured now, {len(run.skipped)} reused from the store)"),
+        ("op repeatability", repeat.summary() + ("" if repeat.ok else " (POOR: see the warning)")
+         if repeat is not None else "not checked"),
         ("predictor on held-out models", f"MAPE {100 * metrics['mape']:.1f}%, within +-10% {100 * metrics['acc10']:.0f}% "
                                          f"({len(held)} models)"),
         ("latency budget", f"{budget:.3f} ms (search limit {limit:.3f} ms)"),

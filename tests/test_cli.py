@@ -104,8 +104,14 @@ def test_profile_json_and_resume(capsys, tmp_path) -> None:
     first = json.loads(out)
     assert rc == 0 and first["measured"] == 3 and first["skipped"] == 0
     assert all(o["latency_ms"] > 0 for o in first["ops"])
-    rc, out, err = run(capsys, "profile", "--ops", str(ops), "--db", db, "--json")
-    assert rc == 0 and json.loads(out)["skipped"] == 3 and "resuming" in err
+    # the repeat check (default 10 ops, here all 3 stored) measured them again
+    assert first["recheck"]["n"] == 3 and {o["config"] for o in first["recheck"]["ops"]} == {o["config"] for o in first["ops"]}
+    rc, out, err = run(capsys, "profile", "--ops", str(ops), "--db", db, "--json", "--recheck", "0")
+    assert rc == 0 and json.loads(out)["skipped"] == 3 and "resuming" in err and json.loads(out)["recheck"] is None
+    rc, out, err = run(capsys, "profile", "--ops", str(ops), "--db", db, "--recheck", "2")
+    assert rc == 0 and "repeat check: " in out and "of 2 stored ops measured again" in out
+    rc, _, err = run(capsys, "profile", "--ops", str(ops), "--db", db, "--recheck", "-1")
+    assert rc == 2 and "--recheck" in err
     rc, out, _ = run(capsys, "store", "info", "--db", db, "--json")
     assert json.loads(out)["op_measurements"] == 3
     rc, out, _ = run(capsys, "store", "export", "--db", db, "-o", str(tmp_path / "exp"), "--format", "csv")

@@ -139,3 +139,48 @@ def test_ops_get_the_runtimes_own_kernel_time_and_old_records_are_completed(regi
         training_data(store, p.fingerprint, "wall")
     # a runtime without per-node times records none, and is not asked again
     assert not Profiler(registry.get("cpu-ort"), fast_policy, kernel_times=False).profile_op(cfgs[0]).kernel_ms
+
+
+def test_recheck_measures_stored_ops_again_and_keeps_the_pairs(registry, store, fast_policy) -> None:
+    """Real ONNX Runtime: stored ops measured again; the stored measurements stay as they were."""
+    p = Profiler(registry.get("cpu-ort"), fast_policy, store, backend=FailingOrtBackend())
+    p.profile_ops(op_set("micro"))  # SE is recorded unsupported: never drawn for a re-measurement
+    before = store.op_measurements(p.fingerprint.id).set_index("config_key")["latency_ms"]
+    seen = []
+    check = p.recheck(4, on_done=lambda k, a, b: seen.append(k))
+    assert check.n == 4 and len(set(check.config_keys)) == 4 and seen == list(check.config_keys)
+    assert all(not k.startswith("se_") for k in check.config_keys)
+    assert check.stored_ms == tuple(float(before[k]) for k in check.config_keys)
+    assert all(ms > 0 for ms in check.again_ms)
+    assert 0 <= check.within_5 <= check.within_10 <= 1 and check.median_abs_diff_rel >= 0
+    after = store.op_measurements(p.fingerprint.id).set_index("config_key")["latency_ms"]
+    assert after.equals(before)
+    rows = store.repeat_checks(p.fingerprint.id)
+    assert list(rows["config_key"]) == list(check.config_keys)
+    assert list(rows["again_ms"]) == list(check.again_ms)
+    assert p.recheck(4).config_keys == check.config_keys  # seeded: the same ops again
+    assert p.recheck(100).n == len(op_set("micro")) - 1  # at most every measured op
+    d = check.to_dict()
+    assert d["n"] == 4 and len(d["ops"]) == 4 and d["ok"] == check.ok
+
+
+def test_recheck_needs_a_store_with_measured_ops(registry, store, fast_policy) -> None:
+    with pytest.raises(HwnasError, match="needs a store"):
+        Profiler(registry.get("cpu-ort"), fast_policy).recheck(3)
+    p = Profiler(registry.get("cpu-ort"), fast_policy, store)
+    with pytest.raises(HwnasError, match="no measured ops of device 'cpu-ort'"):
+        p.recheck(3)
+    with pytest.raises(HwnasError, match="n >= 1"):
+        p.recheck(0)
+
+
+def test_repeat_check_figures_and_warning() -> None:
+    from hwnas.profilers import RepeatCheck
+
+    steady = RepeatCheck(("a", "b", "c", "d"), (1.0, 2.0, 3.0, 4.0), (1.01, 1.92, 3.2, 4.0))
+    assert steady.within_5 == 0.75 and steady.within_10 == 1.0 and steady.ok and steady.warning() is None
+    assert steady.median_abs_diff_rel == pytest.approx((0.01 + 0.04) / 2)
+    noisy = RepeatCheck(("a", "b", "c", "d"), (1.0, 1.0, 1.0, 1.0), (1.5, 1.3, 1.0, 0.7))
+    assert noisy.within_10 == 0.25 and not noisy.ok
+    assert "1 of 4 stored ops measured again within +-10%" in noisy.warning()
+    assert "hwnas profile --force" in noisy.warning()

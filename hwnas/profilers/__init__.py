@@ -12,7 +12,7 @@ from hwnas.profilers._onnx import OPSET, load_onnx
 from hwnas.profilers._opsets import mobilenetv2_layers, op_set, op_set_names, read_ops_file
 from hwnas.profilers._ops import Act, OpConfig, OpType
 from hwnas.profilers._profiler import Profiler, ProfileRun
-from hwnas.profilers._records import ModelMeasurement, OpMeasurement
+from hwnas.profilers._records import ModelMeasurement, OpMeasurement, RepeatCheck
 from hwnas.profilers._store import SCHEMA_VERSION, ProfileStore, default_db_path
 from hwnas.profilers._system import cpu_governors, governor_warning
 from hwnas.profilers._timing import LatencyStats, TimingPolicy, measure
@@ -22,7 +22,7 @@ __all__ = [
     "Backend", "Prepared", "NodeTiming", "get_backend", "backend_names",
     "build_module", "build_onnx", "build_sequence_onnx", "load_onnx",
     "op_set", "op_set_names", "read_ops_file", "mobilenetv2_layers",
-    "Profiler", "ProfileRun", "DriftPolicy", "DriftGuard", "DriftEvent", "SpeedDriftWarning", "OpMeasurement", "ModelMeasurement",
+    "Profiler", "ProfileRun", "DriftPolicy", "DriftGuard", "DriftEvent", "SpeedDriftWarning", "OpMeasurement", "ModelMeasurement", "RepeatCheck",
     "ProfileStore", "SCHEMA_VERSION", "default_db_path",
     "LatencyStats", "TimingPolicy", "measure", "cpu_governors", "governor_warning",
 ]

@@ -17,7 +17,8 @@ from hwnas.profilers._backends import Backend, Prepared, get_backend
 from hwnas.profilers._drift import DriftGuard, DriftPolicy
 from hwnas.profilers._onnx import graph_sha256, load_onnx
 from hwnas.profilers._ops import OpConfig
-from hwnas.profilers._records import ModelMeasurement, OpMeasurement
+from hwnas.errors import HwnasError
+from hwnas.profilers._records import ModelMeasurement, OpMeasurement, RepeatCheck
 from hwnas.profilers._store import ProfileStore
 from hwnas.profilers._system import cpu_affinity
 from hwnas.profilers._timing import TimingPolicy, measure
@@ -231,6 +232,37 @@ class Profiler:
             self.guard.run(cfgs, one, "profile ops", chunk_done)
         run.elapsed_s = time.perf_counter() - t0
         return run
+
+    def recheck(self, n: int = 10, seed: int = 0,
+                on_done: Callable[[str, float, float], None] | None = None) -> RepeatCheck:
+        """Measure ``n`` of this device's stored ops again (drawn at random, seeded) and compare
+        with their stored latency: a check of how far this device's measurements repeat. The
+        stored measurements stay as they are; each pair is kept in the store's ``repeat_checks``.
+        ``on_done(config_key, stored_ms, again_ms)`` after each."""
+        if self.store is None:
+            raise HwnasError("a repeat check compares with stored measurements: the profiler needs a store")
+        if n < 1:
+            raise HwnasError(f"a repeat check needs n >= 1 ops; got {n}")
+        df = self.store.op_measurements(self.fingerprint.id)
+        df = df[df["status"] == "ok"] if not df.empty else df
+        if df.empty:
+            raise HwnasError(f"{self.store.path} has no measured ops of device {self.device.name!r} "
+                             f"(fingerprint {self.fingerprint.id}) to measure again")
+        import numpy as np
+
+        rows = df.iloc[np.random.default_rng(seed).permutation(len(df))[:n]]
+        keys, stored, again = [], [], []
+        for key, ms in zip(rows["config_key"], rows["latency_ms"]):
+            m = self.profile_op(OpConfig.parse(key))
+            if m.status != "ok" or m.latency_ms is None:  # it ran before: a failure now is left out
+                continue
+            self.store.record_repeat_check(self.fingerprint.id, key, float(ms), m.latency_ms)
+            keys.append(key)
+            stored.append(float(ms))
+            again.append(m.latency_ms)
+            if on_done:
+                on_done(key, float(ms), m.latency_ms)
+        return RepeatCheck(tuple(keys), tuple(stored), tuple(again))
 
     # ---- whole models -----------------------------------------------------------------------
     def profile_model(

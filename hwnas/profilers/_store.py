@@ -68,6 +68,13 @@ CREATE TABLE IF NOT EXISTS speed_checks (
     latency_ms REAL NOT NULL,
     context TEXT NOT NULL,
     created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS repeat_checks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    fingerprint_id TEXT NOT NULL,
+    config_key TEXT NOT NULL,
+    stored_ms REAL NOT NULL,
+    again_ms REAL NOT NULL,
+    created_at TEXT NOT NULL);
 """
 
 
@@ -238,6 +245,13 @@ class ProfileStore:
                 "INSERT INTO speed_checks (fingerprint_id, reference, latency_ms, context, created_at) "
                 "VALUES (?, ?, ?, ?, ?)", (fingerprint_id, reference, float(latency_ms), context, _now()))
 
+    def record_repeat_check(self, fingerprint_id: str, config_key: str, stored_ms: float, again_ms: float) -> None:
+        """One stored op measured again (see ``Profiler.recheck``); the stored measurement stays."""
+        with self._conn:
+            self._conn.execute(
+                "INSERT INTO repeat_checks (fingerprint_id, config_key, stored_ms, again_ms, created_at) "
+                "VALUES (?, ?, ?, ?, ?)", (fingerprint_id, config_key, float(stored_ms), float(again_ms), _now()))
+
     # ---- reading ----------------------------------------------------------------------------
     def speed_readings(self, fingerprint_id: str, reference: str) -> list[float]:
         """The reference op's stored readings, oldest first."""
@@ -248,6 +262,10 @@ class ProfileStore:
 
     def speed_checks(self, fingerprint_id: str | None = None) -> pd.DataFrame:
         return self._frame("speed_checks", fingerprint_id, None)
+
+    def repeat_checks(self, fingerprint_id: str | None = None) -> pd.DataFrame:
+        """Stored ops measured again later (``Profiler.recheck``), oldest first."""
+        return self._frame("repeat_checks", fingerprint_id, None)
 
     def done_keys(self, fingerprint_id: str) -> set[str]:
         """Op configurations already measured (or found unsupported) under this fingerprint."""
