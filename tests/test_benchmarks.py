@@ -209,3 +209,18 @@ def test_op_model_accuracy_interface_and_bad_input(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         bench.main(["--db", str(db), "--holdout", "2"])
     assert exc.value.code == 2
+
+
+def test_nb201_transfer_ceiling_interface_and_bad_input(tables, tmp_path, capsys) -> None:
+    bench = _module("nb201_transfer_ceiling")
+    lat, _ = tables
+    out = tmp_path / "c.json"
+    assert bench.main(["--latency-csv", str(lat), "--train", "2000", "--json", str(out)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    r = json.loads(out.read_text())
+    assert last == f"spearman={r['mean']['spearman']:.4f} acc10={r['mean']['acc10']:.4f}"
+    assert set(r["devices"]) == {"fake_gpu", "fake_cpu", "fake_phone"}
+    assert r["mean"]["spearman"] > 0.8  # the fake devices are a few ops' costs plus noise: learnable
+    assert bench.main(["--latency-csv", str(tmp_path / "missing.csv")]) == 2
+    assert bench.main(["--latency-csv", str(lat), "--train", "999999"]) == 2
+    assert "--train must be between 1 and" in capsys.readouterr().err
