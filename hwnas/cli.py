@@ -219,7 +219,7 @@ class _ProfileResult:
 
 def _profile(device_name: str, ops_file: Path | None, space: str | None, db: Path | None, force: bool,
              max_time: float | None, devices_file: list[Path] | None, as_json: bool,
-             drift_check: bool = True, stored: bool = False, recheck: int = 0) -> _ProfileResult:
+             drift_check: bool = True, stored: bool = False, recheck: int = 0, passes: int = 1) -> _ProfileResult:
     from hwnas.profilers import DriftPolicy, OpConfig, Profiler, op_set, read_ops_file
 
     if sum(map(bool, (ops_file, space, stored))) > 1:
@@ -249,7 +249,7 @@ def _profile(device_name: str, ops_file: Path | None, space: str | None, db: Pat
                 note = "" if m.status == "ok" else " (unsupported)"
                 prog.update(task, advance=1, current=f"{m.config}{note}")
 
-            run = profiler.profile_ops(configs, force=force, on_start=start, on_done=on_done)
+            run = profiler.profile_ops(configs, force=force, on_start=start, on_done=on_done, passes=passes)
         again = None
         ok = store.op_measurements(profiler.fingerprint.id)
         if recheck > 0 and not ok.empty and (ok["status"] == "ok").any():
@@ -268,6 +268,7 @@ def _summarise_ops(res: _ProfileResult) -> dict[str, Any]:
         "measured": len(run.measured),
         "skipped": len(run.skipped),
         "kernel_time_added": len(run.completed),
+        "passes": run.passes,
         "unsupported": [{"config": str(m.config), "reason": m.reason} for m in run.unsupported],
         "recheck": res.recheck.to_dict() if res.recheck is not None else None,
         "elapsed_s": round(run.elapsed_s, 3),
@@ -293,12 +294,13 @@ def profile(
                       "re-measures them all.")] = False,
     max_time: Annotated[float | None, typer.Option("--max-time-per-op", help="Seconds of timing per op at most.")] = None,
     drift_check: Annotated[bool, typer.Option("--drift-check/--no-drift-check", help="Re-time a reference op between chunks; re-measure chunks taken while the device's speed drifted.")] = True,
+    passes: Annotated[int, typer.Option("--passes", min=1, help="Measure the ops in this many passes over all of them and keep each op's fastest (contention on a shared machine slows ops in phases of seconds that one measurement falls into; no help against a slow phase of minutes: see --recheck).")] = 1,
     recheck: Annotated[int, typer.Option("--recheck", min=0, help="Afterwards, measure this many stored ops of the device again (at random) and report how far its measurements repeat; warns when fewer than 80% repeat within +-10%. 0: no check.")] = 10,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Measure op configurations on a device into the profile store (resumes where it stopped)."""
-    res = _profile(device, ops, space, db, force, max_time, devices_file, as_json, drift_check, stored, recheck)
+    res = _profile(device, ops, space, db, force, max_time, devices_file, as_json, drift_check, stored, recheck, passes)
     summary = _summarise_ops(res)
     if res.recheck is not None and res.recheck.warning():
         _err().print(f"[yellow]warning:[/] {res.recheck.warning()}", highlight=False)

@@ -112,6 +112,11 @@ def test_profile_json_and_resume(capsys, tmp_path) -> None:
     assert rc == 0 and "repeat check: " in out and "of 2 stored ops measured again" in out
     rc, _, err = run(capsys, "profile", "--ops", str(ops), "--db", db, "--recheck", "-1")
     assert rc == 2 and "--recheck" in err
+    rc, out, _ = run(capsys, "profile", "--ops", str(ops), "--db", str(tmp_path / "p2.sqlite"), "--json",
+                     "--passes", "2", "--recheck", "0", "--max-time-per-op", "0.05")
+    assert rc == 0 and json.loads(out)["passes"] == 2 and json.loads(out)["measured"] == 3
+    rc, _, err = run(capsys, "profile", "--ops", str(ops), "--db", db, "--passes", "0")
+    assert rc == 2 and "--passes" in err
     rc, out, _ = run(capsys, "store", "info", "--db", db, "--json")
     assert json.loads(out)["op_measurements"] == 3
     rc, out, _ = run(capsys, "store", "export", "--db", db, "-o", str(tmp_path / "exp"), "--format", "csv")

@@ -184,3 +184,40 @@ def test_repeat_check_figures_and_warning() -> None:
     assert noisy.within_10 == 0.25 and not noisy.ok
     assert "1 of 4 stored ops measured again within +-10%" in noisy.warning()
     assert "hwnas profile --force" in noisy.warning()
+
+
+def test_op_passes_keep_each_ops_fastest_measurement(registry, store, fast_policy) -> None:
+    """Real ONNX Runtime, three passes over the ops: the stored record is each op's fastest."""
+    raw: dict[str, list[float]] = {}
+
+    class Recording(Profiler):
+        def profile_op(self, cfg):  # noqa: ANN001, ANN201
+            m = super().profile_op(cfg)
+            raw.setdefault(str(m.config), []).append(m.latency_ms)
+            return m
+
+    ops = [c for c in op_set("micro") if c.op is not OpType.SE]
+    p = Recording(registry.get("cpu-ort"), fast_policy, store, backend=FailingOrtBackend())
+    calls = []
+    run = p.profile_ops(op_set("micro"), passes=3, on_start=lambda todo, skipped: calls.append(todo),
+                        on_done=lambda m: calls.append(m))
+    assert calls[0] == 3 * len(op_set("micro")) and len(calls) - 1 == calls[0]  # progress: every pass counted
+    assert run.passes == 3 and len(run.measured) == len(op_set("micro"))
+    assert all(len(raw[str(c)]) == 3 for c in ops)
+    assert len(raw[str(next(c for c in op_set("micro") if c.op is OpType.SE))]) == 1  # unsupported: not retried
+    stored = store.op_measurements(p.fingerprint.id).set_index("config_key")["latency_ms"]
+    for c in ops:
+        assert stored[str(c)] == min(raw[str(c)])
+    assert {str(m.config): m.latency_ms for m in run.measured if m.status == "ok"} == {str(c): min(raw[str(c)]) for c in ops}
+    with pytest.raises(HwnasError, match="passes must be >= 1"):
+        p.profile_ops(ops, passes=0)
+
+
+def test_op_passes_under_the_drift_guard(registry, store, fast_policy) -> None:
+    from hwnas.profilers import DriftPolicy
+
+    p = Profiler(registry.get("cpu-ort"), fast_policy, store, drift=DriftPolicy(every=4, tolerance=0.99, retries=0))
+    ops = op_set("micro")[:6]
+    run = p.profile_ops(ops, passes=2)
+    assert run.passes == 2 and len(run.measured) == 6 and all(m.status == "ok" for m in run.measured)
+    assert len(store.op_measurements(p.fingerprint.id)) == 6  # one record per op

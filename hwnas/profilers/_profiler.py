@@ -40,6 +40,8 @@ class ProfileRun:
     elapsed_s: float = 0.0
     #: of the skipped (already stored), those made without a kernel time, now completed with one
     completed: list[OpMeasurement] = field(default_factory=list)
+    #: measurements per op (``profile_ops(passes=...)``); ``measured`` holds each op's fastest
+    passes: int = 1
 
     @property
     def unsupported(self) -> list[OpMeasurement]:
@@ -184,8 +186,23 @@ class Profiler:
         force: bool = False,
         on_start: Callable[[int, int], None] | None = None,
         on_done: Callable[[OpMeasurement], None] | None = None,
+        passes: int = 1,
     ) -> ProfileRun:
-        """Measure many ops; with a store, skip those already stored and commit each one."""
+        """Measure many ops; with a store, skip those already stored and commit each one.
+
+        ``passes`` > 1 measures the ops again in further passes over all of them (a pass over every
+        op before the next, so that an op's passes lie seconds to minutes apart) and keeps each op's
+        fastest: on a shared machine, contention slows ops down in phases of seconds that the rounds
+        of one measurement (a fraction of a second) all fall into. It helps against phases shorter
+        than a pass, not against a slow phase of minutes (BENCHMARKS.md, "Measurement
+        repeatability": 60 ops, passes of ~25 s, the fastest of three repeated within +-10% for 93%
+        of ops against 58-70% with one pass; 36 ops, passes of ~10 s, during a slow phase of minutes:
+        47% against 94%). ``recheck`` tells which case a profile was in. The store keeps the fastest
+        so far after each pass; a killed run keeps what its passes measured, and a rerun skips the
+        stored ops (it does not add the missing passes). ``on_done`` is called after each
+        measurement of each pass (with the op's record so far)."""
+        if passes < 1:
+            raise HwnasError(f"passes must be >= 1; got {passes}")
         batch = self.device.options.batch_size
         cfgs = list(dict.fromkeys(c.with_batch(batch) for c in configs))
         run = ProfileRun()
@@ -198,7 +215,7 @@ class Profiler:
                 lacking = self.store.keys_without_kernel_ms(self.fingerprint.id)
                 fill = [c for c in run.skipped if str(c) in lacking]
         if on_start:
-            on_start(len(cfgs) + len(fill), len(run.skipped) - len(fill))
+            on_start(len(cfgs) * passes + len(fill), len(run.skipped) - len(fill))
         t0 = time.perf_counter()
         for cfg in fill:
             assert self.store is not None
@@ -207,29 +224,41 @@ class Profiler:
             run.completed.append(m)
             if on_done:
                 on_done(m)
-        if self.guard is None:
-            for cfg in cfgs:
-                m = self.profile_op(cfg)
-                if self.store is not None:
-                    self.store.record_op(m, replace=force)
-                run.measured.append(m)
-                if on_done:
-                    on_done(m)
-        else:  # a drifted chunk is measured again: its records are replaced
+        best: dict[OpConfig, OpMeasurement] = {}  # each op's record: the fastest of the passes so far
 
-            def one(cfg: OpConfig) -> OpMeasurement:
-                m = self.profile_op(cfg)
+        def take(m: OpMeasurement, first: bool) -> OpMeasurement:
+            """Keep ``m`` if it is the op's first record (a drifted chunk's re-measurement in the first
+            pass replaces its records) or faster than its record so far; committed at once."""
+            prev = best.get(m.config)
+            if first:
+                best[m.config] = m
+                if self.store is not None:
+                    self.store.record_op(m, replace=force or self.guard is not None)
+            elif m.status == "ok" and prev is not None and prev.latency_ms is not None \
+                    and m.latency_ms is not None and m.latency_ms < prev.latency_ms:
+                best[m.config] = m
                 if self.store is not None:
                     self.store.record_op(m, replace=True)
-                return m
+            return best[m.config]
 
-            def chunk_done(ms: list[OpMeasurement]) -> None:
-                run.measured.extend(ms)
-                for m in ms:
-                    if on_done:
-                        on_done(m)
+        def done(ms: list[OpMeasurement]) -> None:
+            for m in ms:
+                if on_done:
+                    on_done(best[m.config])
 
-            self.guard.run(cfgs, one, "profile ops", chunk_done)
+        for p in range(passes):
+            first = p == 0
+            todo = cfgs if first else [c for c in cfgs if best[c].status == "ok"]
+            if not first:  # an op found unsupported is not tried again; it counts as done
+                done([best[c] for c in cfgs if best[c].status != "ok"])
+            if self.guard is None:
+                for cfg in todo:
+                    done([take(self.profile_op(cfg), first)])
+            else:  # chunks between readings of the reference; a drifted chunk is measured again
+                self.guard.run(todo, lambda cfg, first=first: take(self.profile_op(cfg), first),
+                               "profile ops" if passes == 1 else f"profile ops, pass {p + 1}", done)
+        run.measured = [best[c] for c in cfgs]
+        run.passes = passes
         run.elapsed_s = time.perf_counter() - t0
         return run
 
