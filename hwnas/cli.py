@@ -464,6 +464,7 @@ def predictor_train(
     op_time: Annotated[str | None, typer.Option("--op-time", help="What the op model learns: e2e (each op timed "
                        "alone end to end), kernel (the runtime's own kernel time) or mean (their geometric mean). "
                        "Default: mean where the runtime reports kernel times (ONNX Runtime), else e2e.")] = None,
+    recheck: Annotated[int, typer.Option("--recheck", min=0, help="After profiling, measure this many stored ops again and report how far the measurements repeat (kept in the predictor's training summary); warns when fewer than 80% repeat within +-10%. 0: no check.")] = 10,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -490,13 +491,22 @@ def predictor_train(
                 profiler, model, samples, adaptive, cal, profile_ops=_op_progress(profiler, err),
                 on_model=lambda name, ms: prog.update(task, advance=1, current=f"{name}: {ms:.2f} ms"),
                 model_passes=model_passes, op_time=op_time)
+        again = None
+        if recheck:
+            with _progress(recheck, "measuring stored ops again (repeat check)", err) as prog:
+                again = profiler.recheck(recheck, on_done=lambda *_: prog.update(prog.task_ids[0], advance=1))
+            summary = getattr(report.predictor.model, "training_summary_", None)
+            if isinstance(summary, dict):  # the predictor says how far the data it learned from repeats
+                summary["repeat_check"] = {k: v for k, v in again.to_dict().items() if k != "ops"}
+            if again.warning():
+                err.print(f"[yellow]warning:[/] {again.warning()}", highlight=False)
         d = report.predictor.save(out or _default_predictor_dir(dev.name, profiler.fingerprint.id))
     val = getattr(report.predictor.model, "validation_", None) or {}
     cal_ = report.predictor.calibration
     result = {"predictor": str(d), "device": dev.name, "fingerprint": profiler.fingerprint.id, "model": model,
               "op_time": report.op_time, "op_configs": report.n_configs, "adaptive_samples": report.n_adaptive,
               "calibration_models": report.n_calibration_models, "op_level_5fold": val.get("op_level_5fold"),
-              "calibration": cal_.__dict__}
+              "calibration": cal_.__dict__, "recheck": again.to_dict() if again is not None else None}
     if as_json:
         _print_json(result)
         return
@@ -508,6 +518,8 @@ def predictor_train(
         o.print(f"op level, 5-fold: MAPE {100 * op['mape']:.1f}%, within +-10% {100 * op['acc10']:.1f}%")
     if cal_.fitted:
         o.print(f"calibrated on {cal_.n_models} whole models: MAPE {100 * (cal_.train_mape or 0):.1f}% on them")
+    if again is not None:
+        o.print(f"repeat check: {again.summary()}")
     o.print(f"saved to {d}")
 
 

@@ -20,6 +20,9 @@ def test_train_writes_a_calibrated_predictor(trained, capsys) -> None:
     assert meta["training_summary"]["n_configs"] >= 40 and meta["validation"]["op_level_5fold"]["n"] >= 40
     # ONNX Runtime reports kernel times: the default op model learns the mean of them and the ops' own time
     assert meta["training_summary"]["op_time"] == "mean"
+    # the repeat check after profiling (default 10 stored ops measured again) is kept with the predictor
+    rep = meta["training_summary"]["repeat_check"]
+    assert rep["n"] == 10 and 0 <= rep["within_10"] <= 1 and "ops" not in rep
     cal = json.loads((trained / "predictor" / "predictor.json").read_text())["calibration"]
     assert cal["n_models"] == 5
     rc, out, _ = run(capsys, "predictor", "show", str(trained / "predictor"))
@@ -29,9 +32,9 @@ def test_train_writes_a_calibrated_predictor(trained, capsys) -> None:
 def test_rerun_reuses_the_profile(trained, capsys) -> None:
     rc, out, err = run(capsys, "predictor", "train", "--db", str(trained / "p.sqlite"), "--out",
                        str(trained / "again"), "--samples", "40", "--adaptive", "0", "--quick", "--op-time", "e2e",
-                       "--json")
+                       "--json", "--recheck", "3")
     r = json.loads(out)
-    assert rc == 0 and r["op_configs"] >= 40 and r["op_time"] == "e2e"
+    assert rc == 0 and r["op_configs"] >= 40 and r["op_time"] == "e2e" and r["recheck"]["n"] == 3
     assert json.loads((trained / "again" / "model.json").read_text())["training_summary"]["op_time"] == "e2e"
 
 
