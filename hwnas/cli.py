@@ -250,13 +250,24 @@ def _profile(device_name: str, ops_file: Path | None, space: str | None, db: Pat
                 prog.update(task, advance=1, current=f"{m.config}{note}")
 
             run = profiler.profile_ops(configs, force=force, on_start=start, on_done=on_done, passes=passes)
-        again = None
-        ok = store.op_measurements(profiler.fingerprint.id)
-        if recheck > 0 and not ok.empty and (ok["status"] == "ok").any():
-            n = min(recheck, int((ok["status"] == "ok").sum()))
-            with _progress(n, "measuring stored ops again (repeat check)", err) as prog:
-                again = profiler.recheck(n, on_done=lambda *_: prog.update(prog.task_ids[0], advance=1))
+        again = _repeat_check(profiler, recheck, err)
         return _ProfileResult(device.name, profiler.fingerprint.id, str(store.path), run, again)
+
+
+def _repeat_check(profiler: Any, n: int, err: Console) -> Any:
+    """``Profiler.recheck`` of up to ``n`` stored ops with a progress bar, warning when the device's
+    measurements do not repeat; None when ``n`` is 0 or the store holds no measured op."""
+    if n <= 0:
+        return None
+    df = profiler.store.op_measurements(profiler.fingerprint.id)
+    n = min(n, int((df["status"] == "ok").sum()) if not df.empty else 0)
+    if n == 0:
+        return None
+    with _progress(n, "measuring stored ops again (repeat check)", err) as prog:
+        again = profiler.recheck(n, on_done=lambda *_: prog.update(prog.task_ids[0], advance=1))
+    if again.warning():
+        err.print(f"[yellow]warning:[/] {again.warning()}", highlight=False)
+    return again
 
 
 def _summarise_ops(res: _ProfileResult) -> dict[str, Any]:
@@ -302,8 +313,6 @@ def profile(
     """Measure op configurations on a device into the profile store (resumes where it stopped)."""
     res = _profile(device, ops, space, db, force, max_time, devices_file, as_json, drift_check, stored, recheck, passes)
     summary = _summarise_ops(res)
-    if res.recheck is not None and res.recheck.warning():
-        _err().print(f"[yellow]warning:[/] {res.recheck.warning()}", highlight=False)
     if as_json:
         _print_json(summary)
         return
@@ -491,15 +500,10 @@ def predictor_train(
                 profiler, model, samples, adaptive, cal, profile_ops=_op_progress(profiler, err),
                 on_model=lambda name, ms: prog.update(task, advance=1, current=f"{name}: {ms:.2f} ms"),
                 model_passes=model_passes, op_time=op_time)
-        again = None
-        if recheck:
-            with _progress(recheck, "measuring stored ops again (repeat check)", err) as prog:
-                again = profiler.recheck(recheck, on_done=lambda *_: prog.update(prog.task_ids[0], advance=1))
-            summary = getattr(report.predictor.model, "training_summary_", None)
-            if isinstance(summary, dict):  # the predictor says how far the data it learned from repeats
-                summary["repeat_check"] = {k: v for k, v in again.to_dict().items() if k != "ops"}
-            if again.warning():
-                err.print(f"[yellow]warning:[/] {again.warning()}", highlight=False)
+        again = _repeat_check(profiler, recheck, err)
+        summary = getattr(report.predictor.model, "training_summary_", None)
+        if again is not None and isinstance(summary, dict):  # the predictor says how far its data repeats
+            summary["repeat_check"] = {k: v for k, v in again.to_dict().items() if k != "ops"}
         d = report.predictor.save(out or _default_predictor_dir(dev.name, profiler.fingerprint.id))
     val = getattr(report.predictor.model, "validation_", None) or {}
     cal_ = report.predictor.calibration
