@@ -19,7 +19,7 @@ import numpy as np
 from hwnas.errors import HwnasError
 from hwnas.profilers._drift import DriftPolicy
 
-__all__ = ["PipelineConfig", "PipelineResult", "run_pipeline", "MIN_MARGIN"]
+__all__ = ["PipelineConfig", "PipelineResult", "run_pipeline", "search_budget", "MIN_MARGIN"]
 
 #: the smallest safety margin between the budget and the search's hard limit on predicted latency
 MIN_MARGIN = 0.15
@@ -72,6 +72,30 @@ def _speed_row(guard: Any, at_export: float | None) -> str:
     if pinned:
         text += f"; measured on CPU {','.join(map(str, pinned))} (the fastest for the reference)"
     return text
+
+
+def search_budget(probe_ms: np.ndarray, margin: float, budget_ms: float | None,
+                  quantile: float) -> tuple[float, float, bool]:
+    """The latency budget, the search's hard limit on predicted latency (the budget less the
+    safety margin) and whether the budget was raised.
+
+    A budget the user gave is kept; if nothing is predicted within its limit, that is an error
+    that names the smallest predicted latency. A budget the pipeline chose itself (``quantile`` of
+    the sampled architectures' predicted latencies) is raised where needed so that the limit keeps
+    the fastest ``quantile / 2`` of them: on a noisy device the margin (the largest held-out
+    under-prediction, up to 30%) would otherwise push the limit below every architecture and the
+    quickstart would fail on its own choice."""
+    if budget_ms is not None:
+        limit = budget_ms / (1 + margin)
+        if limit < probe_ms.min():
+            raise HwnasError(f"no architecture of the space is predicted within {limit:.3f} ms (budget {budget_ms:.3f} "
+                             f"ms less a {100 * margin:.0f}% safety margin); the smallest found is {probe_ms.min():.3f} ms")
+        return budget_ms, limit, False
+    budget = float(np.quantile(probe_ms, quantile))
+    floor = float(np.quantile(probe_ms, quantile / 2))
+    if budget / (1 + margin) >= floor:
+        return budget, budget / (1 + margin), False
+    return floor * (1 + margin), floor, True
 
 
 def _spread_archs(space: Any, raw_ms: Callable[[list[Any]], np.ndarray], n: int, seed: int,
@@ -229,11 +253,10 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
         probe = list(dict.fromkeys(space.sample(rng) for _ in range(500)))
         table = raw_table.with_calibration(predictor.calibration)
         probe_ms = table.predict(np.array([space.layer_indices(a) for a in probe]))
-        budget = config.budget_ms or float(np.quantile(probe_ms, config.budget_quantile))
-        limit = budget / (1 + margin)
-        if limit < probe_ms.min():
-            raise HwnasError(f"no architecture of the space is predicted within {limit:.3f} ms (budget {budget:.3f} ms "
-                             f"less a {100 * margin:.0f}% safety margin); the smallest found is {probe_ms.min():.3f} ms")
+        budget, limit, raised = search_budget(probe_ms, margin, config.budget_ms, config.budget_quantile)
+        if raised:
+            say(f"the budget is raised to {budget:.3f} ms: the {100 * config.budget_quantile:.0f}% quantile less the "
+                f"{100 * margin:.0f}% safety margin would leave the search almost nothing of the space")
         say(f"searching: budget {budget:.3f} ms, hard limit {limit:.3f} ms (safety margin {100 * margin:.1f}%: "
             f"the largest under-prediction on the held-out models, at least {100 * MIN_MARGIN:.0f}%)")
         t0 = time.perf_counter()
@@ -291,7 +314,7 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
         "device": device.name, "fingerprint": fp.id, "space": f"proxyless {config.space_args}",
         "ops_profiled": len(ops), "ops_measured_now": measured_now, "ops_reused": len(run.skipped),
         "whole_models": n_models, "op_time": op_time, "predictor_heldout": metrics, "safety_margin": margin,
-        "budget_ms": budget, "limit_ms": limit, "search_trials": len(trials), "best_arch": best.arch,
+        "budget_ms": budget, "budget_raised": raised, "limit_ms": limit, "search_trials": len(trials), "best_arch": best.arch,
         "search_accuracy": best.accuracy, "accuracy": card["accuracy"],
         "predicted_latency_ms": card["predicted_latency_ms"], "measured_latency_ms": card["measured_latency_ms"],
         "meets_budget": card["meets_budget"], "parity_max_abs_diff": card["parity_max_abs_diff"],
@@ -312,7 +335,7 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
          if repeat is not None else "not checked"),
         ("predictor on held-out models", f"MAPE {100 * metrics['mape']:.1f}%, within +-10% {100 * metrics['acc10']:.0f}% "
                                          f"({len(held)} models)"),
-        ("latency budget", f"{budget:.3f} ms (search limit {limit:.3f} ms)"),
+        ("latency budget", f"{budget:.3f} ms (search limit {limit:.3f} ms" + ("; raised to leave the search room" if raised else "") + ")"),
         ("search", f"{config.strategy}, {len(trials)} architectures trained {config.search_epochs} epochs each"),
         ("chosen architecture", best.arch),
         ("accuracy (digits, val.)", f"{card['accuracy']:.4f} after {config.export_epochs} epochs"),

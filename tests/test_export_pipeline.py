@@ -112,3 +112,20 @@ def test_calibration_models_spread_over_the_latency_range() -> None:
     assert ms[0] < np.quantile(uniform, 0.01) and ms[-1] > np.quantile(uniform, 0.99)
     assert n_zero(picked[0]) >= 10 and n_zero(picked[-1]) <= 1
     assert _spread_archs(space, raw_ms, 8, seed=0, pool=400) == picked  # seeded
+
+
+def test_search_budget_leaves_the_quickstart_room_and_refuses_an_impossible_user_budget() -> None:
+    from hwnas.pipeline import search_budget
+
+    probe = np.linspace(1.0, 2.0, 101)  # predicted latencies of sampled architectures
+    # a quiet device: the quantile, less the margin, still keeps part of the space
+    budget, limit, raised = search_budget(probe, 0.05, None, 0.4)
+    assert budget == pytest.approx(1.4) and limit == pytest.approx(1.4 / 1.05) and not raised
+    # a noisy device (30% margin): the limit would fall to 1.08; it keeps the fastest 20% instead
+    budget, limit, raised = search_budget(probe, 0.3, None, 0.4)
+    assert raised and limit == pytest.approx(1.2) and budget == pytest.approx(1.2 * 1.3)
+    assert (probe <= limit).mean() > 0.15
+    # a budget the user gave is kept, or refused with the smallest predicted latency
+    assert search_budget(probe, 0.3, 1.5, 0.4) == (1.5, pytest.approx(1.5 / 1.3), False)
+    with pytest.raises(HwnasError, match="the smallest found is 1.000 ms"):
+        search_budget(probe, 0.3, 1.1, 0.4)
