@@ -82,7 +82,7 @@ def search_budget(probe_ms: np.ndarray, margin: float, budget_ms: float | None,
     A budget the user gave is kept; if nothing is predicted within its limit, that is an error
     that names the smallest predicted latency. A budget the pipeline chose itself (``quantile`` of
     the sampled architectures' predicted latencies) is raised where needed so that the limit keeps
-    the fastest ``quantile / 2`` of them: on a noisy device the margin (the largest held-out
+    the fastest ``quantile / 8`` of them (5% at the default 0.4): on a noisy device the margin (the largest held-out
     under-prediction, up to 30%) would otherwise push the limit below every architecture and the
     quickstart would fail on its own choice."""
     if budget_ms is not None:
@@ -92,7 +92,7 @@ def search_budget(probe_ms: np.ndarray, margin: float, budget_ms: float | None,
                              f"ms less a {100 * margin:.0f}% safety margin); the smallest found is {probe_ms.min():.3f} ms")
         return budget_ms, limit, False
     budget = float(np.quantile(probe_ms, quantile))
-    floor = float(np.quantile(probe_ms, quantile / 2))
+    floor = float(np.quantile(probe_ms, quantile / 8))
     if budget / (1 + margin) >= floor:
         return budget, budget / (1 + margin), False
     return floor * (1 + margin), floor, True
