@@ -7,7 +7,7 @@ The CSV has the format of nb201_latency.csv: ``index, arch_str, <device>...``. P
 architectures are drawn at random; the target column is read only at those N (training). All other
 device columns are sources, used in full. Evaluation is on all the target's remaining architectures.
 Model: hwnas.latency_models.TransferLatencyModel (geometric mean of a ridge on the source devices'
-log latencies and a ridge on their latencies plus the cell encoding).
+log latencies and a ridge on their latencies plus the cell encoding, each refitted with Huber weights).
 The last line printed is ``spearman=<mean> acc10=<mean>``.
 """
 
