@@ -35,7 +35,7 @@ from hwnas.devices import default_registry
 from hwnas.errors import HwnasError
 from hwnas.latency_models import LatencyPredictor, sample_configs
 from hwnas.latency_models._training import (
-    OP_TIMES, adaptive_configs, default_op_time, calibrate_on, calibration_models, evaluate, evaluation_models, fit_model, kernel_units, measure_models, training_data,
+    OP_TIME_CHOICES, adaptive_configs, calibrate_on, op_time_candidates, select_op_time, calibration_models, evaluate, evaluation_models, fit_model, kernel_units, measure_models, training_data,
 )
 from hwnas.profilers import OpConfig, OpType, Profiler, ProfileStore, governor_warning
 from hwnas.profilers._opsets import mobilenetv2_layers
@@ -141,9 +141,10 @@ def main() -> int:
                     "shared machine slows whole models in phases of minutes)")
     ap.add_argument("--remeasure-models", action="store_true",
                     help="measure the whole models again instead of reusing the store's measurements")
-    ap.add_argument("--op-time", choices=OP_TIMES,
+    ap.add_argument("--op-time", choices=OP_TIME_CHOICES,
                     help="what the op models learn: each op timed alone end to end, the runtime's own kernel time, "
-                    "or their geometric mean (default: mean where the runtime reports kernel times, else e2e)")
+                    "their geometric mean, or auto: each calibrated on the calibration models and the one with the "
+                    "lowest leave-one-out MAPE kept, per latency model (default: auto)")
     ap.add_argument("--recheck", type=int, default=30,
                     help="stored ops measured again after profiling: how far this machine's measurements repeat "
                     "(reported beside the accuracy; 0: no check)")
@@ -176,8 +177,10 @@ def main() -> int:
             console.print(f"repeat check: {repeat.summary()}")
             if repeat.warning():
                 console.print(f"warning: {repeat.warning()}")
-        args.op_time = args.op_time or default_op_time(profiler)
-        configs, y = training_data(store, profiler.fingerprint, args.op_time)
+        args.op_time = args.op_time or "auto"
+        times = op_time_candidates(profiler) if args.op_time == "auto" else (args.op_time,)
+        data = {ot: training_data(store, profiler.fingerprint, ot) for ot in times}
+        configs = next(iter(data.values()))[0]
         t_ops = time.perf_counter() - t_start
         with progress(console) as prog:
             # one list, so that each pass goes over every model before the next pass (spread in time)
@@ -193,8 +196,14 @@ def main() -> int:
     measured = {"train": np.array([m.latency_ms for m in train_m]), "test": np.array([m.latency_ms for m in test_m])}
     families = [m.family for m in test_models]
     for name in MODELS:
-        raw = LatencyPredictor(fit_model(name, configs, y, profiler.fingerprint, args.op_time))
-        pred = calibrate_on(raw, train_m)
+        choice = None
+        if args.op_time == "auto":
+            pred, choice = select_op_time(data, profiler.fingerprint, train_m, name)
+            raw = LatencyPredictor(pred.model)
+            console.print(f"{name}: {choice.summary()}")
+        else:
+            raw = LatencyPredictor(fit_model(name, *data[args.op_time], profiler.fingerprint, args.op_time))
+            pred = calibrate_on(raw, train_m)
         train_metrics, _ = evaluate(pred, train_m)
         test_metrics, test_pred = evaluate(pred, test_m)
         raw_metrics, _ = evaluate(raw, test_m)
@@ -209,6 +218,8 @@ def main() -> int:
             "calibration": pred.calibration.__dict__, "train": train_metrics, "test": test_metrics,
             "test_uncalibrated": raw_metrics, "test_per_family": per_family,
             "test_predicted_ms": test_pred.tolist(),
+            "op_time": choice.op_time if choice else args.op_time,
+            "op_time_selection": choice.to_dict() if choice else None,
         }
         if name == "lightgbm":
             with warnings.catch_warnings():
@@ -233,6 +244,7 @@ def main() -> int:
     tp = results["lightgbm"]["throughput"]
     summary = {
         "device": device.name, "fingerprint": profiler.fingerprint.to_dict(), "op_time": args.op_time,
+        "op_time_lightgbm": results["lightgbm"]["op_time"],
         "n_op_configs": len(configs), "n_train_models": len(train_m), "n_test_models": len(test_m),
         "model_passes": args.model_passes, "remeasured_models": args.remeasure_models,
         "test_kernels_profiled_share": len(test_kernels & profiled) / max(1, len(test_kernels)),

@@ -448,12 +448,14 @@ def _load_predictor(device: Any, directory: Path | None, allow_mismatch: bool): 
     return LatencyPredictor.load(d, fp, allow_mismatch), d
 
 
-def _op_progress(profiler: Any, err: Console):  # noqa: ANN202
+def _op_progress(profiler: Any, err: Console, passes: int = 1):  # noqa: ANN202
     def run(cfgs: list, what: str) -> None:
         with _progress(len(cfgs), what, err) as prog:
             task = prog.task_ids[0]
-            profiler.profile_ops(cfgs, on_start=lambda todo, skipped: prog.update(task, completed=skipped),
-                                 on_done=lambda m: prog.update(task, advance=1, current=str(m.config)))
+            profiler.profile_ops(cfgs, on_start=lambda todo, skipped: prog.update(task, total=todo + skipped,
+                                                                                completed=skipped),
+                                 on_done=lambda m: prog.update(task, advance=1, current=str(m.config)),
+                                 passes=passes)
     return run
 
 
@@ -471,22 +473,28 @@ def predictor_train(
     drift_check: Annotated[bool, typer.Option("--drift-check/--no-drift-check", help="Re-time a reference op between chunks; re-measure chunks taken while the device's speed drifted.")] = True,
     model_passes: Annotated[int, typer.Option("--model-passes", min=1, help="Measure each whole model in this many passes over all of them and keep its fastest (contention on a shared machine slows whole models in phases of minutes).")] = 3,
     op_time: Annotated[str | None, typer.Option("--op-time", help="What the op model learns: e2e (each op timed "
-                       "alone end to end), kernel (the runtime's own kernel time) or mean (their geometric mean). "
-                       "Default: mean where the runtime reports kernel times (ONNX Runtime), else e2e.")] = None,
+                       "alone end to end), kernel (the runtime's own kernel time), mean (their geometric mean), or auto "
+                       "(each of them calibrated on the whole models; the one that predicts a left-out model best is "
+                       "kept). Default: auto with at least 6 calibration models, else mean where the runtime reports "
+                       "kernel times (ONNX Runtime) and e2e elsewhere.")] = None,
     recheck: Annotated[int, typer.Option("--recheck", min=0, help="After profiling, measure this many stored ops again and report how far the measurements repeat (kept in the predictor's training summary); warns when fewer than 80% repeat within +-10%. 0: no check.")] = 10,
+    passes: Annotated[int, typer.Option("--passes", min=1, help="Measure the ops in this many passes over all of them and keep each op's fastest (as `hwnas profile --passes`).")] = 1,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Profile the device (resumable), fit a latency model, calibrate it on whole models, save it."""
     from hwnas.latency_models import create_latency_model
-    from hwnas.latency_models._training import OP_TIMES, calibration_models, train_device_predictor
+    from hwnas.latency_models._training import OP_TIME_CHOICES, calibration_models, train_device_predictor
     from hwnas.profilers import DriftPolicy, Profiler
 
     create_latency_model(model)  # unknown names fail before any profiling
-    if op_time is not None and op_time not in OP_TIMES:
+    if op_time is not None and op_time not in OP_TIME_CHOICES:
         from hwnas.errors import UnknownNameError
 
-        raise UnknownNameError("op time", op_time, list(OP_TIMES))
+        raise UnknownNameError("op time", op_time, list(OP_TIME_CHOICES))
+    if op_time == "auto" and (not calibrate or quick):
+        raise HwnasError("--op-time auto compares the op times on the calibration models: it needs --calibrate "
+                         "without --quick (or give e2e, kernel or mean)")
     dev = _registry(devices_file).get(device)
     err = _err()
     _warn_governor(err)
@@ -497,7 +505,7 @@ def predictor_train(
         with _progress(len(cal) * model_passes, "calibration models", err) as prog:
             task = prog.task_ids[0]
             report = train_device_predictor(
-                profiler, model, samples, adaptive, cal, profile_ops=_op_progress(profiler, err),
+                profiler, model, samples, adaptive, cal, profile_ops=_op_progress(profiler, err, passes),
                 on_model=lambda name, ms: prog.update(task, advance=1, current=f"{name}: {ms:.2f} ms"),
                 model_passes=model_passes, op_time=op_time)
         again = _repeat_check(profiler, recheck, err)
@@ -510,7 +518,8 @@ def predictor_train(
     result = {"predictor": str(d), "device": dev.name, "fingerprint": profiler.fingerprint.id, "model": model,
               "op_time": report.op_time, "op_configs": report.n_configs, "adaptive_samples": report.n_adaptive,
               "calibration_models": report.n_calibration_models, "op_level_5fold": val.get("op_level_5fold"),
-              "calibration": cal_.__dict__, "recheck": again.to_dict() if again is not None else None}
+              "calibration": cal_.__dict__, "recheck": again.to_dict() if again is not None else None,
+              "op_time_selection": report.op_time_choice.to_dict() if report.op_time_choice else None}
     if as_json:
         _print_json(result)
         return
@@ -518,6 +527,8 @@ def predictor_train(
     op = result["op_level_5fold"] or {}
     o.print(f"trained {model} on {report.n_configs} op configurations ({report.n_adaptive} adaptive) of {dev.name}, "
             f"op time: {report.op_time}")
+    if report.op_time_choice is not None:
+        o.print(report.op_time_choice.summary())
     if op:
         o.print(f"op level, 5-fold: MAPE {100 * op['mape']:.1f}%, within +-10% {100 * op['acc10']:.1f}%")
     if cal_.fitted:
@@ -1020,6 +1031,7 @@ def quickstart(
                          "percentile of the space's predicted latencies).")] = None,
     search_budget: Annotated[int, typer.Option("--search-budget", help="Architectures trained in the search.")] = 10,
     max_time: Annotated[float | None, typer.Option("--max-time-per-op")] = None,
+    op_passes: Annotated[int, typer.Option("--op-passes", min=1, help="Measure the ops in this many passes over all of them and keep each op's fastest (as `hwnas profile --passes`).")] = 1,
     smoke: Annotated[bool, typer.Option("--smoke", help="Tiny budgets and short timing (a smoke test of the "
                      "pipeline, about a minute; its numbers mean nothing).")] = False,
     devices_file: DevicesFile = None,
@@ -1037,7 +1049,7 @@ def quickstart(
     dev = _registry(devices_file).get(device)
     err = _err()
     _warn_governor(err)
-    cfg = dataclasses.replace(PipelineConfig(), budget_ms=budget_ms, search_budget=search_budget)
+    cfg = dataclasses.replace(PipelineConfig(), budget_ms=budget_ms, search_budget=search_budget, op_passes=op_passes)
     policy = _policy(max_time)
     if smoke:
         from hwnas.testing import FAST_POLICY

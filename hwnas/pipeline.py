@@ -35,6 +35,8 @@ class PipelineConfig:
     heldout_models: int = 6  # whole models measured only to check the predictor
     #: passes over the whole models, each keeping its fastest (contention slows whole models in phases)
     model_passes: int = 3
+    #: passes over the ops, each op's fastest kept (``Profiler.profile_ops(passes=...)``)
+    op_passes: int = 1
     #: what the op model learns (see ``OP_TIMES``; None: ``default_op_time``)
     op_time: str | None = None
     budget_quantile: float = 0.4  # the latency budget: this quantile of the space's predicted latencies
@@ -180,17 +182,17 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
         ops = kernels + sample_configs(config.sampled_ops, seed=config.seed)
         before = len(store.done_keys(fp.id))
         say(f"profiling {len(ops)} op configurations ({len(kernels)} kernels of the space)")
-        n_ops = [0]
+        n_ops = [0, len(ops)]
 
         def op_start(todo: int, skipped: int) -> None:
-            n_ops[0] = skipped
-            tick("profile ops", skipped, len(ops))
+            n_ops[:] = [skipped, todo + skipped]  # todo counts every pass
+            tick("profile ops", skipped, n_ops[1])
 
         def op_done(m: Any) -> None:
             n_ops[0] += 1
-            tick("profile ops", n_ops[0], len(ops))
+            tick("profile ops", n_ops[0], n_ops[1])
 
-        run = profiler.profile_ops(ops, on_start=op_start, on_done=op_done)
+        run = profiler.profile_ops(ops, on_start=op_start, on_done=op_done, passes=config.op_passes)
         measured_now = len(store.done_keys(fp.id)) - before
         repeat = None
         if config.recheck > 0:

@@ -74,6 +74,32 @@ def test_predictor_bad_input(trained, tmp_path, capsys) -> None:
     rc, _, err = run(capsys, "predictor", "train", "--model", "xgboost", "--db", str(tmp_path / "x.sqlite"))
     assert rc == 2 and "Known latency models: flops, lightgbm, lut" in err
     rc, _, err = run(capsys, "predictor", "train", "--op-time", "wall", "--db", str(tmp_path / "x.sqlite"))
-    assert rc == 2 and "unknown op time 'wall'. Known op times: e2e, kernel, mean" in err
+    assert rc == 2 and "unknown op time 'wall'. Known op times: auto, e2e, kernel, mean" in err
+    rc, _, err = run(capsys, "predictor", "train", "--op-time", "auto", "--quick", "--db", str(tmp_path / "x.sqlite"))
+    assert rc == 2 and "--op-time auto compares the op times on the calibration models" in err
+    assert not (tmp_path / "x.sqlite").exists()  # refused before anything is measured
     rc, _, err = run(capsys, "predict", str(tmp_path / "missing.onnx"), "--predictor", str(trained / "predictor"))
     assert rc == 2 and "model file not found" in err
+
+
+def test_train_passes_reach_the_profiler(tmp_path, capsys, monkeypatch) -> None:
+    """``--passes K`` measures the ops in K passes (each op's fastest kept); quickstart's --op-passes too."""
+    from hwnas.profilers import Profiler
+
+    seen: list[int] = []
+    real = Profiler.profile_ops
+
+    def spy(self, configs, *a, passes: int = 1, **kw):  # noqa: ANN001, ANN202
+        seen.append(passes)
+        return real(self, configs, *a, passes=passes, **kw)
+
+    monkeypatch.setattr(Profiler, "profile_ops", spy)
+    rc, out, _ = run(capsys, "predictor", "train", "--db", str(tmp_path / "p.sqlite"), "--out", str(tmp_path / "pr"),
+                     "--samples", "12", "--adaptive", "0", "--no-calibrate", "--recheck", "0", "--passes", "2",
+                     "--max-time-per-op", "0.02", "--json")
+    assert rc == 0 and seen and set(seen) == {2}
+    assert json.loads(out)["op_configs"] >= 12
+    rc, _, err = run(capsys, "predictor", "train", "--db", str(tmp_path / "p.sqlite"), "--passes", "0")
+    assert rc == 2 and "--passes" in err
+    rc, _, err = run(capsys, "quickstart", "--out", str(tmp_path / "qs"), "--op-passes", "0")
+    assert rc == 2 and "--op-passes" in err and not (tmp_path / "qs").exists()

@@ -327,3 +327,28 @@ def test_lightgbm_linear_base_carries_the_trend_beyond_the_profiled_sizes(measur
     np.testing.assert_allclose(old.predict(big), tree.predict(big))
     with pytest.raises(HwnasError, match="unknown base 'cubic'.*linear, none"):
         LightGBMLatencyModel(base="cubic").fit(cfgs, y, fp)
+
+
+def test_select_op_time_keeps_the_op_time_the_whole_models_follow(measured) -> None:
+    """``auto``: each op time's model is calibrated on the whole models, and the one whose calibration
+    predicts a left-out model best is kept. Here the whole models' latencies follow the first op
+    time exactly (a calibration of its op sums); the second is the same ops' times scrambled."""
+    from hwnas.latency_models._training import MeasuredModel, kernel_units, select_op_time
+
+    cfgs, y, fp = measured
+    rng = np.random.default_rng(0)
+    data = {"e2e": (cfgs, y), "kernel": (cfgs, y * rng.lognormal(0, 0.6, len(y)))}
+    truth = LatencyPredictor(LightGBMLatencyModel().fit(cfgs, y, fp))
+    models = [zoo.create(f, w, r) for f in ("mobilenetv2", "resnet", "squeezenet") for w in (0.25, 0.5) for r in (32, 48)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ms = [1.2 * truth.predict_onnx(m.onnx).op_sum_ms + 0.05 for m in models]
+        pred, choice = select_op_time(data, fp, [MeasuredModel(m.name, m.onnx, t) for m, t in zip(models, ms)])
+    assert choice.op_time == "e2e" and choice.n_models == len(models)
+    assert choice.loo["e2e"]["mape"] < 0.01 < choice.loo["kernel"]["mape"] and choice.loo["e2e"]["acc10"] == 1.0
+    assert pred.model.training_summary_["op_time"] == "e2e"
+    assert pred.model.training_summary_["op_time_selection"]["op_time"] == "e2e"
+    assert pred.calibration.fitted and pred.calibration.scale == pytest.approx(1.2, rel=0.05)
+    assert "op time e2e, chosen by leave-one-out over 12 calibration models" in choice.summary()
+    with pytest.raises(HwnasError, match="at least 6 measured models"):
+        truth.calibration_loo([kernel_units(m.onnx) for m in models[:5]], ms[:5])

@@ -314,20 +314,35 @@ class LatencyPredictor:
     def with_calibration(self, calibration: Calibration) -> LatencyPredictor:
         return LatencyPredictor(self.model, calibration)
 
-    def calibrate(self, units: Sequence[Sequence[OpConfig]], measured_ms: Sequence[float]) -> LatencyPredictor:
-        """A copy calibrated on models given as their op configurations (kernels or blocks)."""
-        raw = LatencyPredictor(self.model)
-        sums, counts, mbs, wmbs, silus = [], [], [], [], []
+    def calibration_terms(self, units: Sequence[Sequence[OpConfig]]) -> np.ndarray:
+        """Per model (given as its op configurations, kernels or blocks), the calibration's inputs:
+        rows of (uncalibrated op sum ms, n_units, MB reordered, MB of weights, n_silu)."""
+        rows = []
         for u in units:
             u = expand_kernels(list(u))
-            p = raw.predict_configs(u).latency_ms
-            sums.append(float(p.sum()))
-            counts.append(len(u))
-            io, w, q = _terms(list(u))
-            mbs.append(io)
-            wmbs.append(w)
-            silus.append(q)
-        return self.with_calibration(Calibration.fit(sums, counts, mbs, wmbs, measured_ms, silus))
+            p = self.model.predict_detailed(u).latency_ms
+            rows.append((float(p.sum()), len(u), *_terms(u)))
+        return np.array(rows, dtype=float).reshape(len(rows), 5)
+
+    def calibrate(self, units: Sequence[Sequence[OpConfig]], measured_ms: Sequence[float]) -> LatencyPredictor:
+        """A copy calibrated on models given as their op configurations (kernels or blocks)."""
+        s, n, b, w, q = self.calibration_terms(units).T
+        return self.with_calibration(Calibration.fit(s, n, b, w, measured_ms, q))
+
+    def calibration_loo(self, units: Sequence[Sequence[OpConfig]], measured_ms: Sequence[float]) -> np.ndarray:
+        """Leave-one-out relative errors (predicted / measured - 1) of the calibration: each model
+        predicted by a calibration fitted on the others (needs at least 6 models)."""
+        T = self.calibration_terms(units)
+        m = np.asarray(measured_ms, dtype=float)
+        if len(m) < 6:
+            raise HwnasError(f"leave-one-out over the calibration needs at least 6 measured models, got {len(m)}")
+        err = np.empty(len(m))
+        for i in range(len(m)):
+            keep = np.arange(len(m)) != i
+            s, n, b, w, q = T[keep].T
+            cal = Calibration.fit(s, n, b, w, m[keep], q)
+            err[i] = float(cal.apply(*T[i, :4], T[i, 4])) / m[i] - 1
+        return err
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
