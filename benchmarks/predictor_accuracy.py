@@ -11,7 +11,7 @@
 
     python benchmarks/predictor_accuracy.py --device cpu-ort [--samples 700] [--adaptive 150]
         [--db benchmarks/out/predictor.sqlite] [--model-passes 3] [--remeasure-models] [--recheck 30]
-        [--json OUT] [--plot PNG]
+        [--op-time auto|e2e|kernel|mean] [--heldout-set first|second] [--json OUT] [--plot PNG]
 
 Everything measured is kept in the store: a rerun reuses it (pass a new --db to re-measure).
 """
@@ -43,10 +43,11 @@ from hwnas.profilers._opsets import mobilenetv2_layers
 MODELS = ["lightgbm", "lut", "flops"]
 
 
-def model_sets(quick: bool) -> tuple[list[zoo.ZooModel], list[zoo.ZooModel]]:
-    """The predictor's own calibration and held-out sets, with 40 random architectures in each."""
+def model_sets(quick: bool, second: bool = False) -> tuple[list[zoo.ZooModel], list[zoo.ZooModel]]:
+    """The predictor's own calibration and held-out sets, with 40 random architectures in each
+    (``second``: the second held-out set, see ``evaluation_models``)."""
     n = 4 if quick else 40
-    return calibration_models(quick, n_random=n), evaluation_models(quick, n_random=n)
+    return calibration_models(quick, n_random=n), evaluation_models(quick, n_random=n, second=second)
 
 
 def progress(console: Console) -> Progress:
@@ -148,6 +149,9 @@ def main() -> int:
     ap.add_argument("--recheck", type=int, default=30,
                     help="stored ops measured again after profiling: how far this machine's measurements repeat "
                     "(reported beside the accuracy; 0: no check)")
+    ap.add_argument("--heldout-set", choices=("first", "second"), default="first",
+                    help="second: held-out models disjoint from the first set (other random seeds, the families at "
+                    "other widths and resolutions), to check a choice made while looking at the first")
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--plot", default="benchmarks/out/predictor_accuracy.png")
     args = ap.parse_args()
@@ -164,7 +168,7 @@ def main() -> int:
     t_start = time.perf_counter()
     with ProfileStore(args.db) as store:
         profiler = Profiler(device, store=store)
-        train_models, test_models = model_sets(args.quick)
+        train_models, test_models = model_sets(args.quick, args.heldout_set == "second")
         train_kernels = list(dict.fromkeys(c for m in train_models for c in kernel_units(m.onnx)))
         sampled = sample_configs(args.samples, seed=0)
         profile_ops(profiler, sampled + train_kernels, console, "profiling ops")
@@ -246,7 +250,7 @@ def main() -> int:
         "device": device.name, "fingerprint": profiler.fingerprint.to_dict(), "op_time": args.op_time,
         "op_time_lightgbm": results["lightgbm"]["op_time"],
         "n_op_configs": len(configs), "n_train_models": len(train_m), "n_test_models": len(test_m),
-        "model_passes": args.model_passes, "remeasured_models": args.remeasure_models,
+        "model_passes": args.model_passes, "remeasured_models": args.remeasure_models, "heldout_set": args.heldout_set,
         "test_kernels_profiled_share": len(test_kernels & profiled) / max(1, len(test_kernels)),
         "repeat_check": repeat.to_dict() if repeat is not None else None,
         "profiling_s": t_ops, "total_measure_s": t_all, "results": results,

@@ -352,3 +352,12 @@ def test_select_op_time_keeps_the_op_time_the_whole_models_follow(measured) -> N
     assert "op time e2e, chosen by leave-one-out over 12 calibration models" in choice.summary()
     with pytest.raises(HwnasError, match="at least 6 measured models"):
         truth.calibration_loo([kernel_units(m.onnx) for m in models[:5]], ms[:5])
+
+
+def test_the_second_heldout_set_is_disjoint_from_the_first() -> None:
+    from hwnas.latency_models._training import calibration_models, evaluation_models
+
+    first, second = evaluation_models(quick=True), evaluation_models(quick=True, second=True)
+    cal = {m.name for m in calibration_models(quick=True)}
+    assert {m.family for m in second} == {"random", "mnasnet", "efficientnet", "squeezenet"}
+    assert not {m.name for m in first} & {m.name for m in second} and not cal & {m.name for m in second}

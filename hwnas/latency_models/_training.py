@@ -281,14 +281,20 @@ def calibration_models(quick: bool = False, n_random: int | None = None) -> list
     return models + [zoo.create(f, w, r) for f in ("mobilenetv2", "resnet") for w in widths for r in res]
 
 
-def evaluation_models(quick: bool = False, n_random: int | None = None) -> list[Any]:
+def evaluation_models(quick: bool = False, n_random: int | None = None, second: bool = False) -> list[Any]:
     """Held-out whole models (zoo models): other random architectures and the MnasNet-,
-    EfficientNet- and SqueezeNet-like families."""
+    EfficientNet- and SqueezeNet-like families. ``second``: a second held-out set, disjoint from the
+    first (random seeds from 2000, the families at widths 0.6/0.9 and resolutions 160/224), to check
+    a choice made while looking at the first."""
     from hwnas import zoo
 
-    widths, res = ([0.5], [128]) if quick else ([0.35, 0.5, 0.75, 1.0], [128, 192])
+    first_seed = 2000 if second else 1000
+    if second:
+        widths, res = ([0.6], [160]) if quick else ([0.6, 0.9], [160, 224])
+    else:
+        widths, res = ([0.5], [128]) if quick else ([0.35, 0.5, 0.75, 1.0], [128, 192])
     n = n_random if n_random is not None else (2 if quick else 16)
-    models = [zoo.random_model(1000 + s) for s in range(n)]
+    models = [zoo.random_model(first_seed + s) for s in range(n)]
     return models + [zoo.create(f, w, r) for f in ("mnasnet", "efficientnet", "squeezenet") for w in widths for r in res]
 
 
