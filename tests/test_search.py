@@ -374,6 +374,50 @@ def test_guided_evolution_explore_screens_random_newcomers_beside_the_children()
         create_strategy("guided-evolution", space, explore=-1)
 
 
+def test_guided_evolution_kappa_picks_by_ensemble_optimism() -> None:
+    """kappa > 0: the screened candidate with the largest mean + kappa * std over an ensemble of
+    bagged surrogates is proposed; seeded; kappa = 0 is the single surrogate's argmax."""
+    from hwnas.search.strategies import create_strategy
+    from hwnas.search.strategies._simple import surrogate_regressor
+
+    space = create_space("nb201")
+    weights = np.array([0.0, 0.2, 0.6, 1.0, 0.1])
+
+    def reward(arch) -> float:
+        return float(weights[list(arch.choices)].sum())
+
+    def run(kappa: float) -> tuple[list, list]:
+        s = create_strategy("guided-evolution", space, seed=4, explore=30, kappa=kappa)
+        checks = []
+        pick = s._surrogate_best
+
+        def spy(children):
+            chosen = pick(children)
+            X, y = np.stack(s._told_x), np.asarray(s._told_y)
+            F = np.stack([space.features(c) for c in children])
+            preds = np.stack([surrogate_regressor(s.seed + k).fit(X, y).predict(F) for k in range(s.ENSEMBLE)])
+            expected = preds.mean(0) + kappa * preds.std(0) if kappa else preds[0]
+            checks.append(children[int(np.argmax(expected))] == chosen)
+            return chosen
+
+        s._surrogate_best = spy
+        asked = []
+        for _ in range(28):
+            a = s.ask()
+            asked.append(a)
+            s.tell(a, reward(a))
+        return asked, checks
+
+    asked, checks = run(2.0)
+    assert len(checks) == 8 and all(checks)
+    assert asked == run(2.0)[0] and len(set(asked)) == len(asked)
+    plain, plain_checks = run(0.0)
+    assert all(plain_checks) and plain[:20] == asked[:20]  # the random start is the same
+    assert create_strategy("guided-evolution", space).kappa == 1.0 and create_strategy("evolution", space).kappa == 0
+    with pytest.raises(ValueError, match="kappa"):
+        create_strategy("guided-evolution", space, kappa=-0.5)
+
+
 def test_guided_evolution_explore_where_little_is_feasible() -> None:
     """Newcomers are drawn in bounded time and never fail the ask when feasible ones are rare."""
     import time
