@@ -11,7 +11,7 @@
 
     python benchmarks/predictor_accuracy.py --device cpu-ort [--samples 700] [--adaptive 150]
         [--db benchmarks/out/predictor.sqlite] [--model-passes 3] [--remeasure-models] [--recheck 30]
-        [--op-time auto|e2e|kernel|mean] [--heldout-set first|second] [--json OUT] [--plot PNG]
+        [--op-time auto|e2e|kernel|mean] [--heldout-set first|second|third] [--json OUT] [--plot PNG]
 
 Everything measured is kept in the store: a rerun reuses it (pass a new --db to re-measure).
 """
@@ -35,7 +35,7 @@ from hwnas.devices import default_registry
 from hwnas.errors import HwnasError
 from hwnas.latency_models import LatencyPredictor, sample_configs
 from hwnas.latency_models._training import (
-    OP_TIME_CHOICES, adaptive_configs, calibrate_on, op_time_candidates, select_op_time, calibration_models, evaluate, evaluation_models, fit_model, kernel_units, measure_models, training_data,
+    OP_TIME_CHOICES, adaptive_configs, calibrate_on, op_time_candidates, select_op_time, calibration_models, evaluate, evaluation_models, HELDOUT_SETS, fit_model, kernel_units, measure_models, training_data,
 )
 from hwnas.profilers import OpConfig, OpType, Profiler, ProfileStore, governor_warning
 from hwnas.profilers._opsets import mobilenetv2_layers
@@ -43,11 +43,11 @@ from hwnas.profilers._opsets import mobilenetv2_layers
 MODELS = ["lightgbm", "lut", "flops"]
 
 
-def model_sets(quick: bool, second: bool = False) -> tuple[list[zoo.ZooModel], list[zoo.ZooModel]]:
+def model_sets(quick: bool, heldout: str = "first") -> tuple[list[zoo.ZooModel], list[zoo.ZooModel]]:
     """The predictor's own calibration and held-out sets, with 40 random architectures in each
-    (``second``: the second held-out set, see ``evaluation_models``)."""
+    (``heldout``: which held-out set, see ``evaluation_models``)."""
     n = 4 if quick else 40
-    return calibration_models(quick, n_random=n), evaluation_models(quick, n_random=n, second=second)
+    return calibration_models(quick, n_random=n), evaluation_models(quick, n_random=n, heldout=heldout)
 
 
 def progress(console: Console) -> Progress:
@@ -97,6 +97,20 @@ def throughput(predictor: LatencyPredictor, n: int = 1_000_000) -> dict[str, flo
     assert np.allclose(lat[:m], lat2, rtol=1e-6)
     return {"archs_per_s_table": n / batch_s, "table_build_s": build_s, "archs_per_s_generic": m / generic_s,
             "n_table": n, "n_generic": m}
+
+
+def without_hardswish_term(pred: LatencyPredictor, train_m: list, test_m: list) -> dict[str, float]:
+    """Held-out metrics of the same op model calibrated without the HardSwish term (its ablation)."""
+    from hwnas.latency_models import latency_metrics
+    from hwnas.latency_models._predictor import Calibration
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tr = pred.calibration_terms([kernel_units(m.onnx) for m in train_m])
+        te = pred.calibration_terms([kernel_units(m.onnx) for m in test_m])
+    s, n, b, w, q, _ = tr.T
+    cal = Calibration.fit(s, n, b, w, [m.latency_ms for m in train_m], q)
+    return latency_metrics(np.array([m.latency_ms for m in test_m]), cal.apply(*te[:, :5].T))
 
 
 def plot(results: dict, measured: dict[str, np.ndarray], families: list[str], path: Path) -> None:
@@ -149,9 +163,9 @@ def main() -> int:
     ap.add_argument("--recheck", type=int, default=30,
                     help="stored ops measured again after profiling: how far this machine's measurements repeat "
                     "(reported beside the accuracy; 0: no check)")
-    ap.add_argument("--heldout-set", choices=("first", "second"), default="first",
-                    help="second: held-out models disjoint from the first set (other random seeds, the families at "
-                    "other widths and resolutions), to check a choice made while looking at the first")
+    ap.add_argument("--heldout-set", choices=tuple(HELDOUT_SETS), default="first",
+                    help="second, third: held-out models disjoint from the earlier sets (other random seeds, the "
+                    "families at other widths and resolutions), to check a choice made while looking at those")
     ap.add_argument("--json", dest="json_out")
     ap.add_argument("--plot", default="benchmarks/out/predictor_accuracy.png")
     args = ap.parse_args()
@@ -168,7 +182,7 @@ def main() -> int:
     t_start = time.perf_counter()
     with ProfileStore(args.db) as store:
         profiler = Profiler(device, store=store)
-        train_models, test_models = model_sets(args.quick, args.heldout_set == "second")
+        train_models, test_models = model_sets(args.quick, args.heldout_set)
         train_kernels = list(dict.fromkeys(c for m in train_models for c in kernel_units(m.onnx)))
         sampled = sample_configs(args.samples, seed=0)
         profile_ops(profiler, sampled + train_kernels, console, "profiling ops")
@@ -226,6 +240,7 @@ def main() -> int:
             "op_time_selection": choice.to_dict() if choice else None,
         }
         if name == "lightgbm":
+            results[name]["test_without_hardswish_term"] = without_hardswish_term(pred, train_m, test_m)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 results[name]["throughput"] = throughput(pred)
@@ -245,6 +260,10 @@ def main() -> int:
     for f in sorted(set(families)):
         t2.add_row(f, *(f"{100 * results[n]['test_per_family'][f]['acc10']:.0f}% (MAPE {100 * results[n]['test_per_family'][f]['mape']:.1f}%)" for n in MODELS))
     out.print(t2)
+    ab = results["lightgbm"]["test_without_hardswish_term"]
+    out.print(f"lightgbm without the HardSwish calibration term: acc10 {100 * ab['acc10']:.1f}%, MAPE "
+              f"{100 * ab['mape']:.2f}% (with it: {100 * results['lightgbm']['test']['acc10']:.1f}%, "
+              f"{100 * results['lightgbm']['test']['mape']:.2f}%)")
     tp = results["lightgbm"]["throughput"]
     summary = {
         "device": device.name, "fingerprint": profiler.fingerprint.to_dict(), "op_time": args.op_time,

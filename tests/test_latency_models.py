@@ -221,10 +221,12 @@ def test_architecture_path_matches_the_onnx_path(measured) -> None:
         assert expand_kernels([cfg]) == [k.config for k in decompose_onnx(build_onnx(cfg)) if k.kind == "op"], cfg
     cfgs, y, fp = measured
     p = LatencyPredictor(LightGBMLatencyModel(n_estimators=30).fit(cfgs, y, fp),
-                         Calibration(1.1, -0.01, 0.002, 0.05, 0.03, per_silu_ms=0.02, n_models=20))
-    # SiLU activations, which the calibration counts, in both paths
-    layers = [dataclasses.replace(c, act=Act.SILU) if c.op is OpType.MBCONV and i % 2 else c
-              for i, c in enumerate(mobilenetv2_layers(64, 0.35, classes=10))]
+                         Calibration(1.1, -0.01, 0.002, 0.05, 0.03, per_silu_ms=0.02, hardswish_scale=-0.09,
+                                     n_models=20))
+    # SiLU activations, which the calibration counts, and HardSwish ones, whose time it scales, in both paths
+    layers = [dataclasses.replace(c, act=Act.SILU if i % 4 == 1 else Act.HARDSWISH)
+              if c.op is OpType.MBCONV and i % 2 else c for i, c in enumerate(mobilenetv2_layers(64, 0.35, classes=10))]
+    assert {c.act for c in layers} >= {Act.SILU, Act.HARDSWISH}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a = p.predict_architecture(layers)
@@ -244,6 +246,24 @@ def test_calibration_fits_a_per_silu_term_only_when_models_have_silu() -> None:
     assert none.per_silu_ms == 0.0 and none.scale == pytest.approx(0.9, rel=1e-6)
     # a predictor saved before the term existed loads with it at 0
     assert Calibration(**{k: v for k, v in dataclasses.asdict(cal).items() if k != "per_silu_ms"}).per_silu_ms == 0
+
+
+def test_calibration_fits_a_hardswish_scale_only_when_models_have_hardswish() -> None:
+    rng = np.random.default_rng(2)
+    s, n, b, w = rng.uniform(1, 10, 30), rng.integers(10, 60, 30), rng.uniform(0, 5, 30), rng.uniform(0, 3, 30)
+    q, h = rng.integers(0, 40, 30), s * rng.uniform(0, 1, 30) * (rng.random(30) < 0.4)  # HardSwish ops' ms
+    m = 1.05 * s + 0.004 * n + 0.02 * b + 0.07 * w + 0.1 + 0.019 * q - 0.09 * h
+    cal = Calibration.fit(s, n, b, w, m, q, h)
+    assert cal.hardswish_scale == pytest.approx(-0.09, rel=1e-6) and cal.per_silu_ms == pytest.approx(0.019, rel=1e-6)
+    assert cal.apply(s, n, b, w, q, h) == pytest.approx(m, rel=1e-9)
+    # without SiLU in any model the HardSwish term still lands in its own field
+    only = Calibration.fit(s, n, b, w, m - 0.019 * q, None, h)
+    assert only.per_silu_ms == 0.0 and only.hardswish_scale == pytest.approx(-0.09, rel=1e-6)
+    none = Calibration.fit(s, n, b, w, m + 0.09 * h, q, np.zeros(30))
+    assert none.hardswish_scale == 0.0 and none.scale == pytest.approx(1.05, rel=1e-6)
+    # a predictor saved before the term existed loads with it at 0
+    old = {k: v for k, v in dataclasses.asdict(cal).items() if k != "hardswish_scale"}
+    assert Calibration(**old).hardswish_scale == 0
 
 
 def test_calibration_never_predicts_negative_latency() -> None:
@@ -269,11 +289,13 @@ def test_the_mb_term_counts_the_layout_ops_and_old_calibrations_are_refused(meas
 
     conv, pool = OpConfig.parse("pwconv_i16_o32_r8_arelu"), OpConfig.parse("maxpool_i32_r8_k2_s2")
     add, act = OpConfig.parse("add_i32_r8"), OpConfig.parse("act_i32_r8_asilu")
-    mb = lambda *cs: _terms(list(cs))[0]  # noqa: E731
+    mb = lambda *cs: _terms(list(cs), np.ones(len(cs)))[0]  # noqa: E731
     elems = lambda c: np.prod(c.input_shapes()[0]) + np.prod(c.output_shape())  # noqa: E731
     assert mb(conv) == pytest.approx(elems(conv) * 4 / 1e6) and mb(pool) == pytest.approx(elems(pool) * 4 / 1e6)
     assert mb(add) == mb(act) == 0.0 and mb(conv, add, pool, act) == pytest.approx(mb(conv) + mb(pool))
-    assert _terms([act])[2] == 1.0
+    assert _terms([act], np.array([0.3]))[2:] == (1.0, 0.0)
+    hsw = OpConfig.parse("pwconv_i16_o32_r8_ahardswish")
+    assert _terms([conv, hsw, act], np.array([0.1, 0.25, 0.3]))[2:] == (1.0, 0.25)  # HardSwish ops' predicted ms
     cfgs, y, fp = measured
     p = LatencyPredictor(LightGBMLatencyModel(n_estimators=20).fit(cfgs, y, fp),
                          Calibration(1.0, 0.0, -0.02, 0.05, 0.0, n_models=20))
@@ -354,10 +376,15 @@ def test_select_op_time_keeps_the_op_time_the_whole_models_follow(measured) -> N
         truth.calibration_loo([kernel_units(m.onnx) for m in models[:5]], ms[:5])
 
 
-def test_the_second_heldout_set_is_disjoint_from_the_first() -> None:
-    from hwnas.latency_models._training import calibration_models, evaluation_models
+def test_the_heldout_sets_are_disjoint_from_each_other_and_the_calibration() -> None:
+    from hwnas.latency_models._training import HELDOUT_SETS, calibration_models, evaluation_models
 
-    first, second = evaluation_models(quick=True), evaluation_models(quick=True, second=True)
+    sets = {h: {m.name for m in evaluation_models(quick=True, heldout=h)} for h in HELDOUT_SETS}
+    assert sets["second"] == {m.name for m in evaluation_models(quick=True, second=True)}
     cal = {m.name for m in calibration_models(quick=True)}
-    assert {m.family for m in second} == {"random", "mnasnet", "efficientnet", "squeezenet"}
-    assert not {m.name for m in first} & {m.name for m in second} and not cal & {m.name for m in second}
+    assert {m.family for m in evaluation_models(quick=True, heldout="third")} == {"random", "mnasnet", "efficientnet",
+                                                                                 "squeezenet"}
+    names = list(sets.values()) + [cal]
+    assert all(not a & b for i, a in enumerate(names) for b in names[i + 1:])
+    with pytest.raises(HwnasError, match="unknown held-out set 'fourth'; known: first, second, third"):
+        evaluation_models(heldout="fourth")

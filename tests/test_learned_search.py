@@ -83,7 +83,7 @@ def test_expected_latency_is_the_table_weighted_sum(tiny) -> None:
     t = table.table
     n = len(space.decisions)
     sums = []
-    for arr in (t.ms, t.units, t.io_mb, t.weight_mb, t.silu):
+    for arr in (t.ms, t.units, t.io_mb, t.weight_mb, t.silu, t.hardswish_ms):
         fixed = sum(arr[i, 0] for i in range(arr.shape[0]) if not 2 <= i < 2 + n)
         sums.append(fixed + sum(float(probs[i].detach().numpy() @ arr[2 + i, :7]) for i in range(n)))
     assert float(e.detach()) == pytest.approx(float(t.calibration.apply(*sums)), rel=1e-9)

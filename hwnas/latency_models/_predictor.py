@@ -5,7 +5,8 @@ call's overhead (and, on ONNX Runtime, layout reorders around the op). A whole m
 The calibration is fitted on measured whole models:
 
     latency = scale * sum(op predictions) + per_unit_ms * n_units + per_mb_ms * MB reordered
-              + per_weight_mb_ms * MB of weights + per_silu_ms * n_silu + offset_ms
+              + per_weight_mb_ms * MB of weights + per_silu_ms * n_silu
+              + hardswish_scale * sum(predictions of the ops with HardSwish) + offset_ms
 
 (``n_units``: the ops summed; ``MB reordered``: inputs + outputs of the convs and pools, which ONNX
 Runtime converts to and from its blocked layout around an op timed alone but not inside a model;
@@ -14,7 +15,10 @@ Runtime converts to and from its blocked layout around an op timed alone but not
 every op's inputs and outputs, took the held-out +-10% accuracy from 82.8% to 87.5% (BENCHMARKS.md).
 The weights term matters on CPUs: an op timed alone runs with its weights hot in cache, while in a
 whole model the layers evict each other's weights (on the 2-core dev machine it was fitted at
-~0.07 ms per MB, and lowered the held-out error from 10.1% to 8.9% MAPE; BENCHMARKS.md).
+~0.07 ms per MB, and lowered the held-out error from 10.1% to 8.9% MAPE; BENCHMARKS.md). The
+HardSwish term is a second scale for the ops with a HardSwish activation: on cpu-ort they run
+9-15% faster inside a model than the op model (timed alone) says, in every set of models measured,
+calibration models included (BENCHMARKS.md, stop 21).
 """
 
 from __future__ import annotations
@@ -56,21 +60,23 @@ CALIBRATION_TERMS_VERSION = 2
 LAYOUT_OPS = frozenset({OpType.CONV, OpType.PWCONV, OpType.DWCONV, OpType.MAXPOOL, OpType.AVGPOOL})
 
 
-def _term_rows(configs: Sequence[OpConfig]) -> np.ndarray:
-    """The calibration's per-model terms of each op, one row per op: MB in + out if it is a layout
-    op (see ``LAYOUT_OPS``), MB of weights, 1 if its activation is SiLU."""
+def _term_rows(configs: Sequence[OpConfig], ms: np.ndarray) -> np.ndarray:
+    """The calibration's per-model terms of each op (``ms``: its predicted latency), one row per
+    op: MB in + out if it is a layout op (see ``LAYOUT_OPS``), MB of weights, 1 if its activation
+    is SiLU, its predicted ms if its activation is HardSwish."""
     if not configs:
-        return np.zeros((0, 3))
+        return np.zeros((0, 4))
     F = feature_matrix(configs)
     layout = np.array([c.op in LAYOUT_OPS for c in configs])
     silu = np.array([c.act is Act.SILU for c in configs])
-    return np.column_stack([F[:, _IO].sum(1) * layout / 1e6, F[:, _W] / 1e6, silu])
+    hswish = np.array([c.act is Act.HARDSWISH for c in configs])
+    return np.column_stack([F[:, _IO].sum(1) * layout / 1e6, F[:, _W] / 1e6, silu, np.asarray(ms) * hswish])
 
 
-def _terms(configs: Sequence[OpConfig]) -> tuple[float, float, float]:
+def _terms(configs: Sequence[OpConfig], ms: np.ndarray) -> tuple[float, float, float, float]:
     """The calibration's per-model terms of these ops (the sums of ``_term_rows``)."""
-    io, w, q = _term_rows(configs).sum(0)
-    return float(io), float(w), float(q)
+    io, w, q, h = _term_rows(configs, ms).sum(0)
+    return float(io), float(w), float(q), float(h)
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,11 @@ class Calibration:
     #: layout reorders around it in a whole model, which a kernel timed alone does not pay
     #: (EfficientNet-like held-out models: +-10% accuracy 12% -> 88%; BENCHMARKS.md)
     per_silu_ms: float = 0.0
+    #: added to ``scale`` for the predicted time of the ops with a HardSwish activation: on cpu-ort
+    #: (2-core VM) fitted at -0.09 (``e2e`` op time) to -0.15 (``mean``): a conv with HardSwish timed
+    #: alone pays more than inside a model; held-out +-10% 82.7-92.2% -> 94.2-100% on three held-out
+    #: sets (BENCHMARKS.md, stop 21)
+    hardswish_scale: float = 0.0
     n_models: int = 0
     train_mape: float | None = None
 
@@ -103,9 +114,11 @@ class Calibration:
     def fitted(self) -> bool:
         return self.n_models > 0
 
-    def apply(self, op_sum_ms: Any, n_units: Any, io_mb: Any, weight_mb: Any, n_silu: Any = 0.0) -> Any:
+    def apply(self, op_sum_ms: Any, n_units: Any, io_mb: Any, weight_mb: Any, n_silu: Any = 0.0,
+              hardswish_ms: Any = 0.0) -> Any:
         total = (self.scale * op_sum_ms + self.per_unit_ms * n_units + self.per_mb_ms * io_mb
-                 + self.per_weight_mb_ms * weight_mb + self.offset_ms + self.per_silu_ms * n_silu)
+                 + self.per_weight_mb_ms * weight_mb + self.offset_ms + self.per_silu_ms * n_silu
+                 + self.hardswish_scale * hardswish_ms)
         if not self.fitted:
             return total
         if hasattr(total, "clamp_min"):  # a torch tensor (differentiable expected latency)
@@ -117,32 +130,39 @@ class Calibration:
     @classmethod
     def fit(cls, op_sum_ms: Sequence[float], n_units: Sequence[float], io_mb: Sequence[float],
             weight_mb: Sequence[float], measured_ms: Sequence[float],
-            n_silu: Sequence[float] | None = None) -> Calibration:
+            n_silu: Sequence[float] | None = None, hardswish_ms: Sequence[float] | None = None) -> Calibration:
         """A robust fit of the log ratio (see ``ROBUST_SCALE``), started from least squares in
-        relative error. The SiLU term is fitted only when some calibration models have SiLU
-        activations (otherwise it stays 0)."""
+        relative error. The SiLU and HardSwish terms are fitted only when some calibration models
+        have SiLU or HardSwish activations (otherwise they stay 0)."""
         s, n, b, w, m = (np.asarray(v, dtype=float) for v in (op_sum_ms, n_units, io_mb, weight_mb, measured_ms))
         q = np.zeros_like(s) if n_silu is None else np.asarray(n_silu, dtype=float)
+        h = np.zeros_like(s) if hardswish_ms is None else np.asarray(hardswish_ms, dtype=float)
         if len(m) < 5:
             raise HwnasError(f"calibration needs at least 5 measured models, got {len(m)}")
+        names = ["scale", "per_unit_ms", "per_mb_ms", "per_weight_mb_ms", "offset_ms"]
         if len(m) >= cls.FULL_FIT_MODELS:
             from scipy.optimize import least_squares
 
-            A = np.column_stack([s, n, b, w, np.ones_like(s)] + ([q] if q.any() else []))
+            cols = [s, n, b, w, np.ones_like(s)]
+            for name, col in (("per_silu_ms", q), ("hardswish_scale", h)):
+                if col.any():
+                    names.append(name)
+                    cols.append(col)
+            A = np.column_stack(cols)
             start = np.linalg.lstsq(A / m[:, None], np.ones_like(m), rcond=None)[0]
 
             def log_ratio(c: np.ndarray) -> np.ndarray:
                 return np.log(np.maximum(A @ c, 1e-3 * m)) - np.log(m)
 
-            fit = least_squares(log_ratio, start, loss="soft_l1", f_scale=cls.ROBUST_SCALE)
-            coef = [float(c) for c in fit.x] + [0.0] * (6 - A.shape[1])
+            coef = dict(zip(names, (float(c) for c in least_squares(log_ratio, start, loss="soft_l1",
+                                                                    f_scale=cls.ROBUST_SCALE).x)))
         else:  # too few models for 5 coefficients: non-negative scale and offset only
             from scipy.optimize import nnls
 
             a, c = nnls(np.column_stack([s, np.ones_like(s)]) / m[:, None], np.ones_like(m))[0]
-            coef = [float(a), 0.0, 0.0, 0.0, float(c), 0.0]
-        pred = cls(*coef, n_models=len(m)).apply(s, n, b, w, q)
-        return cls(*coef, n_models=len(m), train_mape=float(np.mean(np.abs(pred - m) / m)))
+            coef = {"scale": float(a), "offset_ms": float(c)}
+        pred = cls(**coef, n_models=len(m)).apply(s, n, b, w, q, h)
+        return cls(**coef, n_models=len(m), train_mape=float(np.mean(np.abs(pred - m) / m)))
 
 
 @dataclass(frozen=True)
@@ -183,7 +203,10 @@ class LayerTable:
 
     ``choices[l][j]`` is the op configurations of choice ``j`` at layer ``l`` (an empty list for a
     skipped layer). ``predict(indices)`` takes an ``(n_architectures, n_layers)`` integer array.
+    ``TERMS`` name the per-choice arrays, in the order ``Calibration.apply`` takes their sums.
     """
+
+    TERMS = ("ms", "units", "io_mb", "weight_mb", "silu", "hardswish_ms")
 
     def __init__(self, predictor: LatencyPredictor, choices: Sequence[Sequence[Sequence[OpConfig]]]) -> None:
         choices = [[expand_kernels(list(choice)) for choice in layer] for layer in choices]
@@ -196,11 +219,14 @@ class LayerTable:
         self.io_mb = np.zeros((len(choices), width))
         self.weight_mb = np.zeros((len(choices), width))
         self.silu = np.zeros((len(choices), width))
+        self.hardswish_ms = np.zeros((len(choices), width))
         for i, layer in enumerate(choices):
             for j, choice in enumerate(layer):
-                self.ms[i, j] = sum(pred[c] for c in choice)
+                ms = np.array([pred[c] for c in choice])
+                self.ms[i, j] = ms.sum()
                 self.units[i, j] = len(choice)
-                self.io_mb[i, j], self.weight_mb[i, j], self.silu[i, j] = _terms(list(choice))
+                (self.io_mb[i, j], self.weight_mb[i, j], self.silu[i, j],
+                 self.hardswish_ms[i, j]) = _terms(list(choice), ms)
         self.calibration = predictor.calibration
         self._rows = np.arange(len(choices))
 
@@ -214,11 +240,7 @@ class LayerTable:
 
     def predict(self, indices: np.ndarray) -> np.ndarray:
         idx = np.asarray(indices)
-        s = self.ms[self._rows, idx].sum(1)
-        n = self.units[self._rows, idx].sum(1)
-        b = self.io_mb[self._rows, idx].sum(1)
-        w = self.weight_mb[self._rows, idx].sum(1)
-        return self.calibration.apply(s, n, b, w, self.silu[self._rows, idx].sum(1))
+        return self.calibration.apply(*(getattr(self, t)[self._rows, idx].sum(1) for t in self.TERMS))
 
 
 class LatencyPredictor:
@@ -268,10 +290,11 @@ class LatencyPredictor:
             bad = sorted({str(keys[i]) for i in np.flatnonzero(pred.fallback)})
             warnings.warn(f"fallback estimates for {len(bad)} op configuration(s), e.g. {bad[0]}: "
                           f"{pred.reasons[int(np.flatnonzero(pred.fallback)[0])]}", FallbackWarning, stacklevel=2)
-        ms, terms = pred.latency_ms, _term_rows(keys)
+        ms = pred.latency_ms
+        terms = _term_rows(keys, ms)
         sums = np.array([ms[r].sum() for r in rows])
         units = np.array([len(r) for r in rows], dtype=float)
-        per_arch = np.array([terms[r].sum(0) for r in rows]).reshape(len(rows), 3)
+        per_arch = np.array([terms[r].sum(0) for r in rows]).reshape(len(rows), 4)
         return self.calibration.apply(sums, units, *per_arch.T)
 
     def layer_table(self, choices: Sequence[Sequence[Sequence[OpConfig]]]) -> LayerTable:
@@ -301,7 +324,7 @@ class LatencyPredictor:
                 out.append(KernelPrediction(k.label, k.kind, ms, fb, note, k.nodes))
         op_sum = float(sum(k.latency_ms for k in out))
         n_units = sum(1 for k in out if k.kind != "view")
-        total = float(self.calibration.apply(op_sum, n_units, *_terms(configs)))
+        total = float(self.calibration.apply(op_sum, n_units, *_terms(configs, pred.latency_ms)))
         result = ModelPrediction(total, op_sum, n_units, self.calibration.fitted, tuple(out))
         for w in result.warnings:
             warnings.warn(w, FallbackWarning, stacklevel=2)
@@ -316,18 +339,19 @@ class LatencyPredictor:
 
     def calibration_terms(self, units: Sequence[Sequence[OpConfig]]) -> np.ndarray:
         """Per model (given as its op configurations, kernels or blocks), the calibration's inputs:
-        rows of (uncalibrated op sum ms, n_units, MB reordered, MB of weights, n_silu)."""
+        rows of (uncalibrated op sum ms, n_units, MB reordered, MB of weights, n_silu, HardSwish ms):
+        the arguments of ``Calibration.apply``, in order."""
         rows = []
         for u in units:
             u = expand_kernels(list(u))
             p = self.model.predict_detailed(u).latency_ms
-            rows.append((float(p.sum()), len(u), *_terms(u)))
-        return np.array(rows, dtype=float).reshape(len(rows), 5)
+            rows.append((float(p.sum()), len(u), *_terms(u, p)))
+        return np.array(rows, dtype=float).reshape(len(rows), 6)
 
     def calibrate(self, units: Sequence[Sequence[OpConfig]], measured_ms: Sequence[float]) -> LatencyPredictor:
         """A copy calibrated on models given as their op configurations (kernels or blocks)."""
-        s, n, b, w, q = self.calibration_terms(units).T
-        return self.with_calibration(Calibration.fit(s, n, b, w, measured_ms, q))
+        s, n, b, w, q, h = self.calibration_terms(units).T
+        return self.with_calibration(Calibration.fit(s, n, b, w, measured_ms, q, h))
 
     def calibration_loo(self, units: Sequence[Sequence[OpConfig]], measured_ms: Sequence[float]) -> np.ndarray:
         """Leave-one-out relative errors (predicted / measured - 1) of the calibration: each model
@@ -339,9 +363,9 @@ class LatencyPredictor:
         err = np.empty(len(m))
         for i in range(len(m)):
             keep = np.arange(len(m)) != i
-            s, n, b, w, q = T[keep].T
-            cal = Calibration.fit(s, n, b, w, m[keep], q)
-            err[i] = float(cal.apply(*T[i, :4], T[i, 4])) / m[i] - 1
+            s, n, b, w, q, h = T[keep].T
+            cal = Calibration.fit(s, n, b, w, m[keep], q, h)
+            err[i] = float(cal.apply(*T[i])) / m[i] - 1
         return err
 
     # ---- persistence ------------------------------------------------------------------------

@@ -281,18 +281,26 @@ def calibration_models(quick: bool = False, n_random: int | None = None) -> list
     return models + [zoo.create(f, w, r) for f in ("mobilenetv2", "resnet") for w in widths for r in res]
 
 
-def evaluation_models(quick: bool = False, n_random: int | None = None, second: bool = False) -> list[Any]:
+#: the held-out sets of ``evaluation_models``: first random seed, family widths, resolutions
+HELDOUT_SETS = {"first": (1000, [0.35, 0.5, 0.75, 1.0], [128, 192]), "second": (2000, [0.6, 0.9], [160, 224]),
+                "third": (3000, [0.4, 0.8], [144, 208])}
+
+
+def evaluation_models(quick: bool = False, n_random: int | None = None, second: bool = False,
+                      heldout: str | None = None) -> list[Any]:
     """Held-out whole models (zoo models): other random architectures and the MnasNet-,
-    EfficientNet- and SqueezeNet-like families. ``second``: a second held-out set, disjoint from the
-    first (random seeds from 2000, the families at widths 0.6/0.9 and resolutions 160/224), to check
-    a choice made while looking at the first."""
+    EfficientNet- and SqueezeNet-like families. ``heldout`` picks one of ``HELDOUT_SETS``,
+    disjoint from each other (``second=True`` is ``heldout="second"``): each later set checks a
+    choice made while looking at the earlier ones on models nobody has looked at (random seeds
+    from 2000 / 3000, the families at other widths and resolutions)."""
     from hwnas import zoo
 
-    first_seed = 2000 if second else 1000
-    if second:
-        widths, res = ([0.6], [160]) if quick else ([0.6, 0.9], [160, 224])
-    else:
-        widths, res = ([0.5], [128]) if quick else ([0.35, 0.5, 0.75, 1.0], [128, 192])
+    heldout = heldout or ("second" if second else "first")
+    if heldout not in HELDOUT_SETS:
+        raise HwnasError(f"unknown held-out set {heldout!r}; known: {', '.join(HELDOUT_SETS)}")
+    first_seed, widths, res = HELDOUT_SETS[heldout]
+    if quick:  # one width (the first set's middle one), one resolution
+        widths, res = ([0.5] if heldout == "first" else widths[:1]), res[:1]
     n = n_random if n_random is not None else (2 if quick else 16)
     models = [zoo.random_model(first_seed + s) for s in range(n)]
     return models + [zoo.create(f, w, r) for f in ("mnasnet", "efficientnet", "squeezenet") for w in widths for r in res]

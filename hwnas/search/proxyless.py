@@ -256,7 +256,7 @@ class LatencyTable:
         self.calibration = self.table.calibration
         self.terms = {}
         self.fixed = {}
-        for name in ("ms", "units", "io_mb", "weight_mb", "silu"):
+        for name in self.table.TERMS:
             arr = getattr(self.table, name)
             self.terms[name] = torch.as_tensor(arr[rows], dtype=torch.float64)
             self.fixed[name] = float(arr[fixed, 0].sum())
@@ -271,7 +271,7 @@ class LatencyTable:
         for name, t in self.terms.items():
             t = t.to(probs[0].device)
             sums[name] = self.fixed[name] + sum((p.double() * t[i, : len(p)]).sum() for i, p in enumerate(probs))
-        return self.calibration.apply(sums["ms"], sums["units"], sums["io_mb"], sums["weight_mb"], sums["silu"])
+        return self.calibration.apply(*(sums[name] for name in self.table.TERMS))
 
     def of(self, space: ProxylessSpace, arch: Arch) -> float:
         return float(self.table.predict(np.array([space.layer_indices(arch)]))[0])
