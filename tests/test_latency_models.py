@@ -261,6 +261,13 @@ def test_calibration_fits_a_hardswish_scale_only_when_models_have_hardswish() ->
     assert only.per_silu_ms == 0.0 and only.hardswish_scale == pytest.approx(-0.09, rel=1e-6)
     none = Calibration.fit(s, n, b, w, m + 0.09 * h, q, np.zeros(30))
     assert none.hardswish_scale == 0.0 and none.scale == pytest.approx(1.05, rel=1e-6)
+    # two models with HardSwish are too few to set a term: it stays 0, their residuals stay visible
+    two = np.where(np.arange(30) < 2, 1.0 + s, 0.0)
+    m2 = m + 0.09 * h - 0.5 * two
+    few = Calibration.fit(s, n, b, w, m2, q, two)
+    assert few.hardswish_scale == 0.0 and few.per_silu_ms == pytest.approx(0.019, rel=0.05)
+    assert Calibration.fit(s, n, b, w, m2 - 0.5 * np.where(np.arange(30) == 2, 1.0 + s, 0.0), q,
+                           np.where(np.arange(30) < 3, 1.0 + s, 0.0)).hardswish_scale == pytest.approx(-0.5, rel=1e-6)
     # a predictor saved before the term existed loads with it at 0
     old = {k: v for k, v in dataclasses.asdict(cal).items() if k != "hardswish_scale"}
     assert Calibration(**old).hardswish_scale == 0

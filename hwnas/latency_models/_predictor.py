@@ -109,6 +109,9 @@ class Calibration:
     #: a calibrated latency is never below this fraction of the raw op sum (the linear terms can
     #: extrapolate below zero for models far smaller than the calibration models)
     MIN_FRACTION = 0.05
+    #: the SiLU and HardSwish terms are fitted only when at least this many calibration models have
+    #: such ops: one or two models' residuals (and their measurement noise) would set them alone
+    MIN_MODELS_PER_TERM = 3
 
     @property
     def fitted(self) -> bool:
@@ -132,8 +135,9 @@ class Calibration:
             weight_mb: Sequence[float], measured_ms: Sequence[float],
             n_silu: Sequence[float] | None = None, hardswish_ms: Sequence[float] | None = None) -> Calibration:
         """A robust fit of the log ratio (see ``ROBUST_SCALE``), started from least squares in
-        relative error. The SiLU and HardSwish terms are fitted only when some calibration models
-        have SiLU or HardSwish activations (otherwise they stay 0)."""
+        relative error. The SiLU and HardSwish terms are fitted only when at least
+        ``MIN_MODELS_PER_TERM`` calibration models have SiLU or HardSwish activations (otherwise
+        they stay 0)."""
         s, n, b, w, m = (np.asarray(v, dtype=float) for v in (op_sum_ms, n_units, io_mb, weight_mb, measured_ms))
         q = np.zeros_like(s) if n_silu is None else np.asarray(n_silu, dtype=float)
         h = np.zeros_like(s) if hardswish_ms is None else np.asarray(hardswish_ms, dtype=float)
@@ -145,7 +149,7 @@ class Calibration:
 
             cols = [s, n, b, w, np.ones_like(s)]
             for name, col in (("per_silu_ms", q), ("hardswish_scale", h)):
-                if col.any():
+                if np.count_nonzero(col) >= cls.MIN_MODELS_PER_TERM:
                     names.append(name)
                     cols.append(col)
             A = np.column_stack(cols)
