@@ -92,8 +92,8 @@ class Calibration:
     per_silu_ms: float = 0.0
     #: added to ``scale`` for the predicted time of the ops with a HardSwish activation: on cpu-ort
     #: (2-core VM) fitted at -0.09 (``e2e`` op time) to -0.15 (``mean``): a conv with HardSwish timed
-    #: alone pays more than inside a model; held-out +-10% 82.7-92.2% -> 94.2-100% on three held-out
-    #: sets (BENCHMARKS.md, stop 21)
+    #: alone pays more than inside a model; over seven evaluations on three held-out sets, +-10%
+    #: from a mean of 91.0% to 98.0% (BENCHMARKS.md, stop 21)
     hardswish_scale: float = 0.0
     n_models: int = 0
     train_mape: float | None = None
