@@ -387,7 +387,7 @@ def test_the_heldout_sets_are_disjoint_from_each_other_and_the_calibration() -> 
     from hwnas.latency_models._training import HELDOUT_SETS, calibration_models, evaluation_models
 
     sets = {h: {m.name for m in evaluation_models(quick=True, heldout=h)} for h in HELDOUT_SETS}
-    assert sets["second"] == {m.name for m in evaluation_models(quick=True, second=True)}
+    assert {n for n in sets["second"] if n.startswith("random-")} == {"random-2000-r128", "random-2001-r96"}
     cal = {m.name for m in calibration_models(quick=True)}
     assert {m.family for m in evaluation_models(quick=True, heldout="third")} == {"random", "mnasnet", "efficientnet",
                                                                                  "squeezenet"}

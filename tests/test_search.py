@@ -307,6 +307,16 @@ def test_borderline_architectures_are_qualified_by_their_measurement(tmp_path) -
     assert qualified.accuracy > plain.accuracy
 
 
+def _ask_tell(strategy, reward, n: int) -> list:
+    """Drive a strategy for ``n`` ask/tell rounds; the architectures asked, in order."""
+    asked = []
+    for _ in range(n):
+        a = strategy.ask()
+        asked.append(a)
+        strategy.tell(a, reward(a))
+    return asked
+
+
 def test_guided_evolution_spends_evaluations_on_the_children_its_surrogate_ranks_best() -> None:
     from hwnas.search.strategies import create_strategy
 
@@ -317,12 +327,7 @@ def test_guided_evolution_spends_evaluations_on_the_children_its_surrogate_ranks
         return float(weights[list(arch.choices)].sum())
 
     def mean_reward(name: str, seed: int) -> float:
-        s = create_strategy(name, space, seed=seed)
-        rewards = []
-        for _ in range(40):
-            a = s.ask()
-            rewards.append(reward(a))
-            s.tell(a, rewards[-1])
+        rewards = [reward(a) for a in _ask_tell(create_strategy(name, space, seed=seed), reward, 40)]
         return float(np.mean(rewards[20:]))  # the climb after the random initial population
 
     plain = [mean_reward("evolution", seed) for seed in range(4)]
@@ -352,12 +357,7 @@ def test_guided_evolution_explore_screens_random_newcomers_beside_the_children()
         screened = []
         pick = s._surrogate_best
         s._surrogate_best = lambda children: (screened.append(list(children)), pick(children))[1]
-        asked = []
-        for _ in range(30):
-            a = s.ask()
-            asked.append(a)
-            s.tell(a, reward(a))
-        return asked, screened
+        return _ask_tell(s, reward, 30), screened
 
     asked, screened = run(3, 50)
     assert asked == run(3, 50)[0]  # seeded
@@ -401,12 +401,7 @@ def test_guided_evolution_kappa_picks_by_ensemble_optimism() -> None:
             return chosen
 
         s._surrogate_best = spy
-        asked = []
-        for _ in range(28):
-            a = s.ask()
-            asked.append(a)
-            s.tell(a, reward(a))
-        return asked, checks
+        return _ask_tell(s, reward, 28), checks
 
     asked, checks = run(2.0)
     assert len(checks) == 8 and all(checks)

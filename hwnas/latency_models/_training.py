@@ -281,26 +281,33 @@ def calibration_models(quick: bool = False, n_random: int | None = None) -> list
     return models + [zoo.create(f, w, r) for f in ("mobilenetv2", "resnet") for w in widths for r in res]
 
 
-#: the held-out sets of ``evaluation_models``: first random seed, family widths, resolutions
-HELDOUT_SETS = {"first": (1000, [0.35, 0.5, 0.75, 1.0], [128, 192]), "second": (2000, [0.6, 0.9], [160, 224]),
-                "third": (3000, [0.4, 0.8], [144, 208])}
+@dataclass(frozen=True)
+class HeldoutSet:
+    first_seed: int  # of the random architectures
+    widths: tuple[float, ...]  # of the families
+    resolutions: tuple[int, ...]
+    quick_width: float  # the one width of ``quick``
 
 
-def evaluation_models(quick: bool = False, n_random: int | None = None, second: bool = False,
-                      heldout: str | None = None) -> list[Any]:
+#: the held-out sets of ``evaluation_models``, disjoint from each other and from the calibration models
+HELDOUT_SETS = {"first": HeldoutSet(1000, (0.35, 0.5, 0.75, 1.0), (128, 192), 0.5),
+                "second": HeldoutSet(2000, (0.6, 0.9), (160, 224), 0.6),
+                "third": HeldoutSet(3000, (0.4, 0.8), (144, 208), 0.4)}
+
+
+def evaluation_models(quick: bool = False, n_random: int | None = None, heldout: str = "first") -> list[Any]:
     """Held-out whole models (zoo models): other random architectures and the MnasNet-,
-    EfficientNet- and SqueezeNet-like families. ``heldout`` picks one of ``HELDOUT_SETS``,
-    disjoint from each other (``second=True`` is ``heldout="second"``): each later set checks a
-    choice made while looking at the earlier ones on models nobody has looked at (random seeds
-    from 2000 / 3000, the families at other widths and resolutions)."""
+    EfficientNet- and SqueezeNet-like families. ``heldout`` picks one of ``HELDOUT_SETS``: each
+    later set checks a choice made while looking at the earlier ones on models nobody has looked at
+    (random seeds from 2000 / 3000, the families at other widths and resolutions)."""
     from hwnas import zoo
 
-    heldout = heldout or ("second" if second else "first")
     if heldout not in HELDOUT_SETS:
         raise HwnasError(f"unknown held-out set {heldout!r}; known: {', '.join(HELDOUT_SETS)}")
-    first_seed, widths, res = HELDOUT_SETS[heldout]
-    if quick:  # one width (the first set's middle one), one resolution
-        widths, res = ([0.5] if heldout == "first" else widths[:1]), res[:1]
+    h = HELDOUT_SETS[heldout]
+    first_seed, widths, res = h.first_seed, h.widths, h.resolutions
+    if quick:
+        widths, res = (h.quick_width,), res[:1]
     n = n_random if n_random is not None else (2 if quick else 16)
     models = [zoo.random_model(first_seed + s) for s in range(n)]
     return models + [zoo.create(f, w, r) for f in ("mnasnet", "efficientnet", "squeezenet") for w in widths for r in res]

@@ -145,12 +145,11 @@ class RegularizedEvolution(Strategy):
     def _surrogate_best(self, children: list[Arch]) -> Arch:
         X, y = np.stack(self._told_x), np.asarray(self._told_y)
         F = np.stack([self.space.features(c) for c in children])
-        if self.kappa == 0:
-            scores = surrogate_regressor(self.seed).fit(X, y).predict(F)
-        else:  # an ensemble (bagged LightGBMs): optimism in the face of its disagreement
-            preds = np.stack([surrogate_regressor(self.seed + k).fit(X, y).predict(F) for k in range(self.ENSEMBLE)])
-            scores = preds.mean(0) + self.kappa * preds.std(0)
-        return children[int(np.argmax(scores))]
+        # kappa > 0: an ensemble (bagged LightGBMs), optimism in the face of its disagreement;
+        # kappa = 0: one surrogate (its std is 0)
+        n = self.ENSEMBLE if self.kappa else 1
+        preds = np.stack([surrogate_regressor(self.seed + k).fit(X, y).predict(F) for k in range(n)])
+        return children[int(np.argmax(preds.mean(0) + self.kappa * preds.std(0)))]
 
     def _newcomers(self, children: list[Arch]) -> list[Arch]:
         """Random architectures to screen beside the children: ``explore`` feasible draws (the new
