@@ -4,7 +4,7 @@ For each op (a 1x1 conv, a depthwise 3x3 conv and a 3x3 conv at 28x28) and each 
 on ONNX Runtime (CPU, 2 threads) a model of the op alone and a chain of 8 copies of it; the
 marginal cost of an op inside the chain is (chain - alone) / 7. Three repeats, medians of 200 runs.
 
-    python benchmarks/activation_in_model.py [--acts relu hardswish relu6 silu] [--json OUT]
+    python benchmarks/activation_in_model.py [--acts relu hardswish relu6 silu] [--runs 200] [--json OUT]
 
 Where an activation's in-chain / alone ratio is far below the others', ops with it cost less in a
 model than timed alone, which the per-op profiles cannot see: what ``Calibration.hardswish_scale``
@@ -39,7 +39,7 @@ def session(cfgs: list[OpConfig]):
     return lambda: s.run(None, {i.name: x})
 
 
-def median_ms(run, n: int = 200) -> float:
+def median_ms(run, n: int) -> float:
     for _ in range(20):
         run()
     ts = []
@@ -50,11 +50,14 @@ def median_ms(run, n: int = 200) -> float:
     return float(np.median(ts) * 1e3)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--acts", nargs="+", default=["relu", "hardswish", "relu6", "silu"])
+    ap.add_argument("--runs", type=int, default=200, help="timed runs per median")
     ap.add_argument("--json", dest="json_out")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.runs < 1:
+        ap.error(f"--runs must be >= 1; got {args.runs}")  # exit code 2
     known = [a.value for a in Act]
     bad = [a for a in args.acts if a not in known]
     if bad:
@@ -64,7 +67,7 @@ def main() -> int:
         for act in args.acts:
             cfg = OpConfig(**kw, act=Act(act))
             one, eight = session([cfg]), session([cfg] * 8)
-            reps = [(median_ms(one), median_ms(eight)) for _ in range(3)]
+            reps = [(median_ms(one, args.runs), median_ms(eight, args.runs)) for _ in range(3)]
             alone = float(np.median([a for a, _ in reps]))
             marginal = float(np.median([(b - a) / 7 for a, b in reps]))
             rows.append({"op": op, "act": act, "alone_ms": alone, "in_chain_ms": marginal, "ratio": marginal / alone})

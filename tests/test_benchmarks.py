@@ -224,3 +224,18 @@ def test_nb201_transfer_ceiling_interface_and_bad_input(tables, tmp_path, capsys
     assert bench.main(["--latency-csv", str(tmp_path / "missing.csv")]) == 2
     assert bench.main(["--latency-csv", str(lat), "--train", "999999"]) == 2
     assert "--train must be between 1 and" in capsys.readouterr().err
+
+
+def test_activation_in_model_interface_and_bad_input(tmp_path, capsys) -> None:
+    """Real ONNX Runtime: an op alone and inside a chain of 8, per op and activation; exit 2 on bad input."""
+    bench = _module("activation_in_model")
+    out = tmp_path / "a.json"
+    assert bench.main(["--acts", "relu", "hardswish", "--runs", "5", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["op"], r["act"]) for r in rows] == [(op, a) for op in bench.OPS for a in ("relu", "hardswish")]
+    assert all(r["alone_ms"] > 0 and r["ratio"] == pytest.approx(r["in_chain_ms"] / r["alone_ms"]) for r in rows)
+    assert len(capsys.readouterr().out.strip().splitlines()) == len(rows)
+    for bad, message in ((["--acts", "gelu"], "unknown activation(s) gelu; known: "), (["--runs", "0"], "--runs")):
+        with pytest.raises(SystemExit) as exc:
+            bench.main(bad)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
