@@ -18,7 +18,10 @@ verifications are left, borderline ones: predicted over T by at most ``--qualify
 borderline architecture that is the most accurate evaluated is measured, which qualifies or
 disqualifies it (the predictor's error cuts both ways). The returned architecture (the most
 accurate feasible one evaluated) is judged on the true latency and accuracy; the oracle is the
-most accurate architecture whose true latency is <= T. ``--oracle-latency`` (a diagnostic) judges
+most accurate architecture whose true latency is <= T. The strategy is told each architecture's
+reward after the incumbent check, at no more than T (``hwnas.search.strategy_reward``: the limit is
+enforced by feasibility and measurement, not by penalising the reward; with the hard preset it is
+the accuracy). ``--oracle-latency`` (a diagnostic) judges
 feasibility by the true latency instead, which isolates the search's share of the regret.
 ``--verify-samples 40 --qualify-band 0`` is the method before (stop 15), ``--verify-samples 0
 --margin-percentile 90`` the one before that (every measurement up front, a safety margin instead
@@ -38,7 +41,7 @@ from sklearn.model_selection import KFold
 
 from hwnas.errors import HwnasError
 from hwnas.latency_models import TransferLatencyModel, encode_nb201
-from hwnas.search import MnasReward
+from hwnas.search import MnasReward, strategy_reward
 from hwnas.search.spaces import NB201Space
 from hwnas.search.strategies import SearchExhausted, create_strategy, strategy_names
 
@@ -169,13 +172,16 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
         i = row[space.to_string(arch)]
         acc = truth_acc[i]  # an accuracy query
         evaluated.append(i)
-        rewards.append(reward(acc, device.latency(i)))
-        strategy.tell(arch, rewards[-1])
         # verify the incumbent on the device before trusting it (a new one may appear when the
-        # measurement shows the old one over T)
+        # measurement shows the old one over T), then reward: a measured architecture's reward
+        # is computed from its measurement, not from the prediction it was proposed on
         while verify_left > 0 and (best := incumbent(qualify=True)) is not None and best not in device.measured:
             device.measure([best])
             verify_left -= 1
+        # what the strategy learns: the reward at the limit where the latency is over it (the
+        # hard preset: the accuracy); feasibility and verification enforce the limit
+        rewards.append(strategy_reward(reward, acc, device.latency(i), target))
+        strategy.tell(arch, rewards[-1])
         best = incumbent()
         curve.append(float(truth_acc[best]) if best is not None else float("nan"))
     best_i = incumbent()

@@ -281,7 +281,7 @@ def run_pipeline(out: Path, device: Any, config: PipelineConfig = PipelineConfig
         evaluator = ProxyTrainingEvaluator(space, config.dataset, config.search_epochs,
                                            config.space_args.get("resolution"), seed=config.seed)
         trials = run_search(space, strategy, evaluator, latency, MnasReward(budget, 0.0, -1.0), config.search_budget,
-                            journal, on_trial=lambda t, n: tick("search", n, config.search_budget))
+                            journal, on_trial=lambda t, n: tick("search", n, config.search_budget), limit_ms=limit)
         journal.close()
         best, front = best_and_front(trials, limit)
         write_run(run_dir, space, trials, best, front, settings, budget, predictor)

@@ -304,7 +304,59 @@ def test_borderline_architectures_are_qualified_by_their_measurement(tmp_path) -
     assert plain.latency_ms <= limit and all(predicted(space.from_string(a)) <= limit for a in m0)
     assert len(m1) <= verify and qualified.arch in m1 and m1[qualified.arch] <= limit
     assert qualified.latency_ms > limit  # predicted over the limit, measured within it
+    assert qualified.reward == pytest.approx(qualified.accuracy)  # its reward at the measured latency
     assert qualified.accuracy > plain.accuracy
+
+
+def test_strategy_is_told_the_reward_at_the_limit_and_at_the_measured_latency(tmp_path) -> None:
+    """With a deterministic fake device (never used for a number) that measures every other
+    architecture 30% over its prediction and predicts some borderline (up to 8% over the limit):
+    the strategy learns each trial's reward at its measured latency where the incumbent check
+    measured it, never penalised beyond the limit; the journal keeps the MNAS reward, recomputed at
+    the measurement; a resumed run is told exactly what an uninterrupted one was."""
+    from hwnas.search import Journal, run_search
+    from hwnas.search._run import Limits, feasibility, strategy_reward
+    from hwnas.search.strategies import create_strategy
+
+    space = create_space("nb201")
+    limit = 1.0
+    predicted = lambda a: 0.6 + 0.48 * (sum(a.choices) % 11) / 10  # noqa: E731  0.6..1.08
+    device = lambda a: predicted(a) * (1.3 if sum(a.choices) % 2 else 0.95)  # noqa: E731
+    accuracy = lambda a: float(sum(a.choices)) + 0.01 * a.choices[0]  # noqa: E731
+    reward = MnasReward(limit, 0.0, -1.0)
+
+    def run(name: str, budget: int, resume: bool = False) -> tuple[list, list, dict]:
+        measured: dict = {}
+        latency = lambda a: measured.get(a, predicted(a))  # noqa: E731
+        within = feasibility(space, Limits(limit), latency)
+        loose = feasibility(space, Limits(limit * 1.1), latency)
+        journal = Journal(tmp_path / f"{name}.sqlite", {"s": 1}, resume)
+        strat = create_strategy("evolution", space, seed=0, population_size=10, tournament_size=10,
+                                feasible=lambda a: within(a) or (len(measured) < 20 and loose(a)))
+        told = []
+        tell = strat.tell
+        strat.tell = lambda a, r: (told.append((space.to_string(a), r)), tell(a, r))
+        trials = run_search(space, strat, accuracy, latency, reward, budget, journal, measure=device,
+                            measure_budget=20, limit_ms=limit, qualify_ms=limit * 1.1,
+                            on_measured=measured.__setitem__)
+        m = {a: ms for a, _, ms in journal.measurements()}
+        stored = dict(journal.conn.execute("SELECT arch, reward FROM trials").fetchall())
+        journal.close()
+        return trials, told, m, stored
+
+    trials, told, m, stored = run("whole", 30)
+    assert any(ms > limit for ms in m.values()) and any(t.latency_ms > limit for t in trials)
+    for t, (arch, r) in zip(trials, told):
+        assert arch == t.arch and r == strategy_reward(reward, t.accuracy, m.get(t.arch, t.latency_ms), limit)
+        assert r == pytest.approx(t.accuracy)  # hard preset, capped at the limit: the accuracy
+        lat = m.get(t.arch, t.latency_ms)
+        assert stored[t.arch] == pytest.approx(reward(t.accuracy, lat)) == t.reward  # penalised over the limit
+    assert any(t.reward < t.accuracy for t in trials)
+    assert strategy_reward(reward, 0.9, 2.0, None) == reward(0.9, 2.0) == 0.45  # no limit: the reward itself
+    assert strategy_reward(reward, 0.9, 2.0, limit) == 0.9
+    _, told_a, _, _ = run("resumed", 12)
+    _, told_b, _, _ = run("resumed", 30, resume=True)
+    assert told_b == told and told_a == told[:12]
 
 
 def _ask_tell(strategy, reward, n: int) -> list:

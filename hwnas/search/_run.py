@@ -10,7 +10,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from hwnas.search._objective import MnasReward, pareto_front
 from hwnas.search.spaces._base import Arch, InfeasibleError, SearchSpace
 from hwnas.search.strategies._base import SearchExhausted, Strategy
 
-__all__ = ["Limits", "Journal", "Trial", "run_search", "check_budget_feasible", "feasibility", "best_and_front",
+__all__ = ["Limits", "Journal", "Trial", "run_search", "strategy_reward", "check_budget_feasible", "feasibility", "best_and_front",
            "incumbent", "write_run"]
 
 
@@ -100,6 +100,11 @@ class Journal:
             self.conn.execute("INSERT INTO measurements VALUES (?, ?, ?, ?)",
                               (arch, after_trial, latency_ms, datetime.now(timezone.utc).isoformat(timespec="seconds")))
 
+    def set_reward(self, number: int, reward: float) -> None:
+        """A trial's reward recomputed (at its measured latency)."""
+        with self.conn:
+            self.conn.execute("UPDATE trials SET reward = ? WHERE number = ?", (reward, number))
+
     def dataframe(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(t) for t in self.trials()])
 
@@ -163,7 +168,13 @@ def run_search(
     its measurement qualifies it (within the limit) or disqualifies it (the predictor's error cuts
     both ways; the strategy should then propose such architectures while measurements are left).
     Measurements go to the journal and to ``on_measured`` (e.g. to make feasibility use them), at
-    the same points on resume.
+    the same points on resume; a measured trial's reward is recomputed from its measurement.
+
+    The strategy is told a trial's reward after the incumbent check (so at the measured latency
+    where the check measured it), and, with ``limit_ms``, at no more than the limit: the limit
+    (feasibility, measurement) enforces the constraint, and a reward penalised for a predicted or
+    measured excess would teach the strategy that the accurate architectures near the limit are
+    bad (see :func:`strategy_reward`).
     """
     done = journal.trials()
     by_trial: dict[int, list[tuple[str, float]]] = {}
@@ -176,15 +187,17 @@ def run_search(
         if on_measured:
             on_measured(space.from_string(arch_s), ms)
 
-    for t in done:  # replay: the strategy re-proposes what it proposed before
+    trials: list[Trial] = []
+    for t in done:  # replay: the strategy re-proposes what it proposed before, and is told the same
         arch = strategy.ask()
         if space.to_string(arch) != t.arch:
             raise HwnasError(f"cannot resume: trial {t.number} was {t.arch}, the strategy now proposes "
                              f"{space.to_string(arch)} (different code or settings)")
-        strategy.tell(arch, t.reward)
+        trials.append(t)
         for arch_s, ms in by_trial.get(t.number, []):
             apply(arch_s, ms)
-    trials = list(done)
+        strategy.tell(arch, strategy_reward(reward, t.accuracy, measured.get(t.arch, t.latency_ms), limit_ms))
+    position = {t.arch: k for k, t in enumerate(trials)}
     while len(trials) < budget:
         try:
             arch = strategy.ask()
@@ -193,11 +206,10 @@ def run_search(
         t0 = time.perf_counter()
         acc = float(evaluate(arch))
         lat = float(latency(arch))
-        r = reward(acc, lat)
-        t = Trial(len(trials), space.to_string(arch), acc, lat, r, space.params(arch), space.flops(arch),
-                  time.perf_counter() - t0)
+        t = Trial(len(trials), space.to_string(arch), acc, lat, reward(acc, lat), space.params(arch),
+                  space.flops(arch), time.perf_counter() - t0)
         journal.add(t)
-        strategy.tell(arch, r)
+        position[t.arch] = len(trials)
         trials.append(t)
         while measure is not None and len(measured) < measure_budget:
             best = incumbent(trials, limit_ms, measured, qualify_ms, reward)
@@ -206,9 +218,24 @@ def run_search(
             ms = float(measure(space.from_string(best.arch)))
             journal.add_measurement(best.arch, t.number, ms)
             apply(best.arch, ms)
+            k = position[best.arch]  # its reward at the measured latency (the journal's too)
+            trials[k] = replace(best, reward=reward(best.accuracy, ms))
+            journal.set_reward(best.number, trials[k].reward)
+        strategy.tell(arch, strategy_reward(reward, acc, measured.get(t.arch, lat), limit_ms))
         if on_trial:
-            on_trial(t, len(trials))
+            on_trial(trials[-1], len(trials))
     return trials
+
+
+def strategy_reward(reward: MnasReward, accuracy: float, latency_ms: float, limit_ms: float | None) -> float:
+    """What the strategy learns from a trial: the reward at its latency (measured where it was
+    measured, predicted otherwise), taken at the limit where that is over ``limit_ms``. Strategies propose only architectures
+    within the limit (or, while measurements are left, borderline ones whose measurement decides),
+    so a latency over it means a prediction or measurement just over a limit that is already
+    enforced; penalising it too (the hard preset: accuracy x limit / latency, 5% over costs 5% of
+    the accuracy) made guided evolution's surrogate learn that the accurate region near the limit is
+    bad (NAS-Bench-201, BENCHMARKS.md). The journal keeps the MNAS reward itself."""
+    return reward(accuracy, latency_ms if limit_ms is None else min(latency_ms, limit_ms))
 
 
 def incumbent(trials: list[Trial], limit_ms: float | None, measured: dict[str, float] | None = None,
