@@ -13,5 +13,5 @@ from hwnas.search.spaces import Arch, SearchSpace, create_space, space_names
 from hwnas.search.strategies import Strategy, create_strategy, strategy_names
 
 __all__ = ["MnasReward", "pareto_front", "reward_preset", "Journal", "Limits", "Trial", "best_and_front",
-           "check_budget_feasible", "run_search", "strategy_reward", "Arch", "SearchSpace", "create_space", "space_names", "Strategy",
-           "create_strategy", "strategy_names"]
+           "check_budget_feasible", "run_search", "strategy_reward", "Arch", "SearchSpace", "create_space",
+           "space_names", "Strategy", "create_strategy", "strategy_names"]

@@ -23,8 +23,8 @@ from hwnas.search._objective import MnasReward, pareto_front
 from hwnas.search.spaces._base import Arch, InfeasibleError, SearchSpace
 from hwnas.search.strategies._base import SearchExhausted, Strategy
 
-__all__ = ["Limits", "Journal", "Trial", "run_search", "strategy_reward", "check_budget_feasible", "feasibility", "best_and_front",
-           "incumbent", "write_run"]
+__all__ = ["Limits", "Journal", "Trial", "run_search", "strategy_reward", "check_budget_feasible", "feasibility",
+           "best_and_front", "incumbent", "write_run"]
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,6 @@ def run_search(
         for arch_s, ms in by_trial.get(t.number, []):
             apply(arch_s, ms)
         strategy.tell(arch, strategy_reward(reward, t.accuracy, measured.get(t.arch, t.latency_ms), limit_ms))
-    position = {t.arch: k for k, t in enumerate(trials)}
     while len(trials) < budget:
         try:
             arch = strategy.ask()
@@ -209,7 +208,6 @@ def run_search(
         t = Trial(len(trials), space.to_string(arch), acc, lat, reward(acc, lat), space.params(arch),
                   space.flops(arch), time.perf_counter() - t0)
         journal.add(t)
-        position[t.arch] = len(trials)
         trials.append(t)
         while measure is not None and len(measured) < measure_budget:
             best = incumbent(trials, limit_ms, measured, qualify_ms, reward)
@@ -218,9 +216,9 @@ def run_search(
             ms = float(measure(space.from_string(best.arch)))
             journal.add_measurement(best.arch, t.number, ms)
             apply(best.arch, ms)
-            k = position[best.arch]  # its reward at the measured latency (the journal's too)
-            trials[k] = replace(best, reward=reward(best.accuracy, ms))
-            journal.set_reward(best.number, trials[k].reward)
+            # its reward at the measured latency (the journal's too); a trial's number is its index
+            trials[best.number] = replace(best, reward=reward(best.accuracy, ms))
+            journal.set_reward(best.number, trials[best.number].reward)
         strategy.tell(arch, strategy_reward(reward, acc, measured.get(t.arch, lat), limit_ms))
         if on_trial:
             on_trial(trials[-1], len(trials))
