@@ -187,13 +187,12 @@ def run_search(
         if on_measured:
             on_measured(space.from_string(arch_s), ms)
 
-    trials: list[Trial] = []
+    trials = list(done)
     for t in done:  # replay: the strategy re-proposes what it proposed before, and is told the same
         arch = strategy.ask()
         if space.to_string(arch) != t.arch:
             raise HwnasError(f"cannot resume: trial {t.number} was {t.arch}, the strategy now proposes "
                              f"{space.to_string(arch)} (different code or settings)")
-        trials.append(t)
         for arch_s, ms in by_trial.get(t.number, []):
             apply(arch_s, ms)
         strategy.tell(arch, strategy_reward(reward, t.accuracy, measured.get(t.arch, t.latency_ms), limit_ms))
@@ -250,7 +249,7 @@ def incumbent(trials: list[Trial], limit_ms: float | None, measured: dict[str, f
 
     def score(t: Trial) -> tuple[float, float]:
         if reward is not None and borderline(t):
-            return reward(t.accuracy, float(limit_ms)), t.accuracy  # type: ignore[arg-type]
+            return strategy_reward(reward, t.accuracy, t.latency_ms, limit_ms), t.accuracy
         return t.reward, t.accuracy
 
     ok = [t for t in trials if limit_ms is None or measured.get(t.arch, t.latency_ms) <= limit_ms or borderline(t)]
