@@ -82,9 +82,44 @@ def _warn_governor(err: Console) -> str | None:
     return w
 
 
+class _Progress(Progress):
+    """A rich progress bar that, where its console is not a terminal (a log file, CI, ``nohup``),
+    where rich draws nothing until the end, prints a plain line per task at most every
+    ``every_s`` seconds and when the task completes: done/total, elapsed, ETA."""
+
+    def __init__(self, *columns: Any, every_s: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(*columns, **kwargs)
+        self._every_s = every_s
+        self._last: dict[Any, float] = {}
+
+    def update(self, task_id: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().update(task_id, **kwargs)
+        if self.disable or self.console.is_terminal:
+            return
+        import time
+
+        task = self._tasks[task_id]
+        now = time.monotonic()
+        if not task.finished and now - self._last.get(task_id, -1e9) < self._every_s:
+            return
+        if task.finished and self._last.get(task_id) == float("inf"):
+            return
+        self._last[task_id] = float("inf") if task.finished else now
+        eta = task.time_remaining
+        line = (f"{task.description}: {task.completed:g}/{task.total:g}, elapsed {_hms(task.elapsed or 0)}"
+                f"{'' if task.finished or eta is None else f', ETA {_hms(eta)}'}")
+        current = task.fields.get("current")
+        self.console.print(f"{line}  {current}" if current else line, markup=False, highlight=False)
+
+
+def _hms(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}"
+
+
 @contextmanager
 def _progress(total: int, desc: str, console: Console) -> Iterator[Progress]:
-    with Progress(
+    with _Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
         TextColumn("{task.fields[current]}"), console=console, transient=False,
@@ -672,10 +707,10 @@ def predict(
 @app.command()
 def search(
     device: Annotated[str, typer.Option("--device", "-d")] = "cpu-ort",
-    space: Annotated[str, typer.Option("--space", help="Search space (nb201, proxyless, mlp).")] = "nb201",
+    space: Annotated[str, typer.Option("--space", help="Search space: nb201, mnasnet, proxyless or mlp.")] = "nb201",
     target_ms: Annotated[float, typer.Option("--target-ms", help="Latency target T of the MNAS reward (ms).")] = 5.0,
     strategy: Annotated[str, typer.Option("--strategy", help="grid, random, evolution, guided-evolution "
-                        "(evolution screened by a surrogate), reinforce, ppo, or proxyless (supernet with binary "
+                        "(evolution screened by a surrogate), reinforce, ppo, nsga2 (multi-objective: --objective pareto), or proxyless (supernet with binary "
                         "gates and a latency loss; --space proxyless).")] = "guided-evolution",
     space_arg: Annotated[list[str] | None, typer.Option("--space-arg", help="A space setting NAME=VALUE, e.g. "
                          "resolution=64 or width=0.5 (repeatable).")] = None,
@@ -692,10 +727,14 @@ def search(
     evaluator: Annotated[str, typer.Option("--evaluator", help="proxy (train on a dataset) or table (CSV).")] = "proxy",
     epochs: Annotated[int, typer.Option("--epochs", help="Proxy training epochs.")] = 2,
     dataset: Annotated[str, typer.Option("--dataset", help="digits, a .npz file, or an image folder.")] = "digits",
-    resolution: Annotated[int, typer.Option("--resolution", help="Input resolution for proxy training.")] = 16,
+    resolution: Annotated[int, typer.Option("--resolution", help="Input resolution for proxy training (a space that searches it, mnasnet, trains each architecture at its own).")] = 16,
     accuracy_csv: Annotated[Path | None, typer.Option("--accuracy-csv", help="Table evaluator: CSV with arch_str.")] = None,
     accuracy_column: Annotated[str, typer.Option("--accuracy-column")] = "cifar10_test_acc",
     reward_name: Annotated[str, typer.Option("--reward", help="soft or hard MNAS preset.")] = "hard",
+    objective: Annotated[str, typer.Option("--objective", help="mnas: the most accurate architecture within T "
+                         "(the MNAS reward); pareto: the accuracy-latency front (within the limit), told to a "
+                         "multi-objective strategy (--strategy nsga2; random and grid work too); --verify then "
+                         "measures front members at the end.")] = "mnas",
     hard_limit: Annotated[bool, typer.Option("--hard-limit/--soft-limit", help="Only propose architectures "
                           "predicted within T (hard) or let the reward penalise them (soft).")] = True,
     verify: Annotated[int, typer.Option("--verify", help="Measure the incumbent on the device before trusting "
@@ -721,7 +760,7 @@ def search(
                               reward_preset, run_search)
     from hwnas.search._evaluators import ProxyTrainingEvaluator, TableEvaluator
     from hwnas.search._run import feasibility, write_run
-    from hwnas.search.strategies import strategy_names
+    from hwnas.search.strategies import strategy_class, strategy_names
 
     dev = _registry(devices_file).get(device)
     if strategy not in [*strategy_names(), "proxyless"]:
@@ -729,6 +768,16 @@ def search(
 
         raise UnknownNameError("strategy", strategy, [*strategy_names(), "proxyless"])
     reward = reward_preset(reward_name, target_ms)
+    from hwnas.search._run import OBJECTIVES
+
+    if objective not in OBJECTIVES:
+        from hwnas.errors import UnknownNameError
+
+        raise UnknownNameError("objective", objective, OBJECTIVES)
+    if objective == "pareto" and (strategy == "proxyless" or not strategy_class(strategy).multi_objective):
+        multi = [n for n in strategy_names() if strategy_class(n).multi_objective]
+        raise HwnasError(f"--objective pareto needs a multi-objective strategy ({', '.join(multi)}); "
+                         f"{strategy} takes one reward")
     space_args = _key_values(space_arg, "--space-arg")
     strategy_params = _key_values(strategy_param, "--strategy-param")
     sp = _make_space(space, space_args).restrict(dev.constraints)
@@ -762,7 +811,9 @@ def search(
         raise HwnasError(f"--qualify-band takes a fraction in [0, 1], got {qualify_band}")
     feasible = within = feasibility(sp, limits, latency)
     check_budget_feasible(sp, feasible, latency, seed=seed, latency_many=latency_many)
-    qualify_ms = limit * (1 + qualify_band) if verify and qualify_band and limit is not None else None
+    # the pareto objective measures front members at the end, not incumbents on the way
+    incumbents = verify if objective == "mnas" else 0
+    qualify_ms = limit * (1 + qualify_band) if incumbents and qualify_band and limit is not None else None
     if qualify_ms is not None:  # borderline architectures too, while measurements are left to decide them
         loose = feasibility(sp, dataclasses.replace(limits, latency_ms=qualify_ms), latency)
         n_measured = [0]
@@ -784,14 +835,14 @@ def search(
                 "reward": reward_name, "limit_ms": limit, "evaluator": evaluator, "epochs": epochs,
                 "dataset": dataset, "resolution": resolution, "predictor": str(pred_dir), "verify": verify,
                 "qualify_band": qualify_band}
+    if objective != "mnas":  # journals written before --objective existed resume unchanged
+        settings["objective"] = objective
     out.mkdir(parents=True, exist_ok=True)
     journal = Journal(out / "journal.sqlite", settings, resume)
     try:
         strat = create_strategy(strategy, sp, seed=seed, feasible=feasible, **strategy_params)
     except TypeError as exc:
         import inspect
-
-        from hwnas.search.strategies import strategy_class
 
         known = [p for p in inspect.signature(strategy_class(strategy)).parameters
                  if p not in ("self", "space", "seed", "feasible")]
@@ -809,17 +860,25 @@ def search(
         trials = run_search(sp, strat, evaluate, latency, reward, budget, journal,
                             on_trial=lambda t, n: prog.update(task, completed=n,
                                                               current=f"acc {t.accuracy:.3f} lat {t.latency_ms:.2f} ms"),
-                            measure=_arch_latency_on(dev, sp) if verify and limit is not None else None,
+                            measure=_arch_latency_on(dev, sp) if incumbents and limit is not None else None,
                             measure_budget=verify, limit_ms=limit, qualify_ms=qualify_ms,
-                            on_measured=on_measured)
+                            on_measured=on_measured, objective=objective)
     measured = {a: ms for a, _, ms in journal.measurements()}
-    journal.close()
     best, front = best_and_front(trials, limit, measured)
+    if objective == "pareto" and verify > len(measured) and trials:
+        _measure_front(front, verify - len(measured), measured, journal, _arch_latency_on(dev, sp), sp, trials, err)
+    journal.close()
     result = write_run(out, sp, trials, best, front, settings, target_ms, pred, measured)
     if as_json:
         _print_json(result)
         return
     o = _out()
+    if objective == "pareto":
+        t = Table("arch", "accuracy", "predicted ms", "measured ms", title=f"accuracy-latency front ({len(front)})")
+        for f in front:
+            t.add_row(f.arch, f"{f.accuracy:.4f}", f"{f.latency_ms:.3f}",
+                      f"{measured[f.arch]:.3f}" if f.arch in measured else "")
+        o.print(t)
     if best is None:
         o.print("no evaluated architecture is within the latency limit")
     else:
@@ -827,10 +886,29 @@ def search(
         o.print(f"best: [bold]{best.arch}[/] accuracy {best.accuracy:.4f}, predicted {best.latency_ms:.3f} ms{seen} "
                 f"(target {target_ms} ms), {best.params:,} parameters")
         over = sum(ms > limit for ms in measured.values()) if limit is not None else 0
-        if measured:
+        if measured and objective == "mnas":
             o.print(f"{len(measured)} incumbents measured on {dev.name}; {over} over the limit, disqualified")
     o.print(f"{len(trials)} evaluated ({len(trials) - done} now); run directory: {out} "
             f"(journal.sqlite, best.json, trials.csv, pareto.csv, pareto.png)")
+
+
+def _measure_front(front: list, n: int, measured: dict[str, float], journal: Any, measure: Any, sp: Any,
+                   trials: list, err: Console) -> None:
+    """Measure up to ``n`` unmeasured members of the front on the device, spread evenly along it
+    (fastest to most accurate), into the journal (a resumed run does not repeat them) and
+    ``measured``."""
+    import numpy as np
+
+    todo = [f for f in front if f.arch not in measured]
+    if not todo:
+        return
+    pick = [todo[int(i)] for i in np.unique(np.linspace(0, len(todo) - 1, min(n, len(todo))).round().astype(int))]
+    with _progress(len(pick), "measuring the front", err) as prog:
+        for f in pick:
+            ms = float(measure(sp.from_string(f.arch)))
+            journal.add_measurement(f.arch, trials[-1].number, ms)
+            measured[f.arch] = ms
+            prog.update(prog.task_ids[0], advance=1, current=f"{f.arch}: {ms:.3f} ms")
 
 
 def _arch_latency_on(dev: Any, sp: Any):  # noqa: ANN202
@@ -1059,7 +1137,7 @@ def quickstart(
                                   export_epochs=1)
         policy = FAST_POLICY
     tasks: dict[str, Any] = {}
-    with Progress(TextColumn("{task.description:<14}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+    with _Progress(TextColumn("{task.description:<14}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err,
                   disable=not err.is_terminal and as_json) as prog:
         def tick(stage: str, done: int, total: int) -> None:

@@ -127,8 +127,9 @@ def check_space(space: Any, samples: int = 30, seed: int = 0) -> None:
 
 def check_strategy(name: str, space: Any, budget: int = 25) -> None:
     """Every strategy: ask/tell contract, determinism under a seed, only feasible proposals,
-    and resume by replaying tells."""
-    from hwnas.search.strategies import SearchExhausted, create_strategy
+    and resume by replaying tells; a multi-objective one (``multi_objective``) also when told
+    tuples of values (as ``--objective pareto`` tells ``(accuracy, -latency_ms)``)."""
+    from hwnas.search.strategies import SearchExhausted, create_strategy, strategy_class
 
     def feasible(arch: Any) -> bool:  # reject about half the space, deterministically
         return hash(space.to_string(arch)) % 2 == 0 or sum(arch.choices) % 2 == 0
@@ -136,26 +137,33 @@ def check_strategy(name: str, space: Any, budget: int = 25) -> None:
     def reward(arch: Any) -> float:
         return float(np.sin(sum((i + 1) * c for i, c in enumerate(arch.choices))))
 
-    def run(n: int, s: Any) -> list[Any]:
-        out = []
-        for _ in range(n):
-            try:
-                a = s.ask()
-            except SearchExhausted:
-                break
-            space.validate(a)
-            assert feasible(a), "strategies must only propose feasible architectures"
-            s.tell(a, reward(a))
-            out.append(a)
-        return out
+    def values(arch: Any) -> tuple[float, float]:  # two objectives in conflict
+        return reward(arch), -float(sum(arch.choices)) + 0.5 * reward(arch)
 
-    first = run(budget, create_strategy(name, space, seed=7, feasible=feasible))
-    assert first, "a strategy must propose something"
-    assert run(budget, create_strategy(name, space, seed=7, feasible=feasible)) == first, "seeded runs must repeat"
-    assert len(set(first)) == len(first), "no architecture is proposed twice"
-    replay = create_strategy(name, space, seed=7, feasible=feasible)
-    k = len(first) // 2
-    for a in first[:k]:
-        assert replay.ask() == a
-        replay.tell(a, reward(a))
-    assert run(len(first) - k, replay) == first[k:], "replaying tells must resume the same run"
+    tells: list[Any] = [reward]
+    if strategy_class(name).multi_objective:
+        tells.append(values)
+    for told in tells:
+        def run(n: int, s: Any) -> list[Any]:
+            out = []
+            for _ in range(n):
+                try:
+                    a = s.ask()
+                except SearchExhausted:
+                    break
+                space.validate(a)
+                assert feasible(a), "strategies must only propose feasible architectures"
+                s.tell(a, told(a))  # noqa: B023
+                out.append(a)
+            return out
+
+        first = run(budget, create_strategy(name, space, seed=7, feasible=feasible))
+        assert first, "a strategy must propose something"
+        assert run(budget, create_strategy(name, space, seed=7, feasible=feasible)) == first, "seeded runs must repeat"
+        assert len(set(first)) == len(first), "no architecture is proposed twice"
+        replay = create_strategy(name, space, seed=7, feasible=feasible)
+        k = len(first) // 2
+        for a in first[:k]:
+            assert replay.ask() == a
+            replay.tell(a, told(a))
+        assert run(len(first) - k, replay) == first[k:], "replaying tells must resume the same run"

@@ -239,3 +239,25 @@ def test_activation_in_model_interface_and_bad_input(tmp_path, capsys) -> None:
         with pytest.raises(SystemExit) as exc:
             bench.main(bad)
         assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_nb201_pareto_interface_and_bad_input(tables, tmp_path, capsys) -> None:
+    lat, acc = tables
+    bench = _module("nb201_pareto")
+    out = tmp_path / "p.json"
+    base = ["--latency-csv", str(lat), "--accuracy-csv", str(acc), "--accuracy-column", "top1"]
+    assert bench.main([*base, "--devices", "fake_cpu", "fake_phone", "--strategies", "random", "nsga2",
+                       "--budget", "40", "--latency-samples", "20", "--seeds", "2", "--json", str(out),
+                       "--png", str(tmp_path / "p.png")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert re.fullmatch(r"nsga2: hv_regret=\d\.\d{4} reported_front=\d\.\d{4} below_random=[012]", lines[-1])
+    r = json.loads(out.read_text())
+    for dev in r["results"]:
+        for s in ("random", "nsga2"):
+            m = dev["strategies"][s]
+            assert 0 <= m["hv_regret_median"] <= 1 and len(m["per_seed"]) == 2
+    assert (tmp_path / "p.png").stat().st_size > 0
+    assert bench.main([*base, "--strategies", "evolution"]) == 2
+    assert "strategy 'evolution' takes one reward; multi-objective strategies: grid, nsga2, random" in capsys.readouterr().err
+    assert bench.main([*base, "--devices", "fake_tpu"]) == 2
+    assert "unknown device(s) fake_tpu; devices in" in capsys.readouterr().err

@@ -206,3 +206,26 @@ def test_quickstart_smoke_end_to_end_twice_and_report(capsys, tmp_path) -> None:
         assert part in page
     rc, _, err = run(capsys, "report", str(tmp_path))
     assert rc == 2 and "not a search run directory" in err
+
+
+def test_progress_prints_plain_lines_where_the_console_is_not_a_terminal(monkeypatch) -> None:
+    """In a log file rich draws no live bar; the progress prints a throttled plain line with the
+    count, elapsed time and ETA, and one when the task completes."""
+    import io
+
+    from rich.console import Console
+
+    from hwnas import cli
+
+    clock = iter(range(0, 10_000, 3))  # every update is 3 s after the previous one
+    monkeypatch.setattr("time.monotonic", lambda: float(next(clock)))
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=False, width=120)
+    with cli._Progress(every_s=10.0, console=console) as prog:
+        task = prog.add_task("profiling", total=12, current="")
+        for i in range(12):
+            prog.update(task, advance=1, current=f"op{i}")
+    lines = [x for x in buf.getvalue().splitlines() if x.startswith("profiling: ")]
+    assert lines[0].startswith("profiling: 1/12") and lines[-1].startswith("profiling: 12/12")
+    assert 3 <= len(lines) <= 6  # throttled: not one line per update
+    assert "ETA" in lines[1] and "op" in lines[1]

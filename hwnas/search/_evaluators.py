@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -107,10 +108,15 @@ class ProxyTrainingEvaluator:
             raise HwnasError("--train-device cuda requested but no CUDA GPU is available")
         self.space, self.epochs, self.batch_size, self.lr, self.device, self.seed = space, epochs, batch_size, lr, device, seed
         flat = space.name == "mlp"
-        self.data = load_dataset(dataset, None if flat else resolution, seed)
+        #: a space whose input resolution is a searched decision (mnasnet) trains each architecture
+        #: at its own resolution (the dataset resized once per resolution), not at ``resolution``
+        self.searches_resolution = any(d.name == "resolution" for d in space.decisions)
+        self.dataset = dataset
+        self.data = load_dataset(dataset, None if flat or self.searches_resolution else resolution, seed)
         if flat:  # tabular: flatten one channel
             xt, yt, xv, yv, k = self.data
             self.data = (xt[:, 0].flatten(1), yt, xv[:, 0].flatten(1), yv, k)
+        self._at: dict[int, Any] = {}
         self.resolution = resolution
 
     def __call__(self, arch: Arch) -> float:
@@ -121,8 +127,16 @@ class ProxyTrainingEvaluator:
         import torch
 
         xt, yt, xv, yv, classes = self.data
+        if self.searches_resolution:
+            res = int(self.space.input_shape(arch)[-1])
+            if res not in self._at:
+                self._at[res] = load_dataset(self.dataset, res, self.seed)
+            xt, yt, xv, yv, classes = self._at[res]
         torch.manual_seed(self.seed)
-        kw = {"resolution": xt.shape[1]} if self.space.name == "mlp" else {"resolution": self.resolution}
+        if self.space.name == "mlp":
+            kw = {"resolution": xt.shape[1]}
+        else:
+            kw = {"resolution": None if self.searches_resolution else self.resolution}
         model = self.space.build_module(arch, classes=classes, **kw).to(self.device)
         opt = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4)
         steps = self.epochs * ((len(yt) + self.batch_size - 1) // self.batch_size)

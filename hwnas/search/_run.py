@@ -18,12 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, UnknownNameError
 from hwnas.search._objective import MnasReward, pareto_front
 from hwnas.search.spaces._base import Arch, InfeasibleError, SearchSpace
 from hwnas.search.strategies._base import SearchExhausted, Strategy
 
-__all__ = ["Limits", "Journal", "Trial", "run_search", "strategy_reward", "check_budget_feasible", "feasibility",
+#: what a search optimises: ``mnas`` (the MNAS reward at the target) or ``pareto`` (the front)
+OBJECTIVES = ("mnas", "pareto")
+
+__all__ = ["OBJECTIVES", "Limits", "Journal", "Trial", "run_search", "strategy_reward", "check_budget_feasible", "feasibility",
            "best_and_front", "incumbent", "write_run"]
 
 
@@ -158,6 +161,7 @@ def run_search(
     limit_ms: float | None = None,
     on_measured: Callable[[Arch, float], None] | None = None,
     qualify_ms: float | None = None,
+    objective: str = "mnas",
 ) -> list[Trial]:
     """Run until ``budget`` evaluations are in the journal (continuing a resumed one).
 
@@ -175,7 +179,23 @@ def run_search(
     (feasibility, measurement) enforces the constraint, and a reward penalised for a predicted or
     measured excess would teach the strategy that the accurate architectures near the limit are
     bad (see :func:`strategy_reward`).
+
+    ``objective="pareto"`` (multi-objective: the accuracy-latency front) tells the strategy
+    ``(accuracy, -latency_ms)`` instead (measured latency where measured), which a strategy with
+    ``multi_objective`` (``nsga2``; ``random`` and ``grid`` ignore it) takes; the journal still
+    keeps the MNAS reward, and the incumbent check is the same.
     """
+    if objective not in OBJECTIVES:
+        raise UnknownNameError("objective", objective, OBJECTIVES)
+    if objective == "pareto" and not strategy.multi_objective:
+        raise HwnasError(f"strategy {strategy.name!r} takes one reward; the pareto objective needs a multi-objective "
+                         f"strategy (nsga2; random and grid ignore rewards)")
+
+    def told(acc: float, latency_ms: float) -> float | tuple[float, float]:
+        if objective == "pareto":
+            return acc, -latency_ms
+        return strategy_reward(reward, acc, latency_ms, limit_ms)
+
     done = journal.trials()
     by_trial: dict[int, list[tuple[str, float]]] = {}
     for arch_s, after, ms in journal.measurements():
@@ -195,7 +215,7 @@ def run_search(
                              f"{space.to_string(arch)} (different code or settings)")
         for arch_s, ms in by_trial.get(t.number, []):
             apply(arch_s, ms)
-        strategy.tell(arch, strategy_reward(reward, t.accuracy, measured.get(t.arch, t.latency_ms), limit_ms))
+        strategy.tell(arch, told(t.accuracy, measured.get(t.arch, t.latency_ms)))
     while len(trials) < budget:
         try:
             arch = strategy.ask()
@@ -218,7 +238,7 @@ def run_search(
             # its reward at the measured latency (the journal's too); a trial's number is its index
             trials[best.number] = replace(best, reward=reward(best.accuracy, ms))
             journal.set_reward(best.number, trials[best.number].reward)
-        strategy.tell(arch, strategy_reward(reward, acc, measured.get(t.arch, lat), limit_ms))
+        strategy.tell(arch, told(acc, measured.get(t.arch, lat)))
         if on_trial:
             on_trial(trials[-1], len(trials))
     return trials
@@ -281,10 +301,13 @@ def write_run(out: Path, sp: Any, trials: list, best: Any, front: list, settings
     if len(table):
         table["measured_latency_ms"] = [measured.get(t.arch) for t in trials]
     table.to_csv(out / "trials.csv", index=False)
-    pd.DataFrame([dataclasses.asdict(t) for t in front]).to_csv(out / "pareto.csv", index=False)
+    front_rows = [{**dataclasses.asdict(t), "measured_latency_ms": measured.get(t.arch)} for t in front]
+    pd.DataFrame(front_rows, columns=[*table.columns] if len(table) else None).to_csv(out / "pareto.csv", index=False)
     result = {"settings": settings, "n_trials": len(trials),
               "best": dataclasses.asdict(best) if best else None,
-              "fingerprint": pred.fingerprint, "space": sp.name}
+              "fingerprint": pred.fingerprint, "space": sp.name,
+              "pareto_front": [{k: r[k] for k in ("number", "arch", "accuracy", "latency_ms", "measured_latency_ms")}
+                               for r in front_rows]}
     if best is not None:
         result["best"]["predicted_latency_ms"] = best.latency_ms
         result["best"]["measured_latency_ms"] = measured.get(best.arch)

@@ -25,6 +25,9 @@ class Strategy(ABC):
     """
 
     name: str = ""
+    #: can be told a tuple of values to maximise (``hwnas search --objective pareto`` tells
+    #: ``(accuracy, -latency_ms)``); strategies that ignore rewards (grid, random) can too
+    multi_objective: bool = False
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None) -> None:
         self.space = space

@@ -27,6 +27,7 @@ class GridSearch(Strategy):
     """Every feasible architecture of a finite space, in a seeded random order (without repeats)."""
 
     name = "grid"
+    multi_objective = True  # ignores rewards
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
                  shuffle: bool = True) -> None:
@@ -49,6 +50,7 @@ class RandomSearch(Strategy):
     """Uniform samples of feasible architectures, without repeats."""
 
     name = "random"
+    multi_objective = True  # ignores rewards
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None) -> None:
         super().__init__(space, seed, feasible)
