@@ -888,6 +888,10 @@ def search(
         over = sum(ms > limit for ms in measured.values()) if limit is not None else 0
         if measured and objective == "mnas":
             o.print(f"{len(measured)} incumbents measured on {dev.name}; {over} over the limit, disqualified")
+            if best.arch not in measured and len(measured) >= verify:
+                o.print(f"[yellow]the best was not measured:[/] the --verify {verify} measurements went to earlier "
+                        f"incumbents; its latency is the prediction (`hwnas export --run {out}` measures it; a "
+                        f"larger --verify measures more in a new run)")
     o.print(f"{len(trials)} evaluated ({len(trials) - done} now); run directory: {out} "
             f"(journal.sqlite, best.json, trials.csv, pareto.csv, pareto.png)")
 

@@ -26,8 +26,8 @@ from hwnas.search.strategies._base import SearchExhausted, Strategy
 #: what a search optimises: ``mnas`` (the MNAS reward at the target) or ``pareto`` (the front)
 OBJECTIVES = ("mnas", "pareto")
 
-__all__ = ["OBJECTIVES", "Limits", "Journal", "Trial", "run_search", "strategy_reward", "check_budget_feasible", "feasibility",
-           "best_and_front", "incumbent", "write_run"]
+__all__ = ["OBJECTIVES", "Limits", "Journal", "Trial", "run_search", "strategy_reward", "check_budget_feasible",
+           "feasibility", "best_and_front", "incumbent", "write_run"]
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,8 @@ def run_search(
     ``objective="pareto"`` (multi-objective: the accuracy-latency front) tells the strategy
     ``(accuracy, -latency_ms)`` instead (measured latency where measured), which a strategy with
     ``multi_objective`` (``nsga2``; ``random`` and ``grid`` ignore it) takes; the journal still
-    keeps the MNAS reward, and the incumbent check is the same.
+    keeps the MNAS reward, and the incumbent check runs if ``measure`` is given (``hwnas search``
+    measures members of the front at the end instead).
     """
     if objective not in OBJECTIVES:
         raise UnknownNameError("objective", objective, OBJECTIVES)
