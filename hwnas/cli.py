@@ -1030,6 +1030,9 @@ def export(
     output: Annotated[Path, typer.Option("--output", "-o", help="The ONNX file to write.")],
     run: Annotated[Path | None, typer.Option("--run", help="A search run directory (its best.json).")] = None,
     arch: Annotated[Path | None, typer.Option("--arch", help='An architecture JSON: {"space", "arch", "space_args"}.')] = None,
+    front: Annotated[int | None, typer.Option("--front", help="With --run: export this member of the run's "
+                     "accuracy-latency front instead of its best (0 the fastest, -1 the most accurate; "
+                     "pareto.csv lists them).")] = None,
     device: Annotated[str, typer.Option("--device", "-d")] = "cpu-ort",
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs on the dataset before export.")] = 5,
     no_train: Annotated[bool, typer.Option("--no-train", help="Export untrained (random) weights.")] = False,
@@ -1054,7 +1057,9 @@ def export(
 
     if (run is None) == (arch is None):
         raise HwnasError("give exactly one of --run DIR or --arch ARCH.json")
-    spec = load_arch_spec(run or arch)  # type: ignore[arg-type]
+    if front is not None and run is None:
+        raise HwnasError("--front picks a member of a run's front: give --run DIR")
+    spec = load_arch_spec(run or arch, front)  # type: ignore[arg-type]
     if budget_ms is not None:
         spec = dataclasses.replace(spec, budget_ms=budget_ms)
     dev = _registry(devices_file).get(device)

@@ -45,9 +45,10 @@ class ArchSpec:
             raise HwnasError(f"bad settings for space {self.space!r}: {exc}") from None
 
 
-def load_arch_spec(path: str | Path) -> ArchSpec:
+def load_arch_spec(path: str | Path, front: int | None = None) -> ArchSpec:
     """A run directory (its ``best.json``), a ``best.json``, or an architecture JSON
-    ``{"space": ..., "arch": ..., "space_args": {...}}``."""
+    ``{"space": ..., "arch": ..., "space_args": {...}}``. With ``front``, a run's member of the
+    accuracy-latency front instead of its best: 0 the fastest, -1 the most accurate."""
     p = Path(path)
     if p.is_dir():
         p = p / "best.json"
@@ -57,6 +58,18 @@ def load_arch_spec(path: str | Path) -> ArchSpec:
         raise HwnasError(f"not found: {p} (give a run directory with best.json, or an architecture JSON)") from None
     except json.JSONDecodeError as exc:
         raise HwnasError(f"{p} is not JSON ({exc})") from None
+    if front is not None and "settings" not in data:
+        raise HwnasError(f"a front member needs a run directory (its best.json); {p} is an architecture JSON")
+    if "settings" in data and front is not None:
+        members = data.get("pareto_front")
+        if members is None:
+            raise HwnasError(f"{p} holds no front (written by an older hwnas); export with --arch instead")
+        if not -len(members) <= front < len(members):
+            raise HwnasError(f"the run's front has {len(members)} members: give 0..{len(members) - 1} "
+                             f"(0 the fastest) or -1 (the most accurate); got {front}")
+        m, s = members[front], data["settings"]
+        return ArchSpec(s["space"], m["arch"], s.get("space_args") or {}, m.get("accuracy"),
+                        s.get("limit_ms") or s.get("target_ms"), s.get("dataset", "digits"), s.get("resolution"))
     if "settings" in data:  # a run's best.json
         if not data.get("best"):
             raise HwnasError(f"the run {p.parent} has no architecture within its latency limit to export")

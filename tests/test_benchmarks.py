@@ -261,3 +261,18 @@ def test_nb201_pareto_interface_and_bad_input(tables, tmp_path, capsys) -> None:
     assert "strategy 'evolution' takes one reward; multi-objective strategies: grid, nsga2, random" in capsys.readouterr().err
     assert bench.main([*base, "--devices", "fake_tpu"]) == 2
     assert "unknown device(s) fake_tpu; devices in" in capsys.readouterr().err
+
+
+def test_space_predictor_check_interface_and_bad_input(trained, tmp_path, capsys) -> None:
+    """Real cpu-ort measurements of two nb201 networks against a real (small) predictor."""
+    bench = _module("space_predictor_check")
+    out = tmp_path / "c.json"
+    assert bench.main(["--space", "nb201", "--n", "2", "--predictor", str(trained / "predictor"),
+                       "--json", str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert re.fullmatch(r"onnx: MAPE \d+\.\d%, within \+-10% \d+%, worst [+-]\d+%", lines[-1])
+    r = json.loads(out.read_text())
+    assert len(r["rows"]) == 2 and all(x["measured_ms"] > 0 and x["predicted_op_configs_ms"] > 0 for x in r["rows"])
+    assert r["rows"][0]["mflops"] < r["rows"][1]["mflops"]
+    assert bench.main(["--space", "nasnet", "--predictor", str(trained / "predictor")]) == 2
+    assert "Known search spaces: mlp, mnasnet, nb201, proxyless" in capsys.readouterr().err
