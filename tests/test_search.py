@@ -187,6 +187,15 @@ def test_search_pareto_objective_measures_the_front_and_resumes(trained, tmp_pat
     again = json.loads(capsys.readouterr().out)
     assert again["pareto_front"] == front
     assert con.execute("SELECT count(*) FROM measurements").fetchone()[0] == len(measured)
+    # export a member of the front (0 the fastest, -1 the most accurate); bad indices exit 2
+    export = ["export", "--run", str(out), "--no-train", "--predictor", str(trained / "predictor"), "--json"]
+    assert main([*export, "--front", "-1", "-o", str(tmp_path / "m" / "model.onnx")]) == 0
+    card = json.loads(capsys.readouterr().out)
+    assert card["arch"] == front[-1]["arch"] and card["measured_latency_ms"] > 0
+    assert main([*export, "--front", str(len(front)), "-o", str(tmp_path / "n.onnx")]) == 2
+    assert f"the run's front has {len(front)} members" in capsys.readouterr().err
+    assert main(["export", "--arch", str(out / "best.json"), "--front", "0", "-o", str(tmp_path / "n.onnx")]) == 2
+    assert "--front picks a member of a run's front: give --run DIR" in capsys.readouterr().err
 
 
 def test_search_bad_input(trained, tmp_path, capsys) -> None:
