@@ -26,21 +26,25 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--space", required=True)
     ap.add_argument("--device", default="cpu-ort")
-    ap.add_argument("--predictor", type=Path, help="predictor directory (default: the device's trained one)")
+    ap.add_argument("--predictor", type=Path, help="predictor directory (default: the one `hwnas search` would use: "
+                    "the space's own from `predictor train --space`, else the device's)")
     ap.add_argument("--space-arg", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--n", type=int, default=14, help="architectures, spread over the FLOPs range")
     ap.add_argument("--seed", type=int, default=123)
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args(argv)
     try:
-        from hwnas.cli import _arch_latency_on, _key_values, _load_predictor, _make_space, _registry
+        from hwnas.cli import _arch_latency_on, _key_values, _load_predictor, _make_space, _registry, _space_key
         from hwnas.export import _to_onnx
 
         if args.n < 2:
             raise HwnasError(f"--n must be >= 2; got {args.n}")
         dev = _registry(None).get(args.device)
-        space = _make_space(args.space, _key_values(args.space_arg, "--space-arg")).restrict(dev.constraints)
-        pred, pred_dir = _load_predictor(dev, args.predictor, False)
+        space_args = _key_values(args.space_arg, "--space-arg")
+        space = _make_space(args.space, space_args).restrict(dev.constraints)
+        # the predictor `hwnas search` would use: the space's own where `predictor train --space` made one
+        pred, pred_dir = _load_predictor(dev, args.predictor, False, _space_key(args.space, space_args))
+        print(f"predictor: {pred_dir}", flush=True)
         rng = np.random.default_rng(args.seed)
         pool = list(dict.fromkeys(space.sample(rng) for _ in range(3000)))
         flops = np.array([space.flops(a) for a in pool])

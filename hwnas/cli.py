@@ -469,7 +469,23 @@ def _default_predictor_dir(device_name: str, fp_id: str) -> Path:
     return Path(user_cache_dir("hwnas")) / "predictors" / f"{device_name}-{fp_id}"
 
 
-def _load_predictor(device: Any, directory: Path | None, allow_mismatch: bool):  # noqa: ANN202
+def _space_key(space: str, space_args: dict[str, Any] | None) -> str:
+    """A search space and its settings as a directory suffix: ``nb201``, ``proxyless-<hash>``.
+    ``classes`` is left out: the head is predicted op by op, and the calibration does not depend
+    on it."""
+    args = {k: v for k, v in (space_args or {}).items() if k != "classes"}
+    if not args:
+        return space
+    import hashlib
+
+    text = ",".join(f"{k}={args[k]}" for k in sorted(args))
+    return f"{space}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def _load_predictor(device: Any, directory: Path | None, allow_mismatch: bool,  # noqa: ANN202
+                    space_key: str | None = None):
+    """The predictor in ``directory``; by default the device's, or, for a search space, the one
+    ``hwnas predictor train --space`` calibrated on that space's models where there is one."""
     from hwnas.devices import fingerprint
     from hwnas.latency_models import LatencyPredictor
     from hwnas.profilers import get_backend
@@ -477,6 +493,10 @@ def _load_predictor(device: Any, directory: Path | None, allow_mismatch: bool): 
     get_backend(device.runtime).require(device)
     fp = fingerprint(device)
     d = directory or _default_predictor_dir(device.name, fp.id)
+    if directory is None and space_key is not None:
+        own = d.with_name(f"{d.name}-{space_key}")
+        if (own / "model.json").exists():
+            d = own
     if not (d / "model.json").exists():
         raise HwnasError(f"no predictor at {d}; train one with `hwnas predictor train --device {device.name}`"
                          + (f" --out {d}" if directory else ""))
@@ -514,6 +534,14 @@ def predictor_train(
                        "kernel times (ONNX Runtime) and e2e elsewhere.")] = None,
     recheck: Annotated[int, typer.Option("--recheck", min=0, help="After profiling, measure this many stored ops again and report how far the measurements repeat (kept in the predictor's training summary); warns when fewer than 80% repeat within +-10%. 0: no check.")] = 10,
     passes: Annotated[int, typer.Option("--passes", min=1, help="Measure the ops in this many passes over all of them and keep each op's fastest (as `hwnas profile --passes`).")] = 1,
+    space: Annotated[str | None, typer.Option("--space", help="Calibrate on whole models of this search space "
+                     "(--space-models of them, spread over its FLOPs range) instead of the zoo models, and save "
+                     "the predictor beside the device's as its predictor for this space: `hwnas search` and "
+                     "`hwnas export` with the space use it (the quickstart calibrates the same way).")] = None,
+    space_arg: Annotated[list[str] | None, typer.Option("--space-arg", help="With --space: a space setting "
+                         "NAME=VALUE (repeatable), as in `hwnas search`.")] = None,
+    space_models: Annotated[int, typer.Option("--space-models", min=6, help="With --space: how many of its "
+                            "models calibrate.")] = 16,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -536,7 +564,12 @@ def predictor_train(
     with _store(db) as store:
         profiler = Profiler(dev, _policy(max_time), store, drift=DriftPolicy() if drift_check else None,
                             auto_pin=drift_check)
-        cal = [(m.name, m.onnx) for m in calibration_models(quick)] if calibrate else []
+        if space is not None:
+            if not calibrate:
+                raise HwnasError("--space calibrates on the space's models: it needs --calibrate")
+            cal = _space_calibration_models(space, _key_values(space_arg, "--space-arg"), dev, space_models)
+        else:
+            cal = [(m.name, m.onnx) for m in calibration_models(quick)] if calibrate else []
         with _progress(len(cal) * model_passes, "calibration models", err) as prog:
             task = prog.task_ids[0]
             report = train_device_predictor(
@@ -547,7 +580,10 @@ def predictor_train(
         summary = getattr(report.predictor.model, "training_summary_", None)
         if again is not None and isinstance(summary, dict):  # the predictor says how far its data repeats
             summary["repeat_check"] = {k: v for k, v in again.to_dict().items() if k != "ops"}
-        d = report.predictor.save(out or _default_predictor_dir(dev.name, profiler.fingerprint.id))
+        d = _default_predictor_dir(dev.name, profiler.fingerprint.id)
+        if space is not None:
+            d = d.with_name(f"{d.name}-{_space_key(space, _key_values(space_arg, '--space-arg'))}")
+        d = report.predictor.save(out or d)
     val = getattr(report.predictor.model, "validation_", None) or {}
     cal_ = report.predictor.calibration
     result = {"predictor": str(d), "device": dev.name, "fingerprint": profiler.fingerprint.id, "model": model,
@@ -780,8 +816,15 @@ def search(
                          f"{strategy} takes one reward")
     space_args = _key_values(space_arg, "--space-arg")
     strategy_params = _key_values(strategy_param, "--strategy-param")
+    if evaluator == "proxy" and "classes" not in space_args and _space_takes(space, "classes"):
+        # the networks trained, measured and exported have the dataset's classes: so must the
+        # op configurations the latency is predicted from (a 1000-class head is 0.19 ms of a
+        # 0.12 ms quickstart-size proxyless network on cpu-ort)
+        from hwnas.search._evaluators import load_dataset
+
+        space_args["classes"] = int(load_dataset(dataset)[4])
     sp = _make_space(space, space_args).restrict(dev.constraints)
-    pred, pred_dir = _load_predictor(dev, predictor, allow_mismatch)
+    pred, pred_dir = _load_predictor(dev, predictor, allow_mismatch, _space_key(space, space_args))
     if strategy == "proxyless":
         _search_proxyless(sp, dev, pred, pred_dir, target_ms, space_args, supernet_epochs, warmup_epochs, latency_loss,
                           latency_lambda, latency_beta, strategy_params, epochs, dataset, resolution, seed, out,
@@ -928,7 +971,7 @@ def _arch_latency_on(dev: Any, sp: Any):  # noqa: ANN202
     def measure(arch):  # noqa: ANN001, ANN202
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            module = sp.build_module(arch).eval()
+            module = sp.build_module(arch, classes=getattr(sp, "classes", 10)).eval()
         model = _to_onnx(module, sp.input_shape(arch), False)
         return profiler.profile_model(model, name=sp.to_string(arch), breakdown_runs=0, record=False).latency_ms
 
@@ -953,6 +996,27 @@ def _key_values(items: list[str] | None, option: str) -> dict[str, Any]:
             v = value.lower() == "true"
         out[key.strip()] = v
     return out
+
+
+def _space_calibration_models(space: str, space_args: dict[str, Any], dev: Any, n: int) -> list[tuple[str, Any]]:
+    """``n`` ONNX models of a search space (restricted to the device), spread evenly over its
+    FLOPs range, the smallest and largest included (uniform samples cluster in the middle)."""
+    import numpy as np
+
+    from hwnas.pipeline import _space_models, _spread_archs
+
+    sp = _make_space(space, space_args).restrict(dev.constraints)
+    archs = _spread_archs(sp, lambda archs: np.array([sp.flops(a) for a in archs], float), n, seed=0)
+    return [(name, model) for name, _, model in _space_models(sp, archs)]
+
+
+def _space_takes(name: str, setting: str) -> bool:
+    """Whether the search space ``name`` (if known) has the setting ``setting``."""
+    import inspect
+
+    from hwnas.search.spaces import _SPACES, space_names
+
+    return name in space_names() and setting in inspect.signature(_SPACES.get(name).__init__).parameters
 
 
 def _make_space(name: str, args: dict[str, Any]):  # noqa: ANN202
@@ -1064,7 +1128,7 @@ def export(
         spec = dataclasses.replace(spec, budget_ms=budget_ms)
     dev = _registry(devices_file).get(device)
     try:
-        pred, _ = _load_predictor(dev, predictor, allow_mismatch)
+        pred, _ = _load_predictor(dev, predictor, allow_mismatch, _space_key(spec.space, spec.space_args))
     except HwnasError as exc:
         if predictor is not None:
             raise

@@ -137,14 +137,19 @@ def _spread_archs(space: Any, raw_ms: Callable[[list[Any]], np.ndarray], n: int,
 
 
 def _space_models(space: Any, archs: Sequence[Any]) -> list[tuple[str, Any, Any]]:
-    """The architectures' ONNX graphs (fixed weight seeds), named ``<space>-<i>``."""
+    """The architectures' ONNX graphs (fixed weight seeds), named ``<space>-<i>``: the space's own
+    ONNX builder where its modules have one (``to_onnx``), else the exporter's graph."""
     import torch
+
+    from hwnas.export import _to_onnx
 
     out = []
     for i, arch in enumerate(archs):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(i)
-            model = space.build_module(arch).eval().to_onnx(f"arch{i}")
+            module = space.build_module(arch).eval()
+            model = (module.to_onnx(f"arch{i}") if hasattr(module, "to_onnx")
+                     else _to_onnx(module, space.input_shape(arch), False))
         out.append((f"{space.name}-{i}", arch, model))
     return out
 

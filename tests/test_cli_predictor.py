@@ -103,3 +103,32 @@ def test_train_passes_reach_the_profiler(tmp_path, capsys, monkeypatch) -> None:
     assert rc == 2 and "--passes" in err
     rc, _, err = run(capsys, "quickstart", "--out", str(tmp_path / "qs"), "--op-passes", "0")
     assert rc == 2 and "--op-passes" in err and not (tmp_path / "qs").exists()
+
+
+def test_train_for_a_space_calibrates_on_its_models_and_search_uses_it(tmp_path, capsys, monkeypatch) -> None:
+    """`predictor train --space nb201`: calibrated on nb201 networks measured on cpu-ort (real
+    ONNX Runtime), saved beside the device's predictor under the space's name; loading a predictor
+    for nb201 finds it, for another space (or settings) the device's own."""
+    from hwnas.cli import _load_predictor, _registry, _space_key
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rc, out, err = run(capsys, "predictor", "train", "--device", "cpu-ort", "--db", str(tmp_path / "p.sqlite"),
+                       "--space", "nb201", "--space-models", "6", "--samples", "30", "--adaptive", "5",
+                       "--max-time-per-op", "0.03", "--model-passes", "1", "--recheck", "0", "--json")
+    assert rc == 0, err
+    r = json.loads(out)
+    assert r["predictor"].endswith("-nb201") and r["calibration_models"] == 6
+    dev = _registry(None).get("cpu-ort")
+    _, d = _load_predictor(dev, None, False, "nb201")
+    assert str(d) == r["predictor"]
+    try:
+        _load_predictor(dev, None, False, _space_key("proxyless", {"resolution": 32}))
+        raise AssertionError("no predictor for proxyless was trained: the device's own is missing too")
+    except Exception as exc:  # noqa: BLE001
+        assert "no predictor at" in str(exc) and not str(exc).split("no predictor at ")[1].startswith(r["predictor"])
+    assert _space_key("proxyless", {"width": 0.35, "resolution": 32}) == _space_key("proxyless", {"resolution": 32,
+                                                                                                  "width": 0.35})
+    rc, _, err = run(capsys, "predictor", "train", "--space", "nasnet", "--db", str(tmp_path / "p.sqlite"))
+    assert rc == 2 and "Known search spaces" in err
+    rc, _, err = run(capsys, "predictor", "train", "--space", "nb201", "--no-calibrate", "--db", str(tmp_path / "q.sqlite"))
+    assert rc == 2 and "--space calibrates on the space's models: it needs --calibrate" in err

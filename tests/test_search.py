@@ -120,6 +120,8 @@ def test_search_on_digits_with_resume(trained, tmp_path, capsys) -> None:
     assert main([*args, "--budget", "4"]) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["n_trials"] == 4 and first["best"]["accuracy"] > 0.1
+    # the latency is predicted for the networks trained and measured: the dataset's 10 classes
+    assert first["settings"]["space_args"] == {"classes": 10}
     for f in ("journal.sqlite", "best.json", "trials.csv", "pareto.csv", "pareto.png"):
         assert (out / f).exists()
     assert main([*args, "--budget", "6"]) == 2  # the run exists: refuse without --resume
