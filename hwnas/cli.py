@@ -825,6 +825,9 @@ def search(
         space_args["classes"] = int(load_dataset(dataset)[4])
     sp = _make_space(space, space_args).restrict(dev.constraints)
     pred, pred_dir = _load_predictor(dev, predictor, allow_mismatch, _space_key(space, space_args))
+    if not as_json:
+        cal = pred.calibration
+        _err().print(f"latency predictor: {pred_dir} (calibrated on {cal.n_models} whole models)", highlight=False)
     if strategy == "proxyless":
         _search_proxyless(sp, dev, pred, pred_dir, target_ms, space_args, supernet_epochs, warmup_epochs, latency_loss,
                           latency_lambda, latency_beta, strategy_params, epochs, dataset, resolution, seed, out,
