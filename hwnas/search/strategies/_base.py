@@ -41,6 +41,16 @@ class Strategy(ABC):
     def tell(self, arch: Arch, reward: float) -> None:
         """Record the reward of an asked architecture (no-op by default)."""
 
+    def _sample_new(self, seen: set[Arch], tries: int = 1000) -> Arch | None:
+        """A random feasible architecture not in ``seen`` (added to it), or ``None`` after
+        ``tries`` draws."""
+        for _ in range(tries):
+            arch = self._sample_feasible()
+            if arch not in seen:
+                seen.add(arch)
+                return arch
+        return None
+
     def _sample_feasible(self, tries: int = 10_000) -> Arch:
         for _ in range(tries):
             arch = self.space.sample(self.rng)

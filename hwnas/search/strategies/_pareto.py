@@ -111,12 +111,10 @@ class ParetoEvolution(Strategy):
 
     def ask(self) -> Arch:
         if len(self._values) < self.population_size:
-            for _ in range(1000):
-                arch = self._sample_feasible()
-                if arch not in self._seen:
-                    self._seen.add(arch)
-                    return arch
-            raise SearchExhausted(f"nsga2 found no new feasible architecture of {self.space.name!r}")
+            arch = self._sample_new(self._seen)
+            if arch is None:
+                raise SearchExhausted(f"nsga2 found no new feasible architecture of {self.space.name!r}")
+            return arch
         for failures in range(1000):
             child = self._tournament()
             if self.crossover_prob and self.rng.random() < self.crossover_prob:

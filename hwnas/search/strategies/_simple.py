@@ -57,12 +57,10 @@ class RandomSearch(Strategy):
         self._seen: set[Arch] = set()
 
     def ask(self) -> Arch:
-        for _ in range(1000):
-            arch = self._sample_feasible()
-            if arch not in self._seen:
-                self._seen.add(arch)
-                return arch
-        raise SearchExhausted(f"random search found no new feasible architecture of {self.space.name!r}")
+        arch = self._sample_new(self._seen)
+        if arch is None:
+            raise SearchExhausted(f"random search found no new feasible architecture of {self.space.name!r}")
+        return arch
 
 
 class RegularizedEvolution(Strategy):
@@ -170,12 +168,8 @@ class RegularizedEvolution(Strategy):
         return out
 
     def ask(self) -> Arch:
-        if len(self.population) < self.population_size:
-            for _ in range(1000):
-                arch = self._sample_feasible()
-                if arch not in self._seen:
-                    self._seen.add(arch)
-                    return arch
+        if len(self.population) < self.population_size and (arch := self._sample_new(self._seen)) is not None:
+            return arch
         children = self._children(self.candidates)
         if self.candidates > 1:
             children += self._newcomers(children)
