@@ -564,10 +564,11 @@ def predictor_train(
     with _store(db) as store:
         profiler = Profiler(dev, _policy(max_time), store, drift=DriftPolicy() if drift_check else None,
                             auto_pin=drift_check)
+        space_args = _key_values(space_arg, "--space-arg")
         if space is not None:
             if not calibrate:
                 raise HwnasError("--space calibrates on the space's models: it needs --calibrate")
-            cal = _space_calibration_models(space, _key_values(space_arg, "--space-arg"), dev, space_models)
+            cal = _space_calibration_models(space, space_args, dev, space_models)
         else:
             cal = [(m.name, m.onnx) for m in calibration_models(quick)] if calibrate else []
         with _progress(len(cal) * model_passes, "calibration models", err) as prog:
@@ -582,7 +583,7 @@ def predictor_train(
             summary["repeat_check"] = {k: v for k, v in again.to_dict().items() if k != "ops"}
         d = _default_predictor_dir(dev.name, profiler.fingerprint.id)
         if space is not None:
-            d = d.with_name(f"{d.name}-{_space_key(space, _key_values(space_arg, '--space-arg'))}")
+            d = d.with_name(f"{d.name}-{_space_key(space, space_args)}")
         d = report.predictor.save(out or d)
     val = getattr(report.predictor.model, "validation_", None) or {}
     cal_ = report.predictor.calibration
@@ -816,13 +817,13 @@ def search(
                          f"{strategy} takes one reward")
     space_args = _key_values(space_arg, "--space-arg")
     strategy_params = _key_values(strategy_param, "--strategy-param")
-    if evaluator == "proxy" and "classes" not in space_args and _space_takes(space, "classes"):
+    if evaluator == "proxy" and "classes" not in space_args and "classes" in _space_settings(space):
         # the networks trained, measured and exported have the dataset's classes: so must the
         # op configurations the latency is predicted from (on cpu-ort a 1000-class head added
         # ~0.19 ms to quickstart-size proxyless networks that measure 0.12-0.21 ms)
-        from hwnas.search._evaluators import load_dataset
+        from hwnas.search._evaluators import dataset_classes
 
-        space_args["classes"] = int(load_dataset(dataset)[4])
+        space_args["classes"] = dataset_classes(dataset)
     sp = _make_space(space, space_args).restrict(dev.constraints)
     pred, pred_dir = _load_predictor(dev, predictor, allow_mismatch, _space_key(space, space_args))
     if not as_json:
@@ -1013,29 +1014,24 @@ def _space_calibration_models(space: str, space_args: dict[str, Any], dev: Any, 
     return [(name, model) for name, _, model in _space_models(sp, archs)]
 
 
-def _space_takes(name: str, setting: str) -> bool:
-    """Whether the search space ``name`` (if known) has the setting ``setting``."""
+def _space_settings(name: str) -> list[str]:
+    """The settings (``--space-arg`` names) of the search space ``name``; unknown names list the
+    known spaces (exit code 2)."""
     import inspect
 
     from hwnas.search.spaces import _SPACES, space_names
-
-    return name in space_names() and setting in inspect.signature(_SPACES.get(name).__init__).parameters
-
-
-def _make_space(name: str, args: dict[str, Any]):  # noqa: ANN202
-    import inspect
-
-    from hwnas.search import create_space
-    from hwnas.search.spaces import space_names
 
     if name not in space_names():
         from hwnas.errors import UnknownNameError
 
         raise UnknownNameError("search space", name, space_names())
-    from hwnas.search.spaces import _SPACES
+    return [p for p in inspect.signature(_SPACES.get(name).__init__).parameters if p not in ("self", "allowed")]
 
-    cls = _SPACES.get(name)
-    known = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "allowed")]
+
+def _make_space(name: str, args: dict[str, Any]):  # noqa: ANN202
+    from hwnas.search import create_space
+
+    known = _space_settings(name)
     bad = [k for k in args if k not in known]
     if bad:
         raise HwnasError(f"space {name!r} has no setting {bad[0]!r}; its settings: {', '.join(known)}")

@@ -275,6 +275,12 @@ def test_datasets(tmp_path) -> None:
         load_dataset("imagenet")
     with pytest.raises(HwnasError, match="never downloads|needs torchvision"):
         load_dataset(f"cifar10:{tmp_path}")
+    # the class count alone (what hwnas search gives a space's head) agrees with the loaded data
+    from hwnas.search._evaluators import dataset_classes
+
+    assert [dataset_classes(d) for d in ("digits", str(npz), str(img))] == [10, 5, 2]
+    with pytest.raises(HwnasError, match="unknown dataset"):
+        dataset_classes("imagenet")
 
 
 def test_incumbents_are_measured_before_they_are_trusted(tmp_path) -> None:

@@ -97,6 +97,19 @@ def load_dataset(name: str | Path, resolution: int | None = None, seed: int = 0)
     return xt[n_val:], yt[n_val:], xt[:n_val], yt[:n_val], int(y.max()) + 1
 
 
+def dataset_classes(name: str | Path) -> int:
+    """How many classes ``load_dataset(name)`` has, without loading (resizing) an image folder's
+    images or CIFAR-10: the count its labels give."""
+    name = str(name)
+    if name == "digits" or name.startswith("cifar10"):
+        return 10
+    if Path(name).is_dir():
+        n = sum(1 for p in Path(name).iterdir() if p.is_dir())
+        if n:
+            return n
+    return load_dataset(name)[4]  # a .npz (its labels), or the error load_dataset gives
+
+
 class ProxyTrainingEvaluator:
     """Train the candidate for a few epochs and return validation accuracy (CPU or CUDA)."""
 
