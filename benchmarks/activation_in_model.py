@@ -21,8 +21,8 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-from hwnas.profilers._blocks import chain_of_ops
-from hwnas.profilers._ops import Act, OpConfig, OpType
+from hwnas.profilers import chain_of_ops
+from hwnas.profilers import Act, OpConfig, OpType
 
 OPS = {"pwconv": dict(op=OpType.PWCONV, cin=96, cout=96, h=28, w=28),
        "dwconv": dict(op=OpType.DWCONV, cin=192, cout=192, h=28, w=28, kernel=3),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hwnas.devices import default_registry
 from hwnas.errors import HwnasError
-from hwnas.pipeline import PipelineConfig, run_pipeline
+from hwnas.jobs import PipelineConfig, run_pipeline
 
 
 def main() -> int:

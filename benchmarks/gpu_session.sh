@@ -32,7 +32,7 @@ echo "== proxy training, cpu vs cuda"
 timeout ${PROXY_TIMEOUT:-90} python3 - <<'PY' 2>&1 | tee "$OUT/proxy_training.txt"
 import time, torch
 from hwnas.search.spaces import create_space
-from hwnas.search._evaluators import ProxyTrainingEvaluator
+from hwnas.search import ProxyTrainingEvaluator
 space = create_space("nb201")
 import numpy as np
 archs = [space.sample(np.random.default_rng(s)) for s in range(3)]

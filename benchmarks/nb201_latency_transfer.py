@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hwnas.latency_models._transfer import TransferLatencyModel, encode_nb201
+from hwnas.latency_models import TransferLatencyModel, encode_nb201
 
 
 class InputError(Exception):

@@ -22,7 +22,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from hwnas.search.spaces import NB201Space
-from hwnas.search.strategies._simple import surrogate_regressor
+from hwnas.search.strategies import surrogate_regressor
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,8 +32,8 @@ from rich.table import Table
 from hwnas.devices import default_registry
 from hwnas.errors import HwnasError
 from hwnas.latency_models import create_latency_model, latency_metrics
-from hwnas.latency_models._features import FEATURE_NAMES, feature_matrix
-from hwnas.latency_models._training import OP_TIMES, default_op_time, training_data
+from hwnas.latency_models import FEATURE_NAMES, feature_matrix
+from hwnas.latency_models import OP_TIMES, default_op_time, training_data
 from hwnas.profilers import Profiler, ProfileStore
 
 MODELS = ["lightgbm", "lightgbm:base=none", "lut", "flops"]
@@ -41,7 +41,7 @@ MODELS = ["lightgbm", "lightgbm:base=none", "lut", "flops"]
 
 def make(spec: str):
     """``name`` or ``name:key=value,...`` (values read as in ``hwnas --strategy-param``)."""
-    from hwnas.cli import _key_values
+    from hwnas.jobs import parse_key_values as _key_values
 
     name, _, params = spec.partition(":")
     return create_latency_model(name, **_key_values([p for p in params.split(",") if p], "--models"))

@@ -34,11 +34,11 @@ from hwnas import zoo
 from hwnas.devices import default_registry
 from hwnas.errors import HwnasError
 from hwnas.latency_models import LatencyPredictor, sample_configs
-from hwnas.latency_models._training import (
+from hwnas.latency_models import (
     OP_TIME_CHOICES, adaptive_configs, calibrate_on, op_time_candidates, select_op_time, calibration_models, evaluate, evaluation_models, HELDOUT_SETS, fit_model, kernel_units, measure_models, training_data,
 )
 from hwnas.profilers import OpConfig, OpType, Profiler, ProfileStore, governor_warning
-from hwnas.profilers._opsets import mobilenetv2_layers
+from hwnas.profilers import mobilenetv2_layers
 
 MODELS = ["lightgbm", "lut", "flops"]
 
@@ -102,7 +102,7 @@ def throughput(predictor: LatencyPredictor, n: int = 1_000_000) -> dict[str, flo
 def without_hardswish_term(pred: LatencyPredictor, train_m: list, test_m: list) -> dict[str, float]:
     """Held-out metrics of the same op model calibrated without the HardSwish term (its ablation)."""
     from hwnas.latency_models import latency_metrics
-    from hwnas.latency_models._predictor import Calibration
+    from hwnas.latency_models import Calibration
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -26,11 +26,12 @@ import time
 
 import numpy as np
 
-from hwnas.devices import default_registry, fingerprint
-from hwnas.devices._fingerprint import resolve_threads
+from hwnas.devices import default_registry
+from hwnas.profilers import fingerprint
+from hwnas.devices import resolve_threads
 from hwnas.profilers import Act, OpConfig, OpType, Profiler, build_sequence_onnx, governor_warning
 from hwnas.profilers import mobilenetv2_layers, op_set
-from hwnas.profilers._backends import random_inputs
+from hwnas.profilers import random_inputs
 
 
 def vgg_like(resolution: int = 64) -> list[OpConfig]:

@@ -27,10 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hwnas.devices import default_registry, fingerprint
-from hwnas.export import ArchSpec, export_architecture
+from hwnas.devices import default_registry
+from hwnas.profilers import fingerprint
+from hwnas.deploy import ArchSpec, export_architecture
 from hwnas.latency_models import LatencyPredictor
-from hwnas.search._evaluators import load_dataset
+from hwnas.search import load_dataset
 from hwnas.search.proxyless import DERIVATIONS, ProxylessConfig, ProxylessSearch
 from hwnas.search.spaces import ProxylessSpace
 

@@ -34,29 +34,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args(argv)
     try:
-        from hwnas.cli import _arch_latency_on, _key_values, _load_predictor, _make_space, _registry, _space_key
-        from hwnas.export import _to_onnx
+        from hwnas.jobs import arch_latency_on, get_device, load_predictor, parse_key_values
+        from hwnas.search import create_space
 
         if args.n < 2:
             raise HwnasError(f"--n must be >= 2; got {args.n}")
-        dev = _registry(None).get(args.device)
-        space_args = _key_values(args.space_arg, "--space-arg")
-        space = _make_space(args.space, space_args).restrict(dev.constraints)
+        dev = get_device(args.device)
+        space_args = parse_key_values(args.space_arg, "--space-arg")
+        space = create_space(args.space, **space_args).restrict(dev.constraints)
         # the predictor `hwnas search` would use: the space's own where `predictor train --space` made one
-        pred, pred_dir = _load_predictor(dev, args.predictor, False, _space_key(args.space, space_args))
-        print(f"predictor: {pred_dir}", flush=True)
+        pred = load_predictor(dev, space=args.space, space_args=space_args, path=args.predictor)
+        print(f"predictor: {pred.path_}", flush=True)
         rng = np.random.default_rng(args.seed)
         pool = list(dict.fromkeys(space.sample(rng) for _ in range(3000)))
         flops = np.array([space.flops(a) for a in pool])
         order = np.argsort(flops, kind="stable")
         archs = list(dict.fromkeys(pool[order[int(round(q))]] for q in np.linspace(0, len(pool) - 1, args.n)))
-        measure = _arch_latency_on(dev, space)
+        measure = arch_latency_on(dev, space)
         rows = []
         for k, a in enumerate(archs, 1):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 cfg_ms = float(pred.predict_architectures([space.op_configs(a)])[0])
-                onnx_ms = pred.predict_onnx(_to_onnx(space.build_module(a).eval(), space.input_shape(a), False)).latency_ms
+                onnx_ms = pred.predict_onnx(space.to_onnx(a)).latency_ms
             ms = float(measure(a))
             rows.append({"arch": space.to_string(a), "mflops": space.flops(a) / 1e6, "measured_ms": ms,
                          "predicted_op_configs_ms": cfg_ms, "predicted_onnx_ms": float(onnx_ms)})
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                          "worst": float(e[np.argmax(np.abs(e))])}
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"space": args.space, "device": args.device,
-                                                   "predictor": str(pred_dir), "summary": summary, "rows": rows},
+                                                   "predictor": str(pred.path_), "summary": summary, "rows": rows},
                                                   indent=2) + "\n")
     for path, s in summary.items():
         print(f"{path}: MAPE {100 * s['mape']:.1f}%, within +-10% {100 * s['within_10']:.0f}%, "

@@ -17,6 +17,8 @@ __all__ = [
     "FingerprintMismatchError",
     "RuntimeUnavailableError",
     "InvalidOpConfigError",
+    "ArgumentError",
+    "RunExistsError",
 ]
 
 
@@ -58,3 +60,25 @@ class FingerprintMismatchError(HwnasError):
 
 class RuntimeUnavailableError(HwnasError):
     """A runtime (TVM, CUDA, ...) was requested but is not installed or not present."""
+
+
+class ArgumentError(HwnasError, ValueError):
+    """A bad argument value: the message names the argument (as the Python API spells it) and
+    what is allowed; the CLI names its own option instead (``target_ms`` -> ``--target-ms``)."""
+
+    def __init__(self, argument: str, problem: str, value: object = None) -> None:
+        self.argument, self.problem, self.value = argument, problem, value
+        super().__init__(self.with_name(argument))
+
+    def with_name(self, name: str) -> str:
+        """The message with the argument called ``name`` (e.g. a CLI option)."""
+        got = "" if self.value is None else f", got {self.value!r}"
+        return f"{name} {self.problem}{got}"
+
+
+class RunExistsError(HwnasError):
+    """A run directory already holds a search that was not asked to be continued."""
+
+    def __init__(self, path: object) -> None:
+        self.path = path
+        super().__init__(f"{path} already holds a search; continue it (resume) or choose another directory")

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from hwnas.errors import HwnasError
+from hwnas.search import RunDir, atomic_write_text
 
 __all__ = ["write_report"]
 
@@ -33,57 +34,72 @@ def _table(rows: list[tuple[str, Any]]) -> str:
 
 
 def _find_card(run: Path) -> dict[str, Any] | None:
+    """The first model card under the run (None if there is none); a damaged card is one line."""
     cards = sorted(run.rglob("model_card.json"))
-    return json.loads(cards[0].read_text()) if cards else None
+    if not cards:
+        return None
+    try:
+        card = json.loads(cards[0].read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HwnasError(f"{cards[0]} cannot be read as JSON ({exc})") from None
+    need = ("measured_latency_ms", "device")
+    if not isinstance(card, dict) or any(not isinstance(card.get(k), (int, float, str)) for k in need):
+        raise HwnasError(f"{cards[0]} is not a model card (needs {', '.join(need)})")
+    return card
 
 
-def write_report(run: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``report.html`` (or ``out``) for the run directory ``run``; returns its path."""
-    import matplotlib
+def _trials(run: RunDir) -> pd.DataFrame:
+    if not run.trials_csv.is_file():
+        raise HwnasError(f"{run.path} is not a search run directory (no trials.csv); run `hwnas search` first")
+    try:
+        trials = pd.read_csv(run.trials_csv)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise HwnasError(f"{run.trials_csv} cannot be read as CSV ({exc})") from None
+    missing = [c for c in ("number", "accuracy", "latency_ms") if c not in trials.columns]
+    if missing:
+        raise HwnasError(f"{run.trials_csv} lacks the column(s) {', '.join(missing)}")
+    for c in ("number", "accuracy", "latency_ms"):
+        trials[c] = pd.to_numeric(trials[c], errors="coerce")
+    return trials
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    run = Path(run)
-    if not (run / "best.json").exists() or not (run / "trials.csv").exists():
-        raise HwnasError(f"{run} is not a search run directory (no best.json / trials.csv); run `hwnas search` first")
-    best = json.loads((run / "best.json").read_text())
-    trials = pd.read_csv(run / "trials.csv")
-    settings = best.get("settings", {})
-    limit = settings.get("limit_ms") or settings.get("target_ms")
-    card = _find_card(run)
-    sections: list[str] = []
-
-    # summary
+def _summary(best: dict[str, Any], trials: pd.DataFrame, card: dict[str, Any] | None, limit: Any) -> str:
+    settings = best["settings"]
     rows: list[tuple[str, Any]] = [("device", settings.get("device")), ("space", f"{best.get('space')} "
                                    f"{settings.get('space_args') or ''}"), ("strategy", settings.get("strategy")),
                                    ("latency target", f"{settings.get('target_ms')} ms (limit {limit} ms)"),
                                    ("architectures evaluated", len(trials))]
-    if best.get("best"):
-        b = best["best"]
-        rows += [("best architecture", b["arch"]), ("its accuracy in the search", f"{b['accuracy']:.4f}"),
-                 ("its predicted latency", f"{b['latency_ms']:.3f} ms")]
+    b = best.get("best")
+    if b:
+        rows += [("best architecture", b["arch"]), ("its accuracy in the search", _fmt(b.get("accuracy"), ".4f")),
+                 ("its predicted latency", _fmt(b.get("latency_ms"), ".3f", " ms"))]
     if card:
         rows += [("exported model", card.get("onnx")), ("accuracy after training", card.get("accuracy")),
-                 ("measured latency", f"{card['measured_latency_ms']:.3f} ms on {card['device']}"),
+                 ("measured latency", f"{_fmt(card['measured_latency_ms'], '.3f', ' ms')} on {card['device']}"),
                  ("meets the budget", card.get("meets_budget")),
                  ("ONNX parity, max abs diff", card.get("parity_max_abs_diff"))]
-    sections.append("<h2>Summary</h2>" + _table(rows))
+    return "<h2>Summary</h2>" + _table(rows)
 
-    # Pareto front
+
+def _fmt(v: Any, spec: str, unit: str = "") -> str:
+    return f"{v:{spec}}{unit}" if isinstance(v, (int, float)) else "-"
+
+
+def _front(plt: Any, run: RunDir, trials: pd.DataFrame, limit: Any) -> str:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     ax.scatter(trials["latency_ms"], trials["accuracy"], s=14, alpha=0.6, label="evaluated")
-    if (run / "pareto.csv").exists():
-        front = pd.read_csv(run / "pareto.csv")
-        if len(front):
+    if run.pareto_csv.is_file():
+        front = pd.read_csv(run.pareto_csv)
+        if len(front) and {"latency_ms", "accuracy"} <= set(front.columns):
             ax.plot(front["latency_ms"], front["accuracy"], "r.-", label="Pareto front")
     if limit:
         ax.axvline(float(limit), color="k", ls="--", lw=1, label=f"limit {float(limit):.3f} ms")
     ax.set(xlabel="predicted latency (ms)", ylabel="accuracy", title="accuracy vs latency")
     ax.legend(fontsize=8)
-    sections.append("<h2>Pareto front</h2>" + _png(fig))
+    return "<h2>Pareto front</h2>" + _png(fig)
 
-    # progress
+
+def _progress(plt: Any, run: RunDir, trials: pd.DataFrame, limit: Any) -> str:
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     ok = trials["latency_ms"] <= float(limit) if limit else pd.Series(True, index=trials.index)
     ax.plot(trials["number"], trials["accuracy"], ".", alpha=0.5, label="accuracy of each")
@@ -91,8 +107,8 @@ def write_report(run: str | Path, out: str | Path | None = None) -> Path:
     ax.set(xlabel="trial", ylabel="accuracy", title="search progress")
     ax.legend(fontsize=8)
     progress = _png(fig)
-    if (run / "epochs.csv").exists():  # proxyless supernet
-        ep = pd.read_csv(run / "epochs.csv")
+    if (run.path / "epochs.csv").exists():  # proxyless supernet
+        ep = pd.read_csv(run.path / "epochs.csv")
         fig, ax = plt.subplots(figsize=(6.5, 3.8))
         ax.plot(ep["epoch"], ep["expected_latency_ms"], "b.-", label="E[LAT]")
         ax.plot(ep["epoch"], ep["derived_latency_ms"], "g.-", label="derived architecture")
@@ -101,48 +117,79 @@ def write_report(run: str | Path, out: str | Path | None = None) -> Path:
         ax.set(xlabel="epoch", ylabel="predicted latency (ms)", title="supernet search")
         ax.legend(fontsize=8)
         progress += _png(fig)
-    sections.append("<h2>Search progress</h2>" + progress)
+    return "<h2>Search progress</h2>" + progress
 
-    # predicted vs measured
+
+def _predicted_vs_measured(plt: Any, run: RunDir, card: dict[str, Any] | None) -> str:
     pts = []
-    if (run / "predictor_heldout.csv").exists():
-        h = pd.read_csv(run / "predictor_heldout.csv")
+    if (run.path / "predictor_heldout.csv").exists():
+        h = pd.read_csv(run.path / "predictor_heldout.csv")
         pts.append(("held-out models", h["measured_ms"], h["predicted_ms"]))
-    if card and card.get("predicted_latency_ms"):
+    if card and isinstance(card.get("predicted_latency_ms"), (int, float)):
         pts.append(("exported model", [card["measured_latency_ms"]], [card["predicted_latency_ms"]]))
-    if pts:
-        fig, ax = plt.subplots(figsize=(5, 5))
-        allv = []
-        for name, m, p in pts:
-            ax.scatter(m, p, s=30, label=name)
-            allv += list(m) + list(p)
-        lo, hi = min(allv) * 0.9, max(allv) * 1.1
-        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
-        ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="g", alpha=0.1, label="+-10%")
-        ax.set(xlabel="measured (ms)", ylabel="predicted (ms)", title="predicted vs measured")
-        ax.legend(fontsize=8)
-        sections.append("<h2>Predicted vs measured latency</h2>" + _png(fig))
-    else:
-        sections.append("<h2>Predicted vs measured latency</h2><p>No measured models in this run: export the best "
-                        "architecture with <code>hwnas export --run</code> to measure it.</p>")
+    if not pts:
+        return ("<h2>Predicted vs measured latency</h2><p>No measured models in this run: export the best "
+                "architecture with <code>hwnas export --run</code> to measure it.</p>")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    allv = []
+    for name, m, p in pts:
+        ax.scatter(m, p, s=30, label=name)
+        allv += list(m) + list(p)
+    lo, hi = min(allv) * 0.9, max(allv) * 1.1
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+    ax.fill_between([lo, hi], [lo * 0.9, hi * 0.9], [lo * 1.1, hi * 1.1], color="g", alpha=0.1, label="+-10%")
+    ax.set(xlabel="measured (ms)", ylabel="predicted (ms)", title="predicted vs measured")
+    ax.legend(fontsize=8)
+    return "<h2>Predicted vs measured latency</h2>" + _png(fig)
 
-    # per-op breakdown
-    if card and card.get("breakdown"):
-        bd = pd.DataFrame(card["breakdown"]).head(20)
-        fig, ax = plt.subplots(figsize=(7, 0.28 * len(bd) + 1))
-        ax.barh(bd["name"].astype(str).str.slice(0, 40)[::-1], bd["duration_ms"][::-1])
-        ax.set(xlabel="ms per run", title=f"slowest kernels of the chosen model on {card['device']}")
-        sections.append("<h2>Per-op latency breakdown</h2>" + _png(fig))
-    else:
-        sections.append("<h2>Per-op latency breakdown</h2><p>No model card in this run yet "
-                        "(<code>hwnas export --run</code> measures the chosen model).</p>")
 
-    title = f"hwnas report: {run.name}"
+def _breakdown(plt: Any, card: dict[str, Any] | None) -> str:
+    if not card or not card.get("breakdown"):
+        return ("<h2>Per-op latency breakdown</h2><p>No model card in this run yet "
+                "(<code>hwnas export --run</code> measures the chosen model).</p>")
+    bd = pd.DataFrame(card["breakdown"]).head(20)
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(bd) + 1))
+    ax.barh(bd["name"].astype(str).str.slice(0, 40)[::-1], bd["duration_ms"][::-1])
+    ax.set(xlabel="ms per run", title=f"slowest kernels of the chosen model on {card['device']}")
+    return "<h2>Per-op latency breakdown</h2>" + _png(fig)
+
+
+def _output(run: RunDir, out: str | Path | None, overwrite: bool) -> Path:
+    """The report's path: ``out`` or ``RUN/report.html``; never one of the run's own files, a
+    folder, or (unless ``overwrite``) an existing file that is not an hwnas report."""
+    path = Path(out) if out else run.path / "report.html"
+    if path.is_dir():
+        raise HwnasError(f"{path} is a directory; give the HTML file to write")
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise HwnasError(f"the report is HTML: give an .html path, got {path}")
+    if path.exists() and not overwrite:
+        head = path.read_bytes()[:300]
+        if b"hwnas report" not in head:
+            raise HwnasError(f"{path} exists and is not an hwnas report; refusing to replace it (--overwrite)")
+    return path
+
+
+def write_report(run: str | Path, out: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Write ``report.html`` (or ``out``) for the run directory ``run``; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rd = RunDir(run)
+    best = rd.read_best()
+    trials = _trials(rd)
+    path = _output(rd, out, overwrite)
+    settings = best["settings"]
+    limit = settings.get("limit_ms") or settings.get("target_ms")
+    card = _find_card(rd.path)
+    sections = [_summary(best, trials, card, limit), _front(plt, rd, trials, limit), _progress(plt, rd, trials, limit),
+                _predicted_vs_measured(plt, rd, card), _breakdown(plt, card)]
+    title = f"hwnas report: {rd.path.name}"
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
            "body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}"
            "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;"
            "font-size:13px}th{background:#f4f4f4}img{max-width:100%}</style></head><body>"
            f"<h1>{html.escape(title)}</h1>" + "".join(sections) + "</body></html>")
-    path = Path(out) if out else run / "report.html"
-    path.write_text(doc)
+    atomic_write_text(path, doc)
     return path

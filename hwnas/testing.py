@@ -19,7 +19,7 @@ from hwnas.profilers._backends import Backend
 from hwnas.profilers._ops import OpConfig
 from hwnas.profilers._timing import TimingPolicy, measure
 
-__all__ = ["check_device", "check_backend", "check_latency_model", "check_strategy", "check_space", "FAST_POLICY"]
+__all__ = ["deterministic_feasibility", "check_device", "check_backend", "check_latency_model", "check_strategy", "check_space", "FAST_POLICY"]
 
 #: A timing policy for tests: a few runs, a few milliseconds per op. Never for reported numbers.
 FAST_POLICY = TimingPolicy(warmup_runs=2, warmup_s=0.0, min_runs=5, min_time_s=0.002, max_time_s=0.05, batch=5, rounds=2)
@@ -125,14 +125,33 @@ def check_space(space: Any, samples: int = 30, seed: int = 0) -> None:
         assert space.op_configs(a) and space.params(a) > 0 and space.flops(a) > 0
 
 
+def deterministic_feasibility(space: Any, keep: float = 0.5) -> Any:
+    """A feasibility predicate that rejects about ``1 - keep`` of ``space``, the same in every process
+    (a CRC of the architecture's string, not Python's salted ``hash``): a stand-in for a latency
+    limit in tests of strategies.
+
+    >>> from hwnas.search.spaces import create_space
+    >>> sp = create_space("nb201")
+    >>> ok = deterministic_feasibility(sp)
+    >>> a = sp.from_string(sp.to_string(sp.sample(np.random.default_rng(0))))
+    >>> ok(a) == deterministic_feasibility(sp)(a)
+    True
+    """
+    import zlib
+
+    def feasible(arch: Any) -> bool:
+        return zlib.crc32(space.to_string(arch).encode()) % 1000 < 1000 * keep or sum(arch.choices) % 2 == 0
+
+    return feasible
+
+
 def check_strategy(name: str, space: Any, budget: int = 25) -> None:
     """Every strategy: ask/tell contract, determinism under a seed, only feasible proposals,
     and resume by replaying tells; a multi-objective one (``multi_objective``) also when told
     tuples of values (as ``--objective pareto`` tells ``(accuracy, -latency_ms)``)."""
     from hwnas.search.strategies import SearchExhausted, create_strategy, strategy_class
 
-    def feasible(arch: Any) -> bool:  # reject about half the space, deterministically
-        return hash(space.to_string(arch)) % 2 == 0 or sum(arch.choices) % 2 == 0
+    feasible = deterministic_feasibility(space)
 
     def reward(arch: Any) -> float:
         return float(np.sin(sum((i + 1) * c for i, c in enumerate(arch.choices))))

@@ -23,7 +23,7 @@ from hwnas.profilers._onnx import GraphBuilder
 from hwnas.profilers._opsets import mobilenetv2_layers
 from hwnas.profilers._ops import Act, OpConfig, OpType
 
-__all__ = ["ZooModel", "create", "family_names", "random_model", "ResBasic", "Fire", "ChainModel", "OpBlock"]
+__all__ = ["ZooModel", "create", "family_names", "list_families", "register_family", "random_model", "ResBasic", "Fire", "ChainModel", "OpBlock"]
 
 
 def _ch(c: float, width: float, divisor: int = 8) -> int:
@@ -169,8 +169,17 @@ def _squeezenet(width: float, resolution: int, classes: int) -> ChainModel:
     return ChainModel(blocks, (1, 3, resolution, resolution), (1, classes, 1, 1))
 
 
-def family_names() -> list[str]:
-    return _FAMILIES.names()
+def register_family(name: str, build: Callable[[float, int, int], ChainModel], *,
+                    replace: bool = False) -> Callable[[float, int, int], ChainModel]:
+    """Register ``build(width, resolution, classes) -> ChainModel`` as the model family ``name``."""
+    return _FAMILIES.register(name, build, replace=replace)
+
+
+def list_families(pattern: str = "*") -> list[str]:
+    return _FAMILIES.names(pattern)
+
+
+family_names = list_families
 
 
 def create(family: str, width: float = 1.0, resolution: int = 224, classes: int = 1000, seed: int = 0) -> ZooModel:

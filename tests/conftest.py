@@ -35,6 +35,7 @@ def trained(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("pred")
     rc = main(["predictor", "train", "--device", "cpu-ort", "--db", str(d / "p.sqlite"), "--out", str(d / "predictor"),
-               "--samples", "40", "--adaptive", "10", "--quick", "--max-time-per-op", "0.03", "--json"])
+               "--samples", "40", "--adaptive", "10", "--quick", "--max-time-per-op", "0.03", "--no-drift-check",
+               "--model-passes", "1", "--json"])
     assert rc == 0
     return d

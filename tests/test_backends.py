@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import HAS_TVM
-from hwnas.devices import fingerprint
+from hwnas.profilers import fingerprint
 from hwnas.errors import RuntimeUnavailableError
 from hwnas.profilers import OpConfig, Profiler, backend_names, build_sequence_onnx, get_backend, mobilenetv2_layers
 from hwnas.profilers._backends import parse_ort_trace

@@ -49,6 +49,7 @@ def tables(tmp_path_factory) -> tuple[Path, Path]:
     return d / "lat.csv", d / "acc.csv"
 
 
+@pytest.mark.slow
 def test_nb201_search_prints_and_writes_its_interface(tables, tmp_path, capsys) -> None:
     lat, acc = tables
     bench = _module("nb201_search")
@@ -87,6 +88,7 @@ def test_nb201_search_bad_input_exits_2(tables, capsys) -> None:
     assert "--verify-samples" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_nb201_search_compare_runs_workers_and_matches_the_single_run(tables, tmp_path, capsys) -> None:
     """Spawned single-thread workers (--jobs 2) give the figures of nb201_search run alone."""
     import subprocess
@@ -107,6 +109,7 @@ def test_nb201_search_compare_runs_workers_and_matches_the_single_run(tables, tm
     assert set(res) == {"fake_gpu", "fake_cpu"}
 
 
+@pytest.mark.slow
 def test_nb201_search_qualify_band(tables, tmp_path, capsys) -> None:
     """Architectures predicted just over T may be proposed and are measured before they count."""
     bench = _module("nb201_search")
@@ -141,6 +144,7 @@ def test_nb201_search_qualify_band(tables, tmp_path, capsys) -> None:
     assert res["qualify_percentile"] == 10 and res["qualify_band"] == 0.05 and res["verify_samples"] == 18
 
 
+@pytest.mark.slow
 def test_nb201_search_compare_passes_benchmark_options_after_an_at(tables) -> None:
     import argparse
 
@@ -170,6 +174,7 @@ def test_nb201_surrogate_interface_and_bad_input(tables, tmp_path, capsys) -> No
     assert "file not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_op_model_accuracy_interface_and_bad_input(tmp_path, capsys) -> None:
     """On a small real store (ONNX Runtime on tiny ops): both scores per model, and exit 2 on bad input."""
     from hwnas.devices import default_registry
@@ -211,6 +216,7 @@ def test_op_model_accuracy_interface_and_bad_input(tmp_path, capsys) -> None:
     assert exc.value.code == 2
 
 
+@pytest.mark.slow
 def test_nb201_transfer_ceiling_interface_and_bad_input(tables, tmp_path, capsys) -> None:
     bench = _module("nb201_transfer_ceiling")
     lat, _ = tables
@@ -241,6 +247,7 @@ def test_activation_in_model_interface_and_bad_input(tmp_path, capsys) -> None:
         assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_nb201_pareto_interface_and_bad_input(tables, tmp_path, capsys) -> None:
     lat, acc = tables
     bench = _module("nb201_pareto")
@@ -263,6 +270,7 @@ def test_nb201_pareto_interface_and_bad_input(tables, tmp_path, capsys) -> None:
     assert "unknown device(s) fake_tpu; devices in" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_space_predictor_check_interface_and_bad_input(trained, tmp_path, capsys) -> None:
     """Real cpu-ort measurements of two nb201 networks against a real (small) predictor."""
     bench = _module("space_predictor_check")

@@ -96,6 +96,7 @@ def test_bad_ops_line_and_bad_db(capsys, tmp_path) -> None:
     assert rc == 2 and "not an SQLite database" in err and db.read_bytes() == b"precious bytes"
 
 
+@pytest.mark.slow
 def test_profile_json_and_resume(capsys, tmp_path) -> None:
     ops = tmp_path / "ops.txt"
     ops.write_text("\n".join(str(c) for c in op_set("micro")[:3]))
@@ -157,6 +158,7 @@ def _count(db: Path) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_sigkill_loses_at_most_the_op_in_flight_and_resumes(tmp_path) -> None:
     db = tmp_path / "p.sqlite"
     cmd = [sys.executable, "-m", "hwnas", "profile", "--space", "stability", "--db", str(db),
@@ -180,6 +182,7 @@ def test_sigkill_loses_at_most_the_op_in_flight_and_resumes(tmp_path) -> None:
     assert len(rows) == total and all(n == 1 for _, n in rows)
 
 
+@pytest.mark.slow
 def test_quickstart_smoke_end_to_end_twice_and_report(capsys, tmp_path) -> None:
     """The whole pipeline on a tiny budget; the rerun measures nothing again; the report renders."""
     from pathlib import Path

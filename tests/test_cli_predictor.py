@@ -3,9 +3,11 @@ from __future__ import annotations
 import json
 
 import onnx
+import pytest
 
 from hwnas import zoo
 from hwnas.cli import main
+from hwnas.errors import HwnasError
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -14,6 +16,7 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
+@pytest.mark.slow
 def test_train_writes_a_calibrated_predictor(trained, capsys) -> None:
     meta = json.loads((trained / "predictor" / "model.json").read_text())
     assert meta["model"] == "lightgbm" and meta["fingerprint"]["device_name"] == "cpu-ort"
@@ -29,6 +32,7 @@ def test_train_writes_a_calibrated_predictor(trained, capsys) -> None:
     assert rc == 0 and json.loads(out)["calibration"]["n_models"] == 5
 
 
+@pytest.mark.slow
 def test_rerun_reuses_the_profile(trained, capsys) -> None:
     rc, out, err = run(capsys, "predictor", "train", "--db", str(trained / "p.sqlite"), "--out",
                        str(trained / "again"), "--samples", "40", "--adaptive", "0", "--quick", "--op-time", "e2e",
@@ -38,6 +42,7 @@ def test_rerun_reuses_the_profile(trained, capsys) -> None:
     assert json.loads((trained / "again" / "model.json").read_text())["training_summary"]["op_time"] == "e2e"
 
 
+@pytest.mark.slow
 def test_predict_json_and_table(trained, tmp_path, capsys) -> None:
     path = tmp_path / "mnas.onnx"
     onnx.save(zoo.create("mnasnet", 0.35, 64).onnx, str(path))
@@ -49,6 +54,7 @@ def test_predict_json_and_table(trained, tmp_path, capsys) -> None:
     assert rc == 0 and "predicted latency" in out
 
 
+@pytest.mark.slow
 def test_eval_quick_with_plot(trained, tmp_path, capsys) -> None:
     png = tmp_path / "eval.png"
     rc, out, _ = run(capsys, "predictor", "eval", "--predictor", str(trained / "predictor"), "--db",
@@ -58,6 +64,7 @@ def test_eval_quick_with_plot(trained, tmp_path, capsys) -> None:
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_predictor_bad_input(trained, tmp_path, capsys) -> None:
     model = tmp_path / "m.onnx"
     onnx.save(zoo.create("resnet", 0.25, 32).onnx, str(model))
@@ -82,6 +89,7 @@ def test_predictor_bad_input(trained, tmp_path, capsys) -> None:
     assert rc == 2 and "model file not found" in err
 
 
+@pytest.mark.slow
 def test_train_passes_reach_the_profiler(tmp_path, capsys, monkeypatch) -> None:
     """``--passes K`` measures the ops in K passes (each op's fastest kept); quickstart's --op-passes too."""
     from hwnas.profilers import Profiler
@@ -105,11 +113,14 @@ def test_train_passes_reach_the_profiler(tmp_path, capsys, monkeypatch) -> None:
     assert rc == 2 and "--op-passes" in err and not (tmp_path / "qs").exists()
 
 
+@pytest.mark.slow
 def test_train_for_a_space_calibrates_on_its_models_and_search_uses_it(tmp_path, capsys, monkeypatch) -> None:
     """`predictor train --space nb201`: calibrated on nb201 networks measured on cpu-ort (real
     ONNX Runtime), saved beside the device's predictor under the space's name; loading a predictor
     for nb201 finds it, for another space (or settings) the device's own."""
-    from hwnas.cli import _load_predictor, _registry, _space_key
+    import pytest
+
+    from hwnas.jobs import load_predictor, space_key as _space_key
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     rc, out, err = run(capsys, "predictor", "train", "--device", "cpu-ort", "--db", str(tmp_path / "p.sqlite"),
@@ -118,14 +129,11 @@ def test_train_for_a_space_calibrates_on_its_models_and_search_uses_it(tmp_path,
     assert rc == 0, err
     r = json.loads(out)
     assert r["predictor"].endswith("-nb201") and r["calibration_models"] == 6
-    dev = _registry(None).get("cpu-ort")
-    _, d = _load_predictor(dev, None, False, "nb201")
-    assert str(d) == r["predictor"]
-    try:
-        _load_predictor(dev, None, False, _space_key("proxyless", {"resolution": 32}))
-        raise AssertionError("no predictor for proxyless was trained: the device's own is missing too")
-    except Exception as exc:  # noqa: BLE001
-        assert "no predictor at" in str(exc) and not str(exc).split("no predictor at ")[1].startswith(r["predictor"])
+    assert str(load_predictor("cpu-ort", space="nb201").path_) == r["predictor"]
+    # no predictor for proxyless was trained, and the device's own is missing too
+    with pytest.raises(HwnasError, match="no predictor at") as info:
+        load_predictor("cpu-ort", space="proxyless", space_args={"resolution": 32})
+    assert not str(info.value).split("no predictor at ")[1].startswith(r["predictor"])
     assert _space_key("proxyless", {"width": 0.35, "resolution": 32}) == _space_key("proxyless", {"resolution": 32,
                                                                                                   "width": 0.35})
     rc, _, err = run(capsys, "predictor", "train", "--space", "nasnet", "--db", str(tmp_path / "p.sqlite"))

@@ -4,7 +4,8 @@ import dataclasses
 
 import pytest
 
-from hwnas.devices import Device, DeviceConstraints, RuntimeOptions, builtin_devices, default_registry, fingerprint
+from hwnas.devices import Device, DeviceConstraints, RuntimeOptions, builtin_devices, default_registry
+from hwnas.profilers import fingerprint
 from hwnas.errors import HwnasError, UnknownNameError
 from hwnas.profilers import get_backend
 from hwnas.testing import check_device

@@ -12,7 +12,7 @@ import pytest
 from hwnas.cli import main
 from hwnas.devices import DeviceConstraints, default_registry
 from hwnas.errors import HwnasError
-from hwnas.export import ArchSpec, check_parity, export_architecture, load_arch_spec
+from hwnas.deploy import ArchSpec, check_parity, export_architecture, load_arch_spec
 from hwnas.search.spaces import create_space
 from hwnas.testing import FAST_POLICY
 
@@ -92,7 +92,7 @@ def test_export_cli_bad_input(tmp_path, capsys) -> None:
 def test_calibration_models_spread_over_the_latency_range() -> None:
     """The pipeline's whole models cover the space's fast tail (many skipped layers) and its slow end,
     not only the middle where uniform samples cluster."""
-    from hwnas.pipeline import _spread_archs
+    from hwnas.jobs import spread_archs as _spread_archs
 
     space = create_space("proxyless", resolution=32, width=0.35, classes=10)
     zero = [d.options.index("zero") if "zero" in d.options else -1 for d in space.decisions]
@@ -115,7 +115,7 @@ def test_calibration_models_spread_over_the_latency_range() -> None:
 
 
 def test_search_budget_leaves_the_quickstart_room_and_refuses_an_impossible_user_budget() -> None:
-    from hwnas.pipeline import search_budget
+    from hwnas.jobs import search_budget
 
     probe = np.linspace(1.0, 2.0, 101)  # predicted latencies of sampled architectures
     # a quiet device: the quantile, less the margin, still keeps part of the space

@@ -28,7 +28,7 @@ def measured(tmp_path_factory):
     with ProfileStore(db) as store:
         p = Profiler(default_registry().get("cpu-ort"), FAST_POLICY, store)
         p.profile_ops(configs)
-        from hwnas.latency_models._training import training_data
+        from hwnas.latency_models import training_data
 
         cfgs, y = training_data(store, p.fingerprint)
     return cfgs, y, p.fingerprint
@@ -50,7 +50,7 @@ def test_every_op_type_has_a_feature_extractor() -> None:
 
 
 def test_lightgbm_beats_flops_on_held_out_ops(measured) -> None:
-    from hwnas.latency_models._training import out_of_fold
+    from hwnas.latency_models import out_of_fold
 
     cfgs, y, _ = measured
     err = {}
@@ -362,7 +362,8 @@ def test_select_op_time_keeps_the_op_time_the_whole_models_follow(measured) -> N
     """``auto``: each op time's model is calibrated on the whole models, and the one whose calibration
     predicts a left-out model best is kept. Here the whole models' latencies follow the first op
     time exactly (a calibration of its op sums); the second is the same ops' times scrambled."""
-    from hwnas.latency_models._training import MeasuredModel, kernel_units, select_op_time
+    from hwnas.latency_models import kernel_units, select_op_time
+    from hwnas.profilers import MeasuredModel
 
     cfgs, y, fp = measured
     rng = np.random.default_rng(0)
@@ -384,7 +385,7 @@ def test_select_op_time_keeps_the_op_time_the_whole_models_follow(measured) -> N
 
 
 def test_the_heldout_sets_are_disjoint_from_each_other_and_the_calibration() -> None:
-    from hwnas.latency_models._training import HELDOUT_SETS, calibration_models, evaluation_models
+    from hwnas.latency_models import HELDOUT_SETS, calibration_models, evaluation_models
 
     sets = {h: {m.name for m in evaluation_models(quick=True, heldout=h)} for h in HELDOUT_SETS}
     assert {n for n in sets["second"] if n.startswith("random-")} == {"random-2000-r128", "random-2001-r96"}

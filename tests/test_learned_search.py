@@ -70,6 +70,7 @@ def tiny(trained):
     return pred, space, (x[:64], y[:64], x[64:], y[64:], 4)
 
 
+@pytest.mark.slow
 def test_expected_latency_is_the_table_weighted_sum(tiny) -> None:
     pred, space, _ = tiny
     table = LatencyTable(pred, space)
@@ -96,6 +97,7 @@ def test_expected_latency_is_the_table_weighted_sum(tiny) -> None:
     assert table.of(space, arch) == pytest.approx(pred.predict_architecture(space.op_configs(arch)), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_weight_step_runs_and_trains_one_path(tiny) -> None:
     pred, space, data = tiny
     s = ProxylessSearch(space, pred, ProxylessConfig(target_ms=1.0, epochs=2, warmup_epochs=0, batch_size=32), data)
@@ -116,6 +118,7 @@ def test_weight_step_runs_and_trains_one_path(tiny) -> None:
     assert all(m.alpha.grad is None or not m.alpha.grad.any() for m in s.net.mixed)
 
 
+@pytest.mark.slow
 def test_arch_step_reaches_alpha_and_keeps_unsampled_probabilities(tiny) -> None:
     pred, space, data = tiny
     s = ProxylessSearch(space, pred, ProxylessConfig(target_ms=0.01, latency_loss="none", epochs=2,
@@ -134,6 +137,7 @@ def test_arch_step_reaches_alpha_and_keeps_unsampled_probabilities(tiny) -> None
     assert all(torch.equal(a, b) for a, b in zip(weights, [p.detach() for p in s.net.weight_parameters()]))
 
 
+@pytest.mark.slow
 def test_latency_loss_pulls_expected_latency_down(tiny) -> None:
     pred, space, data = tiny
     e = []
@@ -160,6 +164,7 @@ def test_absolute_latency_loss_pulls_towards_the_target_from_both_sides() -> Non
         assert float(x.grad) > 0
 
 
+@pytest.mark.slow
 def test_supernet_derives_a_valid_restricted_architecture(tiny) -> None:
     from hwnas.devices import DeviceConstraints
 
@@ -195,6 +200,7 @@ def test_weight_sharing_slices_one_set_of_weights(sharing) -> None:
         Supernet(space, 0, "some")
 
 
+@pytest.mark.slow
 def test_constrained_derivation_is_the_most_likely_architecture_within_the_target(tiny) -> None:
     pred, space, _ = tiny
     table = LatencyTable(pred, space)
@@ -233,6 +239,7 @@ def test_constrained_derivation_is_the_most_likely_architecture_within_the_targe
                 assert table.of(space, space.make(c)) > t
 
 
+@pytest.mark.slow
 def test_factorised_derivation_keeps_a_layer_unless_zero_holds_half(tiny) -> None:
     pred, space, data = tiny
     n = len(space.decisions)
@@ -269,6 +276,7 @@ def test_factorised_derivation_keeps_a_layer_unless_zero_holds_half(tiny) -> Non
         s.derive("nope")
 
 
+@pytest.mark.slow
 def test_cli_proxyless_run_directory_and_resume(trained, tmp_path, capsys) -> None:
     out = tmp_path / "px"
     args = ["search", "--strategy", "proxyless", "--space", "proxyless", "--space-arg", "resolution=16",
@@ -290,9 +298,14 @@ def test_cli_proxyless_run_directory_and_resume(trained, tmp_path, capsys) -> No
     assert again["best"]["arch"] == best["best"]["arch"]
 
 
+@pytest.mark.slow
 def test_cli_controller_search(trained, tmp_path, capsys) -> None:
     assert main(["search", "--strategy", "reinforce", "--space", "mlp", "--predictor", str(trained / "predictor"),
                  "--target-ms", "5", "--budget", "3", "--epochs", "1", "--strategy-param", "batch_size=2",
                  "--out", str(tmp_path / "r"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["n_trials"] == 3
-    assert isinstance(MLPSpace(), MLPSpace)
+    r = json.loads(capsys.readouterr().out)
+    assert r["n_trials"] == 3 and r["settings"]["strategy"] == "reinforce" and r["space"] == "mlp"
+    import pandas as pd
+
+    archs = list(pd.read_csv(tmp_path / "r" / "trials.csv")["arch"])
+    assert len(set(archs)) == 3 and all(MLPSpace().from_string(a) for a in archs)  # three valid, distinct MLPs

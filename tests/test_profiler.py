@@ -52,7 +52,7 @@ def test_a_re_export_with_other_weights_is_not_measured_again(registry, store, f
     network (structure hash) even when the file's bytes differ; another structure is measured."""
     import sqlite3
 
-    from hwnas.latency_models._training import measure_models
+    from hwnas.profilers import measure_models
     from hwnas.profilers._onnx import graph_sha256
 
     cfg = OpConfig.parse("mbconv_i8_o8_r8_k3_s1_e3_arelu6_res")
@@ -84,7 +84,7 @@ def test_measure_models_in_passes_keeps_each_models_fastest(registry, store, fas
     """Passes go over every model before the next pass (spread in time); the fastest pass is kept
     and every pass is stored. Orchestration on a scripted fake timing: each real measurement of
     the profiler is replaced by the next scripted value."""
-    from hwnas.latency_models._training import measure_models
+    from hwnas.profilers import measure_models
 
     a = build_onnx(OpConfig.parse("act_i8_r8_arelu"), seed=0)
     b = build_onnx(OpConfig.parse("act_i8_r8_arelu6"), seed=0)
@@ -117,7 +117,7 @@ def test_ops_get_the_runtimes_own_kernel_time_and_old_records_are_completed(regi
     """ONNX Runtime reports per-node times: each op gets its kernels' own time (layout reorders and
     the session call left out: below the end-to-end time). A record stored without one (an older
     hwnas) is completed by the next profile run, which measures only that."""
-    from hwnas.latency_models._training import training_data
+    from hwnas.latency_models import training_data
 
     p = Profiler(registry.get("cpu-ort"), fast_policy, store)
     cfgs = [OpConfig.parse("conv_i8_o16_r16_k3_s1_g1_arelu"), OpConfig.parse("maxpool_i16_r16_k3_s2")]
@@ -228,7 +228,7 @@ def test_a_model_measured_again_by_the_drift_guard_keeps_the_value_a_rerun_reuse
     reusing the store takes (the fastest stored), so both runs calibrate on the same latency.
     ``RepeatingGuard`` is a deterministic fake guard that measures every chunk twice; the timings
     are scripted (orchestration only)."""
-    from hwnas.latency_models._training import measure_models
+    from hwnas.profilers import measure_models
 
     class RepeatingGuard:
         class policy:  # noqa: N801

@@ -113,6 +113,7 @@ def test_mnas_reward_and_pareto() -> None:
         reward_preset("medium", 1.0)
 
 
+@pytest.mark.slow
 def test_search_on_digits_with_resume(trained, tmp_path, capsys) -> None:
     out = tmp_path / "run"
     args = ["search", "--space", "mlp", "--strategy", "evolution", "--target-ms", "1.0", "--epochs", "1",
@@ -134,6 +135,7 @@ def test_search_on_digits_with_resume(trained, tmp_path, capsys) -> None:
     assert "settings differ" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_search_table_evaluator_nb201(trained, tmp_path, capsys) -> None:
     csv = tmp_path / "acc.csv"
     space = create_space("nb201")
@@ -156,6 +158,7 @@ def test_search_table_evaluator_nb201(trained, tmp_path, capsys) -> None:
     assert rc == 0 and r["device_measurements"] == 0 and r["best"]["measured_latency_ms"] is None
 
 
+@pytest.mark.slow
 def test_search_pareto_objective_measures_the_front_and_resumes(trained, tmp_path, capsys) -> None:
     """``--objective pareto``: nsga2 told (accuracy, -latency); the front in best.json and
     pareto.csv, ``--verify`` members of it measured on cpu-ort (real ONNX Runtime) at the end, in
@@ -200,6 +203,7 @@ def test_search_pareto_objective_measures_the_front_and_resumes(trained, tmp_pat
     assert "--front picks a member of a run's front: give --run DIR" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_search_bad_input(trained, tmp_path, capsys) -> None:
     base = ["search", "--predictor", str(trained / "predictor"), "--out", str(tmp_path / "x"), "--budget", "2",
             "--epochs", "1"]
@@ -229,6 +233,7 @@ def test_search_bad_input(trained, tmp_path, capsys) -> None:
     assert "no architecture of 'nb201' meets the limits" in err and "smallest predicted latency" in err
 
 
+@pytest.mark.slow
 def test_sigkilled_search_resumes_without_repeats(trained, tmp_path) -> None:
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "hwnas", "search", "--space", "mlp", "--strategy", "random", "--target-ms", "1.0",
@@ -283,11 +288,22 @@ def test_datasets(tmp_path) -> None:
         dataset_classes("imagenet")
 
 
+def run_search(space, strategy, evaluate, latency, reward, budget, journal, measure=None, measure_budget=0,  # noqa: ANN001, ANN201
+               limit_ms=None, on_measured=None, qualify_ms=None, objective="mnas"):
+    """The search loop (:class:`hwnas.search.Search`) over an evaluator, as the tests drive it."""
+    from hwnas.search import Search
+
+    search = Search(space, strategy, latency, reward, journal, evaluator=evaluate, limit_ms=limit_ms, measure=measure,
+                    verify=measure_budget, qualify_ms=qualify_ms, objective=objective,
+                    on_measured=[on_measured] if on_measured else ())
+    return search.optimize(budget)
+
+
 def test_incumbents_are_measured_before_they_are_trusted(tmp_path) -> None:
     """The run loop with a deterministic fake device (never used for a number): every other
     architecture measures 30% over its prediction."""
-    from hwnas.search import Journal, run_search
-    from hwnas.search._run import best_and_front, feasibility, Limits
+    from hwnas.search import Journal
+    from hwnas.search import Limits, best_and_front, feasibility
     from hwnas.search.strategies import create_strategy
 
     space = create_space("nb201")
@@ -332,7 +348,7 @@ def test_borderline_architectures_are_qualified_by_their_measurement(tmp_path) -
     ``qualify_ms``, architectures predicted up to 10% over the limit are proposed while
     measurements are left, measured when they are the best, and a measured one within the limit is
     returned; without it, the search never sees them."""
-    from hwnas.search import Journal, run_search
+    from hwnas.search import Journal
     from hwnas.search._run import Limits, best_and_front, feasibility
     from hwnas.search.strategies import create_strategy
 
@@ -372,7 +388,7 @@ def test_strategy_is_told_the_reward_at_the_limit_and_at_the_measured_latency(tm
     the strategy learns each trial's reward at its measured latency where the incumbent check
     measured it, never penalised beyond the limit; the journal keeps the MNAS reward, recomputed at
     the measurement; a resumed run is told exactly what an uninterrupted one was."""
-    from hwnas.search import Journal, run_search
+    from hwnas.search import Journal
     from hwnas.search._run import Limits, feasibility, strategy_reward
     from hwnas.search.strategies import create_strategy
 

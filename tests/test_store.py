@@ -6,7 +6,7 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from hwnas.devices import fingerprint
+from hwnas.profilers import fingerprint
 from hwnas.errors import FingerprintMismatchError, StoreError
 from hwnas.profilers import SCHEMA_VERSION, OpMeasurement, Profiler, ProfileStore, op_set
 

@@ -6,7 +6,7 @@
 """
 
 from hwnas.devices._device import RUNTIMES, Device, DeviceConstraints, RuntimeOptions
-from hwnas.devices._fingerprint import Fingerprint, fingerprint
+from hwnas.devices._fingerprint import Fingerprint, host_cpu_model, make_fingerprint, resolve_threads
 from hwnas.devices._registry import DeviceRegistry, builtin_devices, default_registry
 
 __all__ = [
@@ -15,7 +15,9 @@ __all__ = [
     "DeviceConstraints",
     "RuntimeOptions",
     "Fingerprint",
-    "fingerprint",
+    "make_fingerprint",
+    "host_cpu_model",
+    "resolve_threads",
     "DeviceRegistry",
     "builtin_devices",
     "default_registry",

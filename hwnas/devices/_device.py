@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from hwnas._optypes import OpType
 from hwnas.errors import HwnasError
 
 __all__ = ["Device", "RuntimeOptions", "DeviceConstraints", "RUNTIMES"]
@@ -83,8 +84,6 @@ class DeviceConstraints:
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value}")
         if self.allowed_op_types is not None:
-            from hwnas.profilers._ops import OpType
-
             known = {t.value for t in OpType}
             bad = sorted(set(self.allowed_op_types) - known)
             if bad:

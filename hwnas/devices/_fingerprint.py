@@ -12,7 +12,7 @@ from typing import Any
 
 from hwnas.devices._device import Device
 
-__all__ = ["Fingerprint", "fingerprint", "host_cpu_model", "resolve_threads"]
+__all__ = ["Fingerprint", "make_fingerprint", "host_cpu_model", "resolve_threads"]
 
 
 @dataclass(frozen=True)
@@ -108,14 +108,10 @@ def _nvidia_smi() -> tuple[str | None, str | None]:
     return name.strip(), driver.strip() or None
 
 
-def fingerprint(device: Device) -> Fingerprint:
-    """Fingerprint of ``device`` on this machine, with its runtime's installed version.
-
-    The runtime must be importable (see the backend's ``check()``).
-    """
-    from hwnas.profilers._backends import get_backend
-
-    backend = get_backend(device.runtime)
+def make_fingerprint(device: Device, runtime_version: str, tvm_target: str | None = None) -> Fingerprint:
+    """Fingerprint of ``device`` on this machine, given what its runtime reports: its installed
+    ``runtime_version`` and, for TVM, the resolved target (:func:`hwnas.profilers.fingerprint`
+    looks both up)."""
     gpu_name = gpu_driver = None
     if device.options.device_type == "cuda":
         gpu_name, gpu_driver = _nvidia_smi()
@@ -130,12 +126,12 @@ def fingerprint(device: Device) -> Fingerprint:
         gpu_name=gpu_name,
         gpu_driver=gpu_driver,
         runtime=device.runtime,
-        runtime_version=backend.version(),
+        runtime_version=runtime_version,
         provider=opts.provider,
         intra_op_threads=resolve_threads(opts.intra_op_threads),
         inter_op_threads=resolve_threads(opts.inter_op_threads),
         graph_optimization_level=opts.graph_optimization_level,
-        tvm_target=backend.resolved_target(device) if device.runtime == "tvm" else None,
+        tvm_target=tvm_target if device.runtime == "tvm" else None,
         precision=opts.precision,
         batch_size=opts.batch_size,
     )

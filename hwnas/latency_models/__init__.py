@@ -11,7 +11,7 @@ kernels a runtime executes, and predicts many architectures at once.
 ['flops', 'lightgbm', 'lut']
 """
 
-from hwnas.latency_models._decompose import Kernel, decompose_onnx
+from hwnas.latency_models._decompose import Kernel, decompose_onnx, expand_kernels
 from hwnas.latency_models._features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, feature_matrix, op_features
 from hwnas.latency_models._metrics import latency_metrics
 from hwnas.latency_models._models import (
@@ -22,7 +22,9 @@ from hwnas.latency_models._models import (
     OpPrediction,
     create_latency_model,
     latency_model_names,
+    list_latency_models,
     load_latency_model,
+    register_latency_model,
 )
 from hwnas.latency_models._predictor import (
     Calibration,
@@ -33,12 +35,34 @@ from hwnas.latency_models._predictor import (
     ModelPrediction,
 )
 from hwnas.latency_models._sampling import perturb, sample_configs
+from hwnas.latency_models._training import (
+    HELDOUT_SETS,
+    OP_TIME_CHOICES,
+    OP_TIMES,
+    OpTimeChoice,
+    adaptive_configs,
+    calibrate_on,
+    calibration_models,
+    default_op_time,
+    evaluate,
+    evaluation_models,
+    fit_model,
+    kernel_units,
+    op_time_candidates,
+    out_of_fold,
+    adaptive_round,
+    select_op_time,
+    training_data,
+)
 from hwnas.latency_models._transfer import TransferLatencyModel, encode_nb201
 
 __all__ = [
-    "Kernel", "decompose_onnx", "FEATURE_NAMES", "FEATURE_SCHEMA_VERSION", "feature_matrix", "op_features",
+    "Kernel", "decompose_onnx", "expand_kernels", "FEATURE_NAMES", "FEATURE_SCHEMA_VERSION", "feature_matrix", "op_features",
     "latency_metrics", "LatencyModel", "LightGBMLatencyModel", "LookupTableModel", "FlopsLinearModel",
     "OpPrediction", "create_latency_model", "latency_model_names", "load_latency_model",
     "Calibration", "FallbackWarning", "KernelPrediction", "LatencyPredictor", "LayerTable", "ModelPrediction",
-    "perturb", "sample_configs", "TransferLatencyModel", "encode_nb201",
+    "perturb", "sample_configs", "TransferLatencyModel", "encode_nb201", "register_latency_model",
+    "list_latency_models", "HELDOUT_SETS", "OP_TIME_CHOICES", "OP_TIMES", "OpTimeChoice", "adaptive_configs",
+    "calibrate_on", "calibration_models", "default_op_time", "evaluate", "evaluation_models", "fit_model",
+    "kernel_units", "op_time_candidates", "out_of_fold", "adaptive_round", "select_op_time", "training_data",
 ]

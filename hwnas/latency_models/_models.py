@@ -28,6 +28,7 @@ from hwnas.profilers._ops import OpConfig, OpType
 __all__ = [
     "LatencyModel", "OpPrediction", "LightGBMLatencyModel", "LookupTableModel", "FlopsLinearModel",
     "MODEL_FORMAT_VERSION", "load_latency_model", "latency_model_names", "create_latency_model",
+    "register_latency_model", "list_latency_models",
 ]
 
 MODEL_FORMAT_VERSION = 1
@@ -333,8 +334,17 @@ class FlopsLinearModel(LatencyModel):
         self.coef_ = state["coef"]
 
 
-def latency_model_names() -> list[str]:
-    return _MODELS.names()
+def register_latency_model(name: str, cls: type[LatencyModel], *, replace: bool = False) -> type[LatencyModel]:
+    """Register a :class:`LatencyModel` class under ``name``; the shared check suite
+    (:func:`hwnas.testing.check_latency_model`) runs over every registered model."""
+    return _MODELS.register(name, cls, replace=replace)
+
+
+def list_latency_models(pattern: str = "*") -> list[str]:
+    return _MODELS.names(pattern)
+
+
+latency_model_names = list_latency_models
 
 
 def create_latency_model(name: str, **params: Any) -> LatencyModel:

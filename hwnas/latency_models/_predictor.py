@@ -11,14 +11,11 @@ The calibration is fitted on measured whole models:
 (``n_units``: the ops summed; ``MB reordered``: inputs + outputs of the convs and pools, which ONNX
 Runtime converts to and from its blocked layout around an op timed alone but not inside a model;
 ``MB of weights``: their parameters), by a robust fit of log(predicted / measured)
-(``Calibration.ROBUST_SCALE``). Counting the reordered MB over the layout ops only, instead of
-every op's inputs and outputs, took the held-out +-10% accuracy from 82.8% to 87.5% (BENCHMARKS.md).
-The weights term matters on CPUs: an op timed alone runs with its weights hot in cache, while in a
-whole model the layers evict each other's weights (on the 2-core dev machine it was fitted at
-~0.07 ms per MB, and lowered the held-out error from 10.1% to 8.9% MAPE; BENCHMARKS.md). The
-HardSwish term is a second scale for the ops with a HardSwish activation: on cpu-ort they run
-9-15% faster inside a model than the op model (timed alone) says, in every set of models measured,
-calibration models included (BENCHMARKS.md, stop 21).
+(``Calibration.ROBUST_SCALE``). The reordered MB count the layout ops only. The weights term
+matters on CPUs: an op timed alone runs with its weights hot in cache, while in a whole model the
+layers evict each other's weights. What each term brought: BENCHMARKS.md. The
+HardSwish term is a second scale for the ops with a HardSwish activation, which run faster inside
+a model than timed alone (BENCHMARKS.md, "Latency predictor accuracy").
 """
 
 from __future__ import annotations
@@ -90,10 +87,8 @@ class Calibration:
     #: layout reorders around it in a whole model, which a kernel timed alone does not pay
     #: (EfficientNet-like held-out models: +-10% accuracy 12% -> 88%; BENCHMARKS.md)
     per_silu_ms: float = 0.0
-    #: added to ``scale`` for the predicted time of the ops with a HardSwish activation: on cpu-ort
-    #: (2-core VM) fitted at -0.09 (``e2e`` op time) to -0.15 (``mean``): a conv with HardSwish timed
-    #: alone pays more than inside a model; over seven evaluations on three held-out sets, +-10%
-    #: from a mean of 91.0% to 98.0% (BENCHMARKS.md, stop 21)
+    #: added to ``scale`` for the predicted time of the ops with a HardSwish activation (a conv with
+    #: HardSwish timed alone pays more than inside a model; BENCHMARKS.md)
     hardswish_scale: float = 0.0
     n_models: int = 0
     train_mape: float | None = None
@@ -378,6 +373,7 @@ class LatencyPredictor:
         (d / "predictor.json").write_text(json.dumps({"calibration": asdict(self.calibration),
                                                       "calibration_terms_version": CALIBRATION_TERMS_VERSION},
                                                      indent=2) + "\n")
+        self.path_ = d
         return d
 
     @classmethod
@@ -395,7 +391,9 @@ class LatencyPredictor:
                     f"{d / 'predictor.json'} was calibrated with calibration terms version {version}; this hwnas "
                     f"reads {CALIBRATION_TERMS_VERSION} (the MB term now counts the convs' and pools' inputs and "
                     "outputs only): train the predictor again (`hwnas predictor train`; the profile store is reused)")
-        return cls(model, cal)
+        out = cls(model, cal)
+        out.path_ = d  # where it was loaded from
+        return out
 
 
 def kernel_configs(model: onnx.ModelProto) -> list[OpConfig]:

@@ -1,30 +1,28 @@
-"""Training a device's predictor from its profile: sample, profile, resample where the error is
-high, fit, calibrate on measured whole models."""
+"""Fitting a device's predictor on measurements handed to it: the op data in a store, where the
+error is high (adaptive resampling proposes the next op configurations), the whole-model
+calibration on measured models, and the zoo models that calibrate and check predictors."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import onnx
 
-from hwnas.devices._fingerprint import Fingerprint
+from hwnas.devices import Fingerprint
 from hwnas.errors import HwnasError
 from hwnas.latency_models._decompose import decompose_onnx
 from hwnas.latency_models._metrics import latency_metrics
 from hwnas.latency_models._models import LatencyModel, create_latency_model
 from hwnas.latency_models._predictor import LatencyPredictor
 from hwnas.latency_models._sampling import perturb
-from hwnas.profilers._ops import OpConfig
-from hwnas.profilers._profiler import Profiler
-from hwnas.profilers._store import ProfileStore
+from hwnas.profilers import MeasuredModel, OpConfig, ProfileStore
 
-__all__ = ["OP_TIMES", "OP_TIME_CHOICES", "OpTimeChoice", "select_op_time", "op_time_candidates", "default_op_time", "training_data", "out_of_fold", "adaptive_round", "measure_models", "calibrate_on", "kernel_units",
-           "adaptive_configs", "MeasuredModel", "evaluate", "fit_model", "calibration_models", "evaluation_models", "TrainReport",
-           "train_device_predictor"]
+__all__ = ["OP_TIMES", "OP_TIME_CHOICES", "OpTimeChoice", "select_op_time", "op_time_candidates", "default_op_time", "training_data", "out_of_fold", "adaptive_round", "calibrate_on", "kernel_units",
+           "adaptive_configs", "evaluate", "fit_model", "calibration_models", "evaluation_models", "HELDOUT_SETS",
+           "HeldoutSet"]
 
 
 #: what an op model learns: ``e2e``, each op timed alone end to end (every runtime); ``kernel``,
@@ -32,8 +30,8 @@ __all__ = ["OP_TIMES", "OP_TIME_CHOICES", "OpTimeChoice", "select_op_time", "op_
 #: ``mean``, the geometric mean of the two. Inside a whole model an op costs more than its kernel
 #: time (dispatch between ops, layout changes at some boundaries) and less than its time alone
 #: (no session call, none of the layout conversions an op alone needs); the calibration on whole
-#: models fits the rest. Measured (BENCHMARKS.md): which predicts held-out models best differs by
-#: store (``mean`` at stop 16, ``e2e`` on the quiet-day store of stop 19), hence ``auto``.
+#: models fits the rest. Which predicts held-out models best differs by store (BENCHMARKS.md),
+#: hence ``auto``.
 OP_TIMES = ("e2e", "kernel", "mean")
 
 
@@ -42,12 +40,12 @@ OP_TIMES = ("e2e", "kernel", "mean")
 OP_TIME_CHOICES = OP_TIMES + ("auto",)
 
 
-def default_op_time(profiler: Profiler) -> str:
+def default_op_time(profiler: Any) -> str:
     """``mean`` where the device's runtime reports kernel times, ``e2e`` elsewhere."""
     return "mean" if profiler.kernel_times else "e2e"
 
 
-def op_time_candidates(profiler: Profiler) -> tuple[str, ...]:
+def op_time_candidates(profiler: Any) -> tuple[str, ...]:
     """The op times a device's store has: all of ``OP_TIMES`` where the runtime reports kernel times."""
     return OP_TIMES if profiler.kernel_times else ("e2e",)
 
@@ -76,9 +74,8 @@ def select_op_time(data: dict[str, tuple[list[OpConfig], np.ndarray]], fingerpri
     """Fit ``model_name`` on each op time of ``data`` (op time -> its ``training_data``),
     calibrate each on the measured whole models, and keep the one whose calibration predicts a
     left-out model best (leave-one-out MAPE). Which op time an op's in-model cost follows best
-    differs by device and by day (cpu-ort on the 2-core VM: ``mean`` best on the held-out models
-    of two stores at stop 16, ``e2e`` on the quiet-day store of stop 19, 98.4% against 92.2% within
-    +-10%; BENCHMARKS.md), and the calibration models tell which, without looking at held-out ones.
+    differs by device and by day (BENCHMARKS.md), and the calibration models tell which, without
+    looking at held-out ones.
     The choice and every candidate's figures are kept in the model's ``training_summary_``."""
     if not data:
         raise HwnasError("select_op_time needs at least one op time's training data")
@@ -168,82 +165,6 @@ def kernel_units(model: onnx.ModelProto) -> list[OpConfig]:
     return [k.config for k in decompose_onnx(model) if k.kind == "op" and k.config is not None]
 
 
-@dataclass(frozen=True)
-class MeasuredModel:
-    name: str
-    onnx: onnx.ModelProto
-    latency_ms: float
-
-
-def measure_models(profiler: Profiler, models: Sequence[tuple[str, onnx.ModelProto]],
-                   on_done: Callable[[str, float], None] | None = None, passes: int = 1,
-                   force: bool = False) -> list[MeasuredModel]:
-    """End-to-end latency of each model.
-
-    ``passes`` > 1 measures every model once per pass, a pass over all models before the next, and
-    keeps each model's fastest: on a shared machine contention slows a whole model down in phases of
-    minutes that a single measurement cannot tell from the model's own speed (cpu-ort on the 2-vCPU
-    VM: the same 120 models measured in 3 passes over 4 minutes differed by a median 9.5%, up to 39%,
-    while single ops and the drift reference stayed within 2%; BENCHMARKS.md). Contention only slows
-    a run down, so the fastest pass is the model's uncontended latency, what the op measurements see.
-    Every pass is stored. ``on_done(name, ms)`` is called after each measurement (each pass) and once
-    for each reused model.
-
-    With a store, a model measured before on this fingerprint is not measured again (unless
-    ``force``): its fastest stored measurement of the same file (hash of its bytes) or of the same
-    network with other weights' values (``graph_sha256``: latency does not depend on them, so a
-    re-export after more training or a builder refactor is not measured again) is used."""
-    from hwnas.profilers._onnx import graph_sha256
-
-    if passes < 1:
-        raise HwnasError(f"passes must be >= 1; got {passes}")
-    stored: dict[str, float] = {}
-    if profiler.store is not None and not force:
-        df = profiler.store.model_measurements(profiler.fingerprint.id)
-        stored = df.groupby("model_sha256")["latency_ms"].min().to_dict() if not df.empty else {}
-        if "model_graph_sha256" in df and not df.empty:
-            g = df.dropna(subset=["model_graph_sha256"]).groupby("model_graph_sha256")["latency_ms"].min()
-            stored.update({f"graph:{h}": float(ms) for h, ms in g.items()})
-
-    def known(m: onnx.ModelProto) -> float | None:
-        ms = stored.get(hashlib.sha256(m.SerializeToString()).hexdigest())
-        return ms if ms is not None else stored.get(f"graph:{graph_sha256(m)}")
-
-    reused = [None] * len(models) if force else [known(m) for _, m in models]  # hashed once per model
-    todo = [item for item, ms in zip(models, reused) if ms is None]
-    fresh: dict[str, float] = {}
-    this: dict[str, float] = {}  # the current pass
-
-    def one(item: tuple[str, onnx.ModelProto]) -> float:
-        ms = profiler.profile_model(item[1], name=item[0], breakdown_runs=0).latency_ms
-        first = item[0] not in this
-        # a drifted chunk measured again: the faster of its values, as a later run reusing the store
-        # takes the fastest stored one (each value is stored), so that both see the same latency
-        this[item[0]] = min(this.get(item[0], ms), ms)
-        if on_done and first:
-            on_done(item[0], float(ms))
-        return ms
-
-    for _ in range(passes if todo else 0):
-        this.clear()
-        if profiler.guard is not None:  # chunks between readings of the speed reference
-            profiler.guard.run(todo, one, "whole models", every=profiler.guard.policy.every_model)
-        else:
-            for item in todo:
-                one(item)
-        for name, ms in this.items():
-            fresh[name] = min(fresh.get(name, ms), ms)
-    out = []
-    for (name, m), prior in zip(models, reused):
-        ms = fresh.get(name)
-        if ms is None:
-            ms = prior
-            if on_done:
-                on_done(name, float(ms))
-        out.append(MeasuredModel(name, m, float(ms)))
-    return out
-
-
 def calibrate_on(predictor: LatencyPredictor, measured: Sequence[MeasuredModel]) -> LatencyPredictor:
     """Fit the whole-model calibration on measured models (decomposed into kernels)."""
     return predictor.calibrate([kernel_units(m.onnx) for m in measured], [m.latency_ms for m in measured])
@@ -311,68 +232,3 @@ def evaluation_models(quick: bool = False, n_random: int | None = None, heldout:
     n = n_random if n_random is not None else (2 if quick else 16)
     models = [zoo.random_model(first_seed + s) for s in range(n)]
     return models + [zoo.create(f, w, r) for f in ("mnasnet", "efficientnet", "squeezenet") for w in widths for r in res]
-
-
-@dataclass
-class TrainReport:
-    predictor: LatencyPredictor
-    n_configs: int
-    n_adaptive: int
-    n_calibration_models: int
-    op_time: str = "e2e"
-    #: how ``auto`` chose the op time (None when it was given, or too few models to compare)
-    op_time_choice: OpTimeChoice | None = None
-
-
-def train_device_predictor(
-    profiler: Profiler,
-    model_name: str = "lightgbm",
-    samples: int = 400,
-    adaptive: int = 100,
-    calibrate_with: Sequence[tuple[str, onnx.ModelProto]] = (),
-    seed: int = 0,
-    profile_ops: Callable[[list[OpConfig], str], None] | None = None,
-    on_model: Callable[[str, float], None] | None = None,
-    model_passes: int = 1,
-    op_time: str | None = None,
-    op_passes: int = 1,
-) -> TrainReport:
-    """Profile (sampled configurations + the calibration models' kernels), resample adaptively
-    (where the op model errs on the ops' end-to-end times), fit ``model_name`` on the device's
-    store (``op_time``: see ``OP_TIME_CHOICES``; default ``auto`` with at least 6 calibration models,
-    else ``default_op_time``), calibrate on the measured whole models. ``op_passes``: ``Profiler.profile_ops(passes=...)`` for the default runner (a given
-    ``profile_ops`` runner does its own)."""
-    from hwnas.latency_models._sampling import sample_configs
-
-    if profiler.store is None:
-        raise HwnasError("training a predictor needs a profile store")
-    run = profile_ops or (lambda cfgs, what: profiler.profile_ops(cfgs, passes=op_passes))
-    kernels = list(dict.fromkeys(c for _, m in calibrate_with for c in kernel_units(m)))
-    base = sample_configs(samples, seed=seed) + kernels
-    if op_time is not None and op_time not in OP_TIME_CHOICES:
-        raise HwnasError(f"unknown op time {op_time!r}; known: {', '.join(OP_TIME_CHOICES)}")
-    if op_time is None:
-        op_time = "auto" if len(calibrate_with) >= 6 else default_op_time(profiler)
-    if op_time == "auto" and len(calibrate_with) < 6:
-        raise HwnasError(f"op time 'auto' compares the op times on at least 6 calibration models; got "
-                         f"{len(calibrate_with)} (give an op time: {', '.join(OP_TIMES)})")
-    run(base, "profiling ops")
-    configs, y = training_data(profiler.store, profiler.fingerprint)
-    n_new = 0
-    if adaptive and len(configs) >= 20:
-        new = adaptive_configs(configs, y, base, adaptive, seed + 1)
-        n_new = len(new)
-        run(new, "adaptive ops")
-    if op_time == "auto":
-        measured = measure_models(profiler, calibrate_with, on_model, passes=model_passes)
-        data = {ot: training_data(profiler.store, profiler.fingerprint, ot) for ot in op_time_candidates(profiler)}
-        predictor, choice = select_op_time(data, profiler.fingerprint, measured, model_name)
-        return TrainReport(predictor, len(data[choice.op_time][0]), n_new, len(calibrate_with), choice.op_time,
-                           choice)
-    configs, y = training_data(profiler.store, profiler.fingerprint, op_time)
-    predictor = LatencyPredictor(fit_model(model_name, configs, y, profiler.fingerprint, op_time))
-    if calibrate_with:
-        measured = measure_models(profiler, calibrate_with, on_model, passes=model_passes)
-        predictor = calibrate_on(predictor, measured)
-    return TrainReport(predictor, len(configs), n_new, len(calibrate_with), op_time)
-

@@ -17,10 +17,8 @@ Each view is fitted robustly (``robust_iters`` > 0): iteratively reweighted, wit
 relative error in the additive one) and the residuals' robust scale ``s`` (1.4826 x their median
 absolute deviation), so that a few measurements no linear mix of the sources explains (a device
 that folds cells without a live path to a constant: pixel3 runs them in 0.05 ms against 10.7 ms;
-a measurement taken in a slow phase) do not bend the fit for all the others. NAS-Bench-201, all 21
-devices held out in turn, 5 seeds (BENCHMARKS.md): within +-10% at 100 samples 88.7% -> 90.1%
-(pixel3 34.5% -> 54.4%), at 10 samples 83.3% -> 83.9%; Spearman 0.9630 -> 0.9643 at 10 samples,
-0.9760 at 100 (unchanged).
+a measurement taken in a slow phase) do not bend the fit for all the others (figures:
+BENCHMARKS.md, "Latency transfer to an unseen device").
 """
 
 from __future__ import annotations

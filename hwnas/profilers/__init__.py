@@ -5,24 +5,30 @@
 '(1, 32, 28, 28)'
 """
 
-from hwnas.profilers._backends import Backend, NodeTiming, Prepared, backend_names, get_backend
-from hwnas.profilers._blocks import build_module, build_onnx, build_sequence_onnx
+from hwnas.profilers._backends import (Backend, NodeTiming, Prepared, backend_names, get_backend, list_backends,
+                                      random_inputs, register_backend)
+from hwnas.profilers._blocks import ChainModel, build_module, build_onnx, build_sequence_onnx, chain_of_ops
 from hwnas.profilers._drift import DriftEvent, DriftGuard, DriftPolicy, SpeedDriftWarning
-from hwnas.profilers._onnx import OPSET, load_onnx
-from hwnas.profilers._opsets import mobilenetv2_layers, op_set, op_set_names, read_ops_file
+from hwnas.profilers._onnx import OPSET, load_onnx, module_to_onnx
+from hwnas.profilers._opsets import (list_op_sets, mobilenetv2_layers, op_set, op_set_doc, op_set_names, read_ops_file,
+                                     register_op_set)
 from hwnas.profilers._ops import Act, OpConfig, OpType
 from hwnas.profilers._profiler import Profiler, ProfileRun
-from hwnas.profilers._records import ModelMeasurement, OpMeasurement, RepeatCheck
+from hwnas.profilers._fingerprint import fingerprint
+from hwnas.profilers._models import measure_models
+from hwnas.profilers._records import MeasuredModel, ModelMeasurement, OpMeasurement, RepeatCheck
 from hwnas.profilers._store import SCHEMA_VERSION, ProfileStore, default_db_path
 from hwnas.profilers._system import cpu_governors, governor_warning
 from hwnas.profilers._timing import LatencyStats, TimingPolicy, measure
 
 __all__ = [
     "Act", "OpConfig", "OpType", "OPSET",
-    "Backend", "Prepared", "NodeTiming", "get_backend", "backend_names",
-    "build_module", "build_onnx", "build_sequence_onnx", "load_onnx",
+    "Backend", "Prepared", "NodeTiming", "get_backend", "backend_names", "list_backends", "register_backend",
+    "random_inputs", "list_op_sets", "register_op_set", "op_set_doc",
+    "build_module", "build_onnx", "build_sequence_onnx", "load_onnx", "module_to_onnx", "chain_of_ops", "ChainModel",
     "op_set", "op_set_names", "read_ops_file", "mobilenetv2_layers",
     "Profiler", "ProfileRun", "DriftPolicy", "DriftGuard", "DriftEvent", "SpeedDriftWarning", "OpMeasurement", "ModelMeasurement", "RepeatCheck",
+    "MeasuredModel", "measure_models", "fingerprint",
     "ProfileStore", "SCHEMA_VERSION", "default_db_path",
     "LatencyStats", "TimingPolicy", "measure", "cpu_governors", "governor_warning",
 ]

@@ -21,10 +21,10 @@ import numpy as np
 import onnx
 
 from hwnas._registry import Registry
-from hwnas.devices._device import Device
+from hwnas.devices import Device, resolve_threads
 from hwnas.errors import RuntimeUnavailableError
 
-__all__ = ["NodeTiming", "Prepared", "Backend", "get_backend", "backend_names", "random_inputs"]
+__all__ = ["NodeTiming", "Prepared", "Backend", "get_backend", "backend_names", "list_backends", "register_backend", "random_inputs"]
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ class OrtBackend(Backend):
                 optimized_path: str | None = None) -> Any:
         import onnxruntime as ort
 
-        from hwnas.devices._fingerprint import resolve_threads
+
 
         opts = device.options
         so = ort.SessionOptions()
@@ -269,7 +269,7 @@ class TvmPrepared(Prepared):
         from tvm import relax
         from tvm.relax.frontend.onnx import from_onnx
 
-        from hwnas.devices._fingerprint import resolve_threads
+
 
         self.tvm = tvm
         threads = resolve_threads(device.options.intra_op_threads)
@@ -382,7 +382,7 @@ class TorchPrepared(Prepared):
     def __init__(self, module: Any, inputs: list[Any], device: Device) -> None:
         import torch
 
-        from hwnas.devices._fingerprint import resolve_threads
+
 
         self.torch = torch
         self._threads_before = torch.get_num_threads()
@@ -477,7 +477,15 @@ def get_backend(name: str) -> Backend:
     return _BACKENDS.get(name)()
 
 
-def backend_names() -> list[str]:
-    return _BACKENDS.names()
+def register_backend(cls: type[Backend], *, replace: bool = False) -> type[Backend]:
+    """Register a runtime :class:`Backend` class under its ``name`` (usable as a decorator)."""
+    return _BACKENDS.register(cls.name, cls, replace=replace)
+
+
+def list_backends(pattern: str = "*") -> list[str]:
+    return _BACKENDS.names(pattern)
+
+
+backend_names = list_backends
 
 

@@ -26,13 +26,20 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from hwnas.errors import HwnasError
 from hwnas.profilers._ops import OpConfig
 
-if TYPE_CHECKING:
-    from hwnas.profilers._profiler import Profiler
+class Measurer(Protocol):
+    """What the drift guard needs of a profiler: its device, fingerprint and store, and the
+    timing of one op configuration (:class:`~hwnas.profilers.Profiler` is one)."""
+
+    device: Any
+    fingerprint: Any
+    store: Any
+
+    def profile_op(self, config: OpConfig) -> Any: ...
 
 __all__ = ["DriftPolicy", "DriftGuard", "DriftEvent", "SpeedDriftWarning"]
 
@@ -74,7 +81,7 @@ class DriftEvent:
 class DriftGuard:
     """Wraps measurements of one profiler in reference readings (see the module docstring)."""
 
-    profiler: Profiler
+    profiler: Measurer
     policy: DriftPolicy = field(default_factory=DriftPolicy)
     events: list[DriftEvent] = field(default_factory=list)
     readings_ms: list[float] = field(default_factory=list)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -10,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from hwnas.errors import InvalidModelError
 
-__all__ = ["OPSET", "GraphBuilder", "load_onnx"]
+__all__ = ["OPSET", "GraphBuilder", "load_onnx", "module_to_onnx"]
 
 OPSET = 17
 
@@ -107,3 +108,24 @@ def graph_sha256(model: onnx.ModelProto) -> str:
     m.ClearField("producer_version")
     m.graph.name = ""
     return hashlib.sha256(m.SerializeToString()).hexdigest()
+
+
+def module_to_onnx(module: Any, input_shape: tuple[int, ...], dynamic_batch: bool = False,
+                   name: str = "hwnas_model") -> onnx.ModelProto:
+    """A torch module as an ONNX graph (opset :data:`OPSET`): the module's own graph builder where
+    it has one (``to_onnx``: batch norms folded), else ``torch.onnx.export`` (input ``input``,
+    output ``output``; a dynamic batch axis with ``dynamic_batch``)."""
+    import io
+    import warnings
+
+    import torch
+
+    if hasattr(module, "to_onnx"):
+        return module.to_onnx(name, dynamic_batch=dynamic_batch)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, torch.zeros(*input_shape), buf, dynamo=False, opset_version=OPSET,
+                          input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None)
+    return onnx.load_from_string(buf.getvalue())

@@ -15,24 +15,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from hwnas._optypes import OpType
 from hwnas.errors import InvalidOpConfigError
 
 __all__ = ["OpType", "Act", "OpConfig"]
-
-
-class OpType(str, Enum):
-    CONV = "conv"  # k x k conv, any stride/groups, BN folded, optional activation
-    DWCONV = "dwconv"  # depthwise k x k conv (groups = channels), BN folded, activation
-    PWCONV = "pwconv"  # 1 x 1 conv, BN folded, activation
-    MBCONV = "mbconv"  # inverted residual: expand, depthwise, optional SE, project, optional skip
-    SE = "se"  # squeeze-excite
-    MAXPOOL = "maxpool"
-    AVGPOOL = "avgpool"
-    GAP = "gap"  # global average pooling
-    LINEAR = "linear"
-    ADD = "add"
-    CONCAT = "concat"
-    ACT = "act"  # a stand-alone activation
 
 
 class Act(str, Enum):

@@ -10,7 +10,7 @@ from hwnas._registry import Registry
 from hwnas.errors import HwnasError, InvalidOpConfigError
 from hwnas.profilers._ops import Act, OpConfig, OpType
 
-__all__ = ["op_set", "op_set_names", "read_ops_file", "mobilenetv2_layers"]
+__all__ = ["op_set", "op_set_names", "list_op_sets", "register_op_set", "op_set_doc", "read_ops_file", "mobilenetv2_layers"]
 
 _SETS: Registry[Callable[[], list[OpConfig]]] = Registry("op set")
 
@@ -108,8 +108,16 @@ def op_set(name: str) -> list[OpConfig]:
     return _SETS.get(name)()
 
 
-def op_set_names() -> list[str]:
-    return _SETS.names()
+def register_op_set(name: str, build: Callable[[], list[OpConfig]], *, replace: bool = False) -> Callable[[], list[OpConfig]]:
+    """Register ``build() -> [OpConfig, ...]`` as the op set ``name`` (its docstring describes it)."""
+    return _SETS.register(name, build, replace=replace)
+
+
+def list_op_sets(pattern: str = "*") -> list[str]:
+    return _SETS.names(pattern)
+
+
+op_set_names = list_op_sets
 
 
 def op_set_doc(name: str) -> str:

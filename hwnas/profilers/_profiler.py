@@ -12,7 +12,8 @@ from pathlib import Path
 import onnx
 
 from hwnas.devices._device import Device
-from hwnas.devices._fingerprint import Fingerprint, fingerprint
+from hwnas.devices._fingerprint import Fingerprint
+from hwnas.profilers._fingerprint import fingerprint
 from hwnas.profilers._backends import Backend, Prepared, get_backend
 from hwnas.profilers._drift import DriftGuard, DriftPolicy
 from hwnas.profilers._onnx import graph_sha256, load_onnx
@@ -191,16 +192,12 @@ class Profiler:
         """Measure many ops; with a store, skip those already stored and commit each one.
 
         ``passes`` > 1 measures the ops again in further passes over all of them (a pass over every
-        op before the next, so that an op's passes lie seconds to minutes apart) and keeps each op's
-        fastest: on a shared machine, contention slows ops down in phases of seconds that the rounds
-        of one measurement (a fraction of a second) all fall into. It helps against phases shorter
-        than a pass, not against a slow phase of minutes (BENCHMARKS.md, "Measurement
-        repeatability": 60 ops, passes of ~25 s, the fastest of three repeated within +-10% for 93%
-        of ops against 58-70% with one pass; 36 ops, passes of ~10 s, during a slow phase of minutes:
-        47% against 94%). ``recheck`` tells which case a profile was in. The store keeps the fastest
+        op before the next) and keeps each op's fastest: it helps against contention in phases
+        shorter than a pass, not against a slow phase of minutes (BENCHMARKS.md, "Measurement
+        repeatability"; ``recheck`` tells which case a profile was in). The store keeps the fastest
         so far after each pass; a killed run keeps what its passes measured, and a rerun skips the
-        stored ops (it does not add the missing passes). ``on_done`` is called after each
-        measurement of each pass (with the op's record so far)."""
+        stored ops. ``on_done`` is called after each measurement of each pass (with the op's record
+        so far)."""
         if passes < 1:
             raise HwnasError(f"passes must be >= 1; got {passes}")
         batch = self.device.options.batch_size
@@ -217,13 +214,7 @@ class Profiler:
         if on_start:
             on_start(len(cfgs) * passes + len(fill), len(run.skipped) - len(fill))
         t0 = time.perf_counter()
-        for cfg in fill:
-            assert self.store is not None
-            self.store.set_kernel_ms(self.fingerprint.id, cfg, self.kernel_time(cfg))
-            m = self.store.get_op(self.fingerprint.id, cfg)
-            run.completed.append(m)
-            if on_done:
-                on_done(m)
+        self._fill_kernel_times(fill, run, on_done)
         best: dict[OpConfig, OpMeasurement] = {}  # each op's record: the fastest of the passes so far
 
         def take(m: OpMeasurement, first: bool) -> OpMeasurement:
@@ -261,6 +252,17 @@ class Profiler:
         run.passes = passes
         run.elapsed_s = time.perf_counter() - t0
         return run
+
+    def _fill_kernel_times(self, fill: list[OpConfig], run: ProfileRun,
+                           on_done: Callable[[OpMeasurement], None] | None) -> None:
+        """Add the kernel time to stored records made without one (only that is measured)."""
+        for cfg in fill:
+            assert self.store is not None
+            self.store.set_kernel_ms(self.fingerprint.id, cfg, self.kernel_time(cfg))
+            m = self.store.get_op(self.fingerprint.id, cfg)
+            run.completed.append(m)
+            if on_done:
+                on_done(m)
 
     def recheck(self, n: int = 10, seed: int = 0,
                 on_done: Callable[[str, float, float], None] | None = None) -> RepeatCheck:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from statistics import median
-from typing import Literal
+from typing import Any, Literal
 
 from hwnas.profilers._backends import NodeTiming
 from hwnas.profilers._ops import OpConfig
 from hwnas.profilers._timing import LatencyStats
 
-__all__ = ["OpMeasurement", "ModelMeasurement", "RepeatCheck"]
+__all__ = ["OpMeasurement", "ModelMeasurement", "RepeatCheck", "MeasuredModel"]
 
 Status = Literal["ok", "unsupported"]
 
@@ -64,9 +64,8 @@ class RepeatCheck:
     """Stored op measurements taken again later on the same device (``Profiler.recheck``).
 
     How far a measurement on this device repeats bounds what any predictor trained on it can
-    reach: on a quiet machine nearly every op repeats within +-5%; on a contended shared VM (the
-    project's 2-core development VM on a noisy day: 27-35% of ops within +-10%; BENCHMARKS.md)
-    an op's stored latency is partly the load of the moment it was measured.
+    reach: on a contended shared machine an op's stored latency is partly the load of the moment it
+    was measured (BENCHMARKS.md, "Measurement repeatability").
     """
 
     config_keys: tuple[str, ...]
@@ -116,3 +115,12 @@ class RepeatCheck:
                 "median_abs_diff_rel": self.median_abs_diff_rel, "ok": self.ok,
                 "ops": [{"config": k, "stored_ms": a, "again_ms": b}
                         for k, a, b in zip(self.config_keys, self.stored_ms, self.again_ms)]}
+
+
+@dataclass(frozen=True)
+class MeasuredModel:
+    """A whole model and its measured end-to-end latency (the fastest of its passes)."""
+
+    name: str
+    onnx: Any  # onnx.ModelProto
+    latency_ms: float

@@ -1,17 +1,27 @@
 """Latency-constrained architecture search: spaces, strategies (ask/tell), the MNAS reward, a
-journaled and resumable run loop, and accuracy evaluators.
+journaled and resumable :class:`Search`, accuracy evaluators, and run directories.
 
 >>> from hwnas.search import reward_preset
 >>> reward_preset("soft", 10.0)(0.9, 10.0)
 0.9
 """
 
+from hwnas.search._evaluators import (ProxyTrainingEvaluator, TableEvaluator, create_evaluator, dataset_classes,
+                                      list_evaluators, load_dataset, register_evaluator)
 from hwnas.search._objective import MnasReward, pareto_front, reward_preset
-from hwnas.search._run import (Journal, Limits, Trial, best_and_front, check_budget_feasible, run_search,
-                              strategy_reward)
-from hwnas.search.spaces import Arch, SearchSpace, create_space, space_names
-from hwnas.search.strategies import Strategy, create_strategy, strategy_names
+from hwnas.search._run import (OBJECTIVES, Journal, Limits, Trial, best_and_front, check_budget_feasible, feasibility,
+                               incumbent, strategy_reward)
+from hwnas.search._rundir import RunDir, atomic_write_text, write_json
+from hwnas.search._search import Feasibility, LatencyCache, Search
+from hwnas.search.spaces import (Arch, SearchSpace, create_space, list_spaces, register_space, space_names,
+                                 space_settings)
+from hwnas.search.strategies import (SearchExhausted, Strategy, create_strategy, list_strategies, register_strategy,
+                                     strategy_class, strategy_names)
 
-__all__ = ["MnasReward", "pareto_front", "reward_preset", "Journal", "Limits", "Trial", "best_and_front",
-           "check_budget_feasible", "run_search", "strategy_reward", "Arch", "SearchSpace", "create_space",
-           "space_names", "Strategy", "create_strategy", "strategy_names"]
+__all__ = ["MnasReward", "pareto_front", "reward_preset", "OBJECTIVES", "Journal", "Limits", "Trial",
+           "best_and_front", "check_budget_feasible", "feasibility", "incumbent", "strategy_reward", "RunDir",
+           "atomic_write_text", "write_json", "Search", "LatencyCache", "Feasibility", "Arch", "SearchSpace",
+           "create_space", "register_space", "list_spaces", "space_settings", "space_names", "Strategy",
+           "SearchExhausted", "create_strategy", "register_strategy", "list_strategies", "strategy_class",
+           "strategy_names", "ProxyTrainingEvaluator", "TableEvaluator", "create_evaluator", "register_evaluator",
+           "list_evaluators", "load_dataset", "dataset_classes"]

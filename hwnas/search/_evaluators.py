@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hwnas._registry import Registry
 from hwnas.errors import HwnasError
 from hwnas.search.spaces._base import Arch, SearchSpace
 
-__all__ = ["TableEvaluator", "ProxyTrainingEvaluator", "load_dataset"]
+__all__ = ["TableEvaluator", "ProxyTrainingEvaluator", "load_dataset", "dataset_classes", "register_evaluator",
+           "create_evaluator", "list_evaluators"]
 
 
 class TableEvaluator:
@@ -172,3 +174,45 @@ class ProxyTrainingEvaluator:
         return model, float((pred == yv).float().mean())
 
 
+
+
+#: evaluator factories ``(space, **options) -> (arch -> accuracy)``, by name
+_EVALUATORS: Registry[Any] = Registry("evaluator")
+
+
+def register_evaluator(name: str, factory: Any, *, replace: bool = False) -> Any:
+    """Register ``factory(space, **options)``, which returns a callable ``arch -> accuracy``."""
+    return _EVALUATORS.register(name, factory, replace=replace)
+
+
+def create_evaluator(name: str, space: SearchSpace, **options: Any) -> Any:
+    """The evaluator ``name`` for ``space``; unknown names and options list the known ones."""
+    import inspect
+
+    factory = _EVALUATORS.get(name)
+    params = inspect.signature(factory).parameters
+    known = [p for p in params if p != "space"]
+    bad = [k for k in options if k not in known]
+    if bad and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        raise HwnasError(f"evaluator {name!r} has no option {bad[0]!r}; its options: {', '.join(known)}")
+    return factory(space, **options)
+
+
+def list_evaluators(pattern: str = "*") -> list[str]:
+    return _EVALUATORS.names(pattern)
+
+
+def _proxy(space: SearchSpace, dataset: str = "digits", epochs: int = 2, resolution: int | None = 16,
+           train_device: str = "cpu", seed: int = 0) -> ProxyTrainingEvaluator:
+    return ProxyTrainingEvaluator(space, dataset, epochs, resolution, device=train_device, seed=seed)
+
+
+def _table(space: SearchSpace, accuracy_csv: str | Path | None = None,
+           accuracy_column: str = "cifar10_test_acc") -> TableEvaluator:
+    if accuracy_csv is None:
+        raise HwnasError("the table evaluator needs accuracy_csv (a CSV with arch_str and accuracy columns)")
+    return TableEvaluator(space, accuracy_csv, accuracy_column)
+
+
+register_evaluator("proxy", _proxy)
+register_evaluator("table", _table)

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from hwnas.devices._device import DeviceConstraints
+from hwnas.devices import DeviceConstraints
 from hwnas.errors import HwnasError
-from hwnas.profilers._ops import OpConfig
+from hwnas.profilers import OpConfig
 
 __all__ = ["Decision", "Arch", "SearchSpace", "InfeasibleError"]
 
@@ -172,6 +172,19 @@ class SearchSpace(ABC):
 
     def input_shape(self, arch: Arch) -> tuple[int, ...]:
         return (1, 3, 32, 32)
+
+    def to_onnx(self, arch: Arch, seed: int = 0, classes: int = 10, name: str = "hwnas_model") -> Any:
+        """The architecture's ONNX graph with weights drawn from ``seed`` (the global torch RNG is
+        left as it was): what device measurements of the architecture time (latency does not
+        depend on the weights' values)."""
+        import torch
+
+        from hwnas.profilers import module_to_onnx
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = self.build_module(arch, classes=classes).eval()
+            return module_to_onnx(module, self.input_shape(arch), name=name)
 
     def params(self, arch: Arch) -> int:
         return sum(c.params() for c in self.op_configs(arch))

@@ -9,11 +9,11 @@ from hwnas._registry import Registry
 from hwnas.search.strategies._base import SearchExhausted, Strategy
 from hwnas.search.strategies._controllers import PPOController, ReinforceController
 from hwnas.search.strategies._pareto import ParetoEvolution
-from hwnas.search.strategies._simple import GridSearch, GuidedEvolution, RandomSearch, RegularizedEvolution
+from hwnas.search.strategies._simple import GridSearch, GuidedEvolution, RandomSearch, RegularizedEvolution, surrogate_regressor
 
 __all__ = ["Strategy", "SearchExhausted", "GridSearch", "RandomSearch", "RegularizedEvolution", "GuidedEvolution",
-           "ReinforceController", "PPOController", "ParetoEvolution",
-           "create_strategy", "strategy_class", "strategy_names"]
+           "ReinforceController", "PPOController", "ParetoEvolution", "surrogate_regressor",
+           "create_strategy", "register_strategy", "list_strategies", "strategy_class", "strategy_names"]
 
 _STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 for _cls in (GridSearch, RandomSearch, RegularizedEvolution, GuidedEvolution, ReinforceController, PPOController,
@@ -21,13 +21,33 @@ for _cls in (GridSearch, RandomSearch, RegularizedEvolution, GuidedEvolution, Re
     _STRATEGIES.register(_cls.name, _cls)
 
 
+def register_strategy(cls: type[Strategy], *, replace: bool = False) -> type[Strategy]:
+    """Register a :class:`Strategy` subclass under its ``name`` (usable as a decorator); the shared
+    check suite (:func:`hwnas.testing.check_strategy`) runs over every registered strategy."""
+    return _STRATEGIES.register(cls.name, cls, replace=replace)
+
+
 def create_strategy(name: str, space: Any, seed: int = 0, feasible: Any = None, **params: Any) -> Strategy:
-    return _STRATEGIES.get(name)(space, seed=seed, feasible=feasible, **params)
+    """The strategy ``name`` over ``space``; unknown parameters list the known ones."""
+    import inspect
+
+    cls = _STRATEGIES.get(name)
+    known = [p for p in inspect.signature(cls).parameters if p not in ("space", "seed", "feasible")]
+    bad = [k for k in params if k not in known]
+    if bad:
+        from hwnas.errors import HwnasError
+
+        raise HwnasError(f"strategy {name!r} has no parameter {bad[0]!r}; its parameters: {', '.join(known)}")
+    return cls(space, seed=seed, feasible=feasible, **params)
 
 
 def strategy_class(name: str) -> type[Strategy]:
     return _STRATEGIES.get(name)
 
 
-def strategy_names() -> list[str]:
-    return _STRATEGIES.names()
+def list_strategies(pattern: str = "*") -> list[str]:
+    """Registered strategy names matching ``pattern`` (a glob)."""
+    return _STRATEGIES.names(pattern)
+
+
+strategy_names = list_strategies

@@ -9,9 +9,8 @@ already evaluated is drawn again (crediting it again would only reinforce a coll
 one seen); after ``patience`` such draws in a row the policy has converged, and a new mutation of its
 sample is proposed instead (exploration next to its mode). A sample that breaks the hard limits is
 drawn again too; with ``learn_infeasible=True`` it also teaches the controller, without spending
-budget, as the worst reward seen so far. That is off by default: on NAS-Bench-201 with the budget at
-the median latency it pushed the controllers away from the limit, where the best architectures are
-(BENCHMARKS.md). When ``max_draws`` samples yield nothing, a uniform feasible sample is proposed.
+budget, as the worst reward seen so far (off by default: it pushes the controllers away from the
+limit, where the best architectures are; BENCHMARKS.md). When ``max_draws`` samples yield nothing, a uniform feasible sample is proposed.
 """
 
 from __future__ import annotations
@@ -173,9 +172,8 @@ class _Controller(Strategy):
 class ReinforceController(_Controller):
     """REINFORCE (Williams 1992; Zoph & Le 2017): ascend ``sum_t log p(a_t) * (R - b)`` with ``b``
     an exponential moving average of rewards (decay ``baseline_decay``), over ``batch_size``
-    architectures per update; ``entropy`` adds an entropy bonus. The baseline tracks fast (decay 0.5):
-    on NAS-Bench-201 at N = 200 (12 devices, 10 seeds) it gave a mean of the median regrets of 0.317
-    against 0.392 with decay 0.9 and 0.428 for random search (BENCHMARKS.md). Advantages are divided by a
+    architectures per update; ``entropy`` adds an entropy bonus. The baseline tracks fast (decay 0.5;
+    BENCHMARKS.md, "Learned controllers"). Advantages are divided by a
     moving average of the rewards' standard deviation, so the step size does not depend on the
     reward's scale (accuracies differ by fractions of a point; the MNAS soft penalty by more)."""
 

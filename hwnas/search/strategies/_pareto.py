@@ -62,12 +62,8 @@ class ParetoEvolution(Strategy):
     values are told it proposes random feasible architectures. Told a plain number, it is an
     elitist evolution on that number (one objective: the rank is the order).
 
-    On NAS-Bench-201 (all 21 devices, real accuracy and device latency, 200 queries, 10 seeds;
-    ``benchmarks/nb201_pareto.py``, BENCHMARKS.md) the hypervolume regret of its front is about a
-    quarter of random search's (mean of the per-device medians CIFAR-10 0.008 against 0.044,
-    CIFAR-100 0.018 against 0.056; below random on 21 of 21 devices in both). Without crossover (the
-    default) it was a little better than with ``crossover_prob=0.5`` (0.011, 0.018), and a
-    population of 40 worse (0.022, 0.028).
+    How its front compares with random search's, and why no crossover by default: BENCHMARKS.md,
+    "Multi-objective search on NAS-Bench-201".
 
     Written here rather than taken from Optuna's ``NSGAIISampler`` or pymoo: those breed flat
     parameter vectors, re-propose duplicates and know nothing of the hard limits, while the

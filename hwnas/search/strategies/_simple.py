@@ -70,10 +70,9 @@ class RegularizedEvolution(Strategy):
     oldest member dies when a child joins. Children are feasible and new; a parent whose every
     neighbour was seen gets one more mutation per 100 failed tries.
 
-    The defaults select hard (the tournament is the whole population, no crossover): at the small
-    budgets of hardware-aware search (N = 200 accuracy queries on NAS-Bench-201) that halved the
-    median regret of Real et al.'s 20/5 with crossover (BENCHMARKS.md). Aging still retires the
-    best member, which keeps the search from sitting on one optimum.
+    The defaults select hard (the tournament is the whole population, no crossover), for the small
+    budgets of hardware-aware search (BENCHMARKS.md). Aging still retires the best member, which
+    keeps the search from sitting on one optimum.
 
     ``candidates`` > 1 screens children with a surrogate (predictor-guided evolution, as NPENAS,
     Wei et al. 2020): once the population is full, ``candidates`` distinct feasible children are
@@ -193,13 +192,8 @@ class GuidedEvolution(RegularizedEvolution):
     """Aging evolution whose children are screened by a surrogate: ``evolution`` with
     ``candidates=20``, ``explore=100`` and ``kappa=1`` (see :class:`RegularizedEvolution`): 100
     random feasible newcomers join the 20 children in the screen, ranked by an ensemble's mean + one
-    standard deviation. On NAS-Bench-201 CIFAR-100 (all 21 devices, 10 seeds, BENCHMARKS.md) the
-    newcomers took the devices meeting median regret <= 0.3 from 19 to 20 of 21 (mean of the
-    medians 0.119 -> 0.069; 400 newcomers gave 19); with the robust transfer predictor of stop 19,
-    ``kappa=1`` against one surrogate: CIFAR-10 20 of 21 both (0.065 -> 0.050), CIFAR-100 18 -> 20
-    of 21 (0.103 -> 0.064); the mean regret about the same (0.106 -> 0.103, 0.168 -> 0.176). Told
-    the reward at the limit (``hwnas.search.strategy_reward``, stop 22): CIFAR-10 21 of 21 (0.027),
-    CIFAR-100 20 of 21 (0.046); mean regret 0.064 and 0.136."""
+    standard deviation. Why these defaults, with figures: BENCHMARKS.md, "Constrained search on
+    NAS-Bench-201"."""
 
     name = "guided-evolution"
 

@@ -1,0 +1,141 @@
+"""What every job shares: devices (with the user's devices file), the profile store, the timing
+policy, progress callbacks, and argument checks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from hwnas.devices import Device, DeviceRegistry, default_registry
+from hwnas.errors import ArgumentError, HwnasError
+from hwnas.profilers import ProfileStore, TimingPolicy, default_db_path
+
+__all__ = ["Progress", "Message", "no_progress", "no_message", "load_devices", "get_device", "list_devices",
+           "open_store", "timing_policy", "check_positive", "check_count", "check_fraction", "user_devices_file",
+           "device_status", "detect_devices"]
+
+
+class Progress(Protocol):
+    """``progress(stage, done, total, current)``: ``done`` of ``total`` items of ``stage`` are
+    finished; ``current`` names the last one (may be empty)."""
+
+    def __call__(self, stage: str, done: int, total: int, current: str = "") -> None: ...
+
+
+#: ``message(text)``: what the job is doing, for a human
+Message = Callable[[str], None]
+
+
+def no_progress(stage: str, done: int, total: int, current: str = "") -> None:
+    """A progress callback that shows nothing."""
+
+
+def no_message(text: str) -> None:
+    """A message callback that shows nothing."""
+
+
+def user_devices_file() -> Path:
+    """``~/.config/hwnas/devices.toml`` (read when it exists)."""
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("hwnas")) / "devices.toml"
+
+
+def load_devices(devices_file: str | Path | list[str | Path] | None = None) -> DeviceRegistry:
+    """The built-in devices, the user's devices file, and ``devices_file`` (one or a list)."""
+    files = [] if devices_file is None else [devices_file] if isinstance(devices_file, (str, Path)) else devices_file
+    for f in files:
+        if not Path(f).is_file():
+            raise HwnasError(f"devices file {f}: {'is a directory' if Path(f).is_dir() else 'not found'}")
+    user = user_devices_file()
+    return default_registry(*([user] if user.exists() else []), *files)
+
+
+def get_device(name: str | Device, devices_file: str | Path | list[str | Path] | None = None) -> Device:
+    """The device called ``name`` (an unknown name lists the known ones); a :class:`Device` is
+    returned as it is.
+
+    >>> get_device("cpu-ort").runtime
+    'onnxruntime'
+    """
+    if isinstance(name, Device):
+        return name
+    return load_devices(devices_file).get(name)
+
+
+def list_devices(devices_file: str | Path | list[str | Path] | None = None) -> list[str]:
+    """The names of the known devices (built-in and user-defined).
+
+    >>> "cpu-ort" in list_devices()
+    True
+    """
+    return load_devices(devices_file).names()
+
+
+def open_store(store: str | Path | ProfileStore | None = None, *, create: bool = True) -> ProfileStore:
+    """A profile store: ``store`` itself, the SQLite file at ``store``, or the default one. With
+    ``create=False`` a missing file is an error rather than a new empty store."""
+    if isinstance(store, ProfileStore):
+        return store
+    path = Path(store) if store is not None else default_db_path()
+    if path.is_dir():
+        raise HwnasError(f"{path} is a directory, not a profile store (an SQLite file)")
+    if not create and not path.exists():
+        raise HwnasError(f"no profile store at {path}")
+    return ProfileStore(path)
+
+
+def timing_policy(max_time_s: float | None = None) -> TimingPolicy:
+    """The default timing policy, or one that times each op for at most ``max_time_s`` seconds."""
+    if max_time_s is None:
+        return TimingPolicy()
+    check_positive("max_time_per_op", max_time_s)
+    return TimingPolicy(max_time_s=max_time_s, min_time_s=min(0.1, max_time_s))
+
+
+def check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
+    """A finite number > 0 (or None with ``allow_none``)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ArgumentError(name, "takes a finite number > 0", value)
+
+
+def check_count(name: str, value: Any, minimum: int = 1) -> None:
+    """An integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ArgumentError(name, f"takes an integer >= {minimum}", value)
+
+
+def check_fraction(name: str, value: Any) -> None:
+    """A number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ArgumentError(name, "takes a fraction in [0, 1]", value)
+
+
+def device_status(registry: DeviceRegistry, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Each device's runtime, description, and whether it runs here (with the problems if not)."""
+    from hwnas.profilers import get_backend
+
+    rows = []
+    for name in names or registry.names():
+        d = registry.get(name)
+        problems = get_backend(d.runtime).check(d)
+        rows.append({"name": name, "runtime": d.runtime, "available": not problems, "problems": problems,
+                     "description": d.description})
+    return rows
+
+
+def detect_devices(registry: DeviceRegistry) -> dict[str, Any]:
+    """This machine: CPU frequency governors, and each device's availability and fingerprint."""
+    from hwnas.profilers import cpu_governors, fingerprint
+
+    devices = []
+    for row in device_status(registry):
+        entry = {k: row[k] for k in ("name", "available", "problems")}
+        if row["available"]:
+            entry["fingerprint"] = fingerprint(registry.get(row["name"])).to_dict()
+        devices.append(entry)
+    return {"cpu_governors": cpu_governors(), "devices": devices}
