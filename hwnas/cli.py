@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from hwnas import render as _render
-from hwnas.console import LogProgress, err_console, out_console, print_json, progress_bar
+from hwnas.console import LogProgress, err_console, out_console, print_json, progress_bar, say_to as _say
+from hwnas.console import warn_governor as _warn_governor
 from hwnas.errors import ArgumentError, HwnasError, RunExistsError
 
 _Progress = LogProgress  # the progress bar class (tests drive it with a fake clock)
@@ -48,25 +49,6 @@ def _registry(files: list[Path] | None):  # noqa: ANN202
     from hwnas.jobs import load_devices
 
     return load_devices(list(files or []))
-
-
-def _warn_governor(err: Any) -> str | None:
-    from hwnas.profilers import governor_warning
-
-    w = governor_warning()
-    if w:
-        err.print(f"[yellow]warning:[/] {w}")
-    return w
-
-
-def _say(err: Any):  # noqa: ANN202
-    """A jobs message callback: warnings in yellow, the rest plain."""
-    def say(text: str) -> None:
-        if text.startswith("warning: "):
-            err.print(f"[yellow]warning:[/] {text[9:]}", highlight=False)
-        else:
-            err.print(text, highlight=False)
-    return say
 
 
 # ---- devices ----------------------------------------------------------------------------------
@@ -407,8 +389,9 @@ def search(
     as_json: JsonFlag = False,
 ) -> None:
     """Latency-constrained search: the most accurate architecture within the device's budget."""
-    from hwnas.jobs import create_search, parse_key_values
+    from hwnas.jobs import check_count, create_search, parse_key_values
 
+    check_count("budget", budget)
     dev = _registry(devices_file).get(device)
     space_args = parse_key_values(space_arg, "--space-arg")
     params = parse_key_values(strategy_param, "--strategy-param")
@@ -566,32 +549,39 @@ def _flag(exc: ArgumentError) -> str:
     """A library argument's name as the CLI's option (``target_ms`` -> ``--target-ms``)."""
     flags = {"storage": "--out", "space_args": "--space-arg", "strategy_params": "--strategy-param",
              "path": "--output", "max_time_per_op": "--max-time-per-op", "max_time_s": "--max-time"}
+    for what, flag in ((" setting ", "--space-arg "), (" parameter ", "--strategy-param ")):
+        if what in exc.argument:
+            return exc.with_name(flag + exc.argument.split(what)[1])
     return exc.with_name(flags.get(exc.argument, "--" + exc.argument.replace("_", "-")))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point; returns the exit code (2 for bad input)."""
+    """Console-script entry point; returns the exit code (2 for bad input, 130 when interrupted)."""
     try:
         rc = app(args=argv, standalone_mode=False, prog_name="hwnas")
     except ArgumentError as exc:
-        _err().print(f"[red]error:[/] {_flag(exc)}", highlight=False)
-        return 2
+        return _fail(_flag(exc))
+    except MemoryError:
+        return _fail("out of memory (an input or model too large for this machine); what was measured is stored")
     except RunExistsError as exc:
-        _err().print(f"[red]error:[/] {exc.path} already holds a search; pass --resume to continue it, or another "
-                     "--out", highlight=False)
-        return 2
+        return _fail(f"{exc.path} already holds a search; pass --resume to continue it, or another --out")
     except HwnasError as exc:
-        _err().print(f"[red]error:[/] {exc}", highlight=False)
-        return 2
+        return _fail(str(exc))
     except typer.Exit as exc:
-        return int(exc.exit_code)
+        rc = int(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        _err().print("interrupted; what was measured is stored: run the same command again to resume")
-        return 130
+        rc = 130
     except typer.TyperException as exc:  # usage errors: unknown option, bad value, ...
         exc.show()  # type: ignore[attr-defined]
         return int(getattr(exc, "exit_code", 2))
+    if rc == 130:  # Ctrl-C (typer turns it into exit code 130)
+        _err().print("interrupted; what was measured is stored: run the same command again to resume")
     return rc if isinstance(rc, int) else 0
+
+
+def _fail(message: str) -> int:
+    _err().print(f"[red]error:[/] {message}", highlight=False)
+    return 2
 
 
 def entry() -> None:

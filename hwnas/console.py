@@ -13,7 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-__all__ = ["out_console", "err_console", "print_json", "LogProgress", "progress_bar", "StageBars", "hms"]
+__all__ = ["out_console", "err_console", "print_json", "LogProgress", "progress_bar", "StageBars", "hms", "say_to",
+           "warn_governor"]
 
 
 def out_console() -> Console:
@@ -82,3 +83,23 @@ def progress_bar(console: Console, disable: bool = False) -> Iterator[StageBars]
         TextColumn("{task.fields[current]}"), console=console, transient=False, disable=disable,
     ) as prog:
         yield StageBars(prog)
+
+
+def say_to(console: Console):  # noqa: ANN201
+    """A jobs message callback printing to ``console``: warnings in yellow, the rest plain."""
+    def say(text: str) -> None:
+        if text.startswith("warning: "):
+            console.print(f"[yellow]warning:[/] {text[9:]}", highlight=False)
+        else:
+            console.print(text, highlight=False)
+    return say
+
+
+def warn_governor(console: Console) -> str | None:
+    """Warn when the CPU frequency governor makes timings unreliable; returns the warning."""
+    from hwnas.profilers import governor_warning
+
+    w = governor_warning()
+    if w:
+        console.print(f"[yellow]warning:[/] {w}")
+    return w

@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 import onnx
 
+from hwnas._files import read_json
 from hwnas.errors import HwnasError
 from hwnas.profilers import OPSET, Profiler, fingerprint, get_backend, module_to_onnx
 from hwnas.search import RunDir, write_json
 from hwnas.search.spaces import create_space
 
-__all__ = ["ArchSpec", "ModelCard", "load_arch_spec", "export_architecture", "check_parity", "card_summary", "versions"]
+__all__ = ["ArchSpec", "ModelCard", "load_arch_spec", "export_architecture", "check_output", "check_parity", "card_summary", "versions"]
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,9 @@ def load_arch_spec(path: str | Path, front: int | None = None) -> ArchSpec:
     p = Path(path)
     if p.is_dir() or p.name == "best.json":
         return _run_spec(RunDir(p if p.is_dir() else p.parent), front)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise HwnasError(f"not found: {p} (give a run directory with best.json, or an architecture JSON)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HwnasError(f"{p} cannot be read as JSON ({exc})") from None
+    if not p.exists():
+        raise HwnasError(f"not found: {p} (give a run directory with best.json, or an architecture JSON)")
+    data = read_json(p)
     if isinstance(data, dict) and "settings" in data:
         return _run_spec(RunDir(p.parent), front, p)
     if front is not None:
@@ -162,7 +160,7 @@ def export_architecture(spec: ArchSpec, device: Any, out: str | Path, predictor:
     existing model or another model's card in the folder is refused unless ``overwrite``.
     ``card_extra()``, called right after the measurement, returns more fields for the card."""
     out = Path(out)
-    _check_output(out, overwrite)
+    check_output(out, overwrite)
     get_backend(device.runtime).require(device)
     if device.runtime == "torch":
         raise HwnasError(f"{device.name} runs the torch runtime, which measures ONNX files only through onnx2torch "
@@ -206,7 +204,7 @@ def export_architecture(spec: ArchSpec, device: Any, out: str | Path, predictor:
     return _write(model, out, card, device, library, m)
 
 
-def _check_output(out: Path, overwrite: bool) -> None:
+def check_output(out: Path, overwrite: bool = False) -> None:
     """Refuse an output that is not an .onnx path, a folder, an existing model, or a folder whose
     card belongs to another model, unless ``overwrite``."""
     if out.suffix != ".onnx":

@@ -6,14 +6,14 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from hwnas._files import atomic_write_text, read_json
 from hwnas.errors import HwnasError
-from hwnas.search import RunDir, atomic_write_text
+from hwnas.search import RunDir
 
 __all__ = ["write_report"]
 
@@ -38,10 +38,7 @@ def _find_card(run: Path) -> dict[str, Any] | None:
     cards = sorted(run.rglob("model_card.json"))
     if not cards:
         return None
-    try:
-        card = json.loads(cards[0].read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HwnasError(f"{cards[0]} cannot be read as JSON ({exc})") from None
+    card = read_json(cards[0])
     need = ("measured_latency_ms", "device")
     if not isinstance(card, dict) or any(not isinstance(card.get(k), (int, float, str)) for k in need):
         raise HwnasError(f"{cards[0]} is not a model card (needs {', '.join(need)})")
@@ -177,9 +174,9 @@ def write_report(run: str | Path, out: str | Path | None = None, overwrite: bool
     import matplotlib.pyplot as plt
 
     rd = RunDir(run)
+    path = _output(rd, out, overwrite)
     best = rd.read_best()
     trials = _trials(rd)
-    path = _output(rd, out, overwrite)
     settings = best["settings"]
     limit = settings.get("limit_ms") or settings.get("target_ms")
     card = _find_card(rd.path)

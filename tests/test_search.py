@@ -221,7 +221,7 @@ def test_search_bad_input(trained, tmp_path, capsys) -> None:
     assert "has no setting 'depth'" in capsys.readouterr().err
     assert main([*base, "--strategy-param", "swarm=3"]) == 2
     err = capsys.readouterr().err
-    assert "bad --strategy-param for guided-evolution" in err and "population_size, tournament_size" in err
+    assert "--strategy-param for guided-evolution has no parameter 'swarm'" in err and "population_size, tournament_size" in err
     assert main([*base, "--verify", "-1"]) == 2
     assert "--verify takes a count >= 0, got -1" in capsys.readouterr().err
     assert main([*base, "--qualify-band", "1.5"]) == 2

@@ -106,7 +106,7 @@ def check_positive(name: str, value: Any, *, allow_none: bool = False) -> None:
 def check_count(name: str, value: Any, minimum: int = 1) -> None:
     """An integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ArgumentError(name, f"takes an integer >= {minimum}", value)
+        raise ArgumentError(name, f"takes a count >= {minimum}", value)
 
 
 def check_fraction(name: str, value: Any) -> None:

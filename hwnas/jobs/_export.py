@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from hwnas.deploy import ArchSpec, ModelCard, export_architecture, load_arch_spec
+from hwnas.deploy import ArchSpec, ModelCard, check_output, export_architecture, load_arch_spec
 from hwnas.devices import Device
 from hwnas.errors import HwnasError
 from hwnas.jobs._common import Message, check_count, check_positive, get_device, no_message, open_store
@@ -43,17 +43,21 @@ def export(trial_or_arch: Any, device: str | Device, path: str | Path, *, epochs
     """Train (``epochs`` on ``dataset``), export to ONNX at ``path``, verify parity with PyTorch,
     measure on ``device`` and write ``model_card.json`` (see
     :func:`hwnas.deploy.export_architecture`). ``predictor``: a predictor, its directory, or None
-    (the device's for the space where there is one; without one the card has no predicted
-    latency, and ``message`` says so). With ``store`` the measurement is stored and bracketed by
+    (for a trial, the one its search used; else the device's for the space where there is one;
+    without one the card has no predicted latency, and ``message`` says so). With ``store`` the measurement is stored and bracketed by
     the drift guard."""
     check_count("epochs", epochs, 1 if train else 0)
     check_positive("budget_ms", budget_ms, allow_none=True)
     check_positive("resolution", resolution, allow_none=True)
+    check_output(Path(path), overwrite)  # before any work
     spec = arch_spec(trial_or_arch, front)
     if budget_ms is not None:
         spec = dataclasses.replace(spec, budget_ms=budget_ms)
     dev = get_device(device)
     pred = predictor
+    if pred is None and isinstance(trial_or_arch, Trial) and trial_or_arch.settings.get("predictor"):
+        own = Path(trial_or_arch.settings["predictor"])  # the predictor the trial's search used
+        pred = own if (own / "model.json").is_file() else None
     if pred is None or isinstance(pred, (str, Path)):
         try:
             pred = load_predictor(dev, space=spec.space, space_args=spec.space_args, path=pred,

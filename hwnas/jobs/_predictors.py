@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from hwnas._files import read_json
 from hwnas.devices import Device
 from hwnas.errors import HwnasError, UnknownNameError
 from hwnas.jobs._common import (Progress, check_count, get_device, no_progress, open_store, timing_policy)
@@ -206,8 +207,9 @@ def train_predictor(device: str | Device, *, store: Any = None, space: str | Non
                                                              trained_for_space=True)
     if not overwrite and (target / "model.json").exists():
         raise HwnasError(f"{target} holds a predictor; refusing to replace it (overwrite=True / --overwrite)")
+    policy = timing_policy(max_time_per_op)
     with open_store(store) as st:
-        profiler = Profiler(dev, timing_policy(max_time_per_op), st, drift=DriftPolicy() if drift_check else None,
+        profiler = Profiler(dev, policy, st, drift=DriftPolicy() if drift_check else None,
                             auto_pin=drift_check)
         cal = (space_calibration_models(sp, space_models) if sp is not None
                else [(m.name, m.onnx) for m in calibration_models(quick)] if calibrate else [])
@@ -307,7 +309,6 @@ def scatter_png(truth: Any, predicted: Any, groups: list[str], path: Path, title
 def predictor_info(directory: str | Path) -> dict[str, Any]:
     """A saved predictor's metadata (fingerprint, training data, validation, calibration), its
     model state left out; a missing or unreadable file is one line naming it."""
-    import json
 
     d = Path(directory)
     out: dict[str, Any] = {}
@@ -317,10 +318,7 @@ def predictor_info(directory: str | Path) -> dict[str, Any]:
             if name == "model.json":
                 raise HwnasError(f"no predictor at {d} (missing model.json)")
             continue
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HwnasError(f"{path} cannot be read as JSON ({exc})") from None
+        data = read_json(path)
         if not isinstance(data, dict):
             raise HwnasError(f"{path} is not a predictor's metadata (not a JSON object)")
         if name == "model.json":

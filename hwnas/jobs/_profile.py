@@ -58,8 +58,9 @@ def profile_ops(device: str | Device, *, ops_file: str | Path | None = None, op_
     check_count("recheck", recheck, 0)
     configs = _configs(ops_file, op_set_name, stored)
     dev = get_device(device)
+    policy = timing_policy(max_time_per_op)
     with open_store(store) as st:
-        profiler = Profiler(dev, timing_policy(max_time_per_op), st, drift=DriftPolicy() if drift_check else None,
+        profiler = Profiler(dev, policy, st, drift=DriftPolicy() if drift_check else None,
                             auto_pin=drift_check)
         if stored:
             configs = [OpConfig.parse(k) for k in sorted(st.done_keys(profiler.fingerprint.id))]

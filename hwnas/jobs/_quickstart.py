@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from hwnas._files import read_json
 from hwnas.errors import HwnasError
 from hwnas.deploy import ArchSpec, export_architecture
 from hwnas.devices import Device
@@ -284,12 +285,38 @@ def _export(st: _Stages, predictor: LatencyPredictor, best: Any) -> Any:
     return exp
 
 
+def _claim(out: Path, device: Device, config: PipelineConfig, policy: Any) -> None:
+    """Refuse, before anything is changed, a folder that is not this quickstart's: a file, a
+    non-empty folder of the user's, or a quickstart run with other settings; then record the
+    settings (``quickstart.json``)."""
+    import json
+
+    settings = json.loads(json.dumps({"device": device.name, **{f.name: getattr(config, f.name)
+                                      for f in dataclasses.fields(config) if f.name != "drift"},
+                                      "drift_guard": config.drift is not None,
+                                      "timing": dataclasses.asdict(policy) if dataclasses.is_dataclass(policy) else None},
+                                     default=str))
+    if out.exists() and not out.is_dir():
+        raise HwnasError(f"{out} is a file; give a folder for the quickstart's outputs")
+    mine = out / "quickstart.json"
+    if mine.is_file():
+        stored = read_json(mine, "; use another folder")
+        diff = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
+        if diff:
+            raise HwnasError(f"{out} holds a quickstart with other settings ({', '.join(diff)} differ); nothing was "
+                             "changed: use another folder (or the same settings to continue it)")
+        return
+    if out.is_dir() and any(p.name not in ("profiles.sqlite", "predictor", "run", "summary.json") for p in out.iterdir()):
+        raise HwnasError(f"{out} is a non-empty folder that holds no hwnas quickstart; give a new or empty folder")
+    write_json(mine, settings)
+
+
 def run_pipeline(out: Path, device: Device, config: PipelineConfig = PipelineConfig(), policy: Any = None,
                  progress: Progress | None = None, log: Message | None = None) -> PipelineResult:
     """Run every stage; ``progress(stage, done, total)`` reports, ``log`` tells what is happening."""
     t_start = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, device, config, policy)
     space = ProxylessSpace(**config.space_args).restrict(device.constraints)
     with ProfileStore(out / "profiles.sqlite") as store:
         profiler = Profiler(device, policy, store, drift=config.drift, auto_pin=config.drift is not None)

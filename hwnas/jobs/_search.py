@@ -4,6 +4,7 @@ and a run directory."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +67,16 @@ def _check(target_ms: float, strategy: str, objective: str, verify: int, o: dict
     check_fraction("qualify_band", o["qualify_band"])
     check_count("epochs", o["epochs"], 1)
     check_positive("resolution", o["resolution"], allow_none=True)
+    if o["resolution"] is not None and o["resolution"] > 1024:
+        raise ArgumentError("resolution", "takes at most 1024 (proxy training)", o["resolution"])
+    params = dict(o["strategy_params"] or {})
+    cls = strategy_class(strategy)
+    known = [p for p in inspect.signature(cls).parameters if p not in ("space", "seed", "feasible")]
+    bad = [k for k in params if k not in known]
+    if bad:
+        raise ArgumentError("strategy_params", f"for {strategy} has no parameter {bad[0]!r}; its parameters: "
+                            f"{', '.join(known)}")
+    cls.check_params(params)
 
 
 def _space(space: str | SearchSpace, dev: Device, evaluator: Any, o: dict[str, Any]) -> tuple[SearchSpace, dict]:
@@ -79,6 +90,8 @@ def _space(space: str | SearchSpace, dev: Device, evaluator: Any, o: dict[str, A
         args["classes"] = dataset_classes(o["dataset"])
     try:
         sp = create_space(space, **args)
+    except HwnasError:
+        raise
     except (TypeError, ValueError) as exc:
         raise HwnasError(f"bad space_args for {space!r}: {exc}") from None
     return sp.restrict(dev.constraints), args
@@ -171,17 +184,22 @@ def create_search(space: str | SearchSpace, device: str | Device, *, target_ms: 
         settings["objective"] = objective
     reward_fn = reward_preset(reward, target_ms)
     ev = _evaluator(evaluator, sp, seed, o)
-    journal = _journal(storage, settings, o["resume"])
     try:
         strat = create_strategy(strategy, sp, seed=seed, feasible=feasible, **settings["strategy_params"])
+    except HwnasError:
+        raise
     except (TypeError, ValueError) as exc:
-        journal.close()
         raise HwnasError(f"bad strategy_params for {strategy}: {exc}") from None
-    search = Search(sp, strat, latency, reward_fn, journal, evaluator=ev, limit_ms=limit,
-                    measure=arch_latency_on(dev, sp) if verify else None,
-                    verify=verify, incumbent_check=bool(incumbents) and limit is not None, qualify_ms=qualify_ms,
-                    objective=objective, on_measured=[latency.set_measured, lambda a, ms: feasible.note_measurement()],
-                    settings=settings)
+    journal = _journal(storage, settings, o["resume"])  # last: a refused search leaves no journal
+    try:
+        search = Search(sp, strat, latency, reward_fn, journal, evaluator=ev, limit_ms=limit,
+                        measure=arch_latency_on(dev, sp) if verify else None,
+                        verify=verify, incumbent_check=bool(incumbents) and limit is not None, qualify_ms=qualify_ms,
+                        objective=objective, on_measured=[latency.set_measured, lambda a, ms: feasible.note_measurement()],
+                        settings=settings)
+    except BaseException:
+        journal.close()
+        raise
     search.predictor, search.device, search.storage = pred, dev, None if storage is None else Path(storage)
     return search
 

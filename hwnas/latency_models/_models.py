@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator
 
 from hwnas._registry import Registry
 from hwnas.devices._fingerprint import Fingerprint
+from hwnas._files import read_json
 from hwnas.errors import FingerprintMismatchError, HwnasError
 from hwnas.latency_models._features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, feature_matrix
 from hwnas.profilers._ops import OpConfig, OpType
@@ -253,22 +254,47 @@ class LightGBMLatencyModel(LatencyModel):
         return OpPrediction(out, fb, tuple(reasons))
 
     def _state(self, directory: Path) -> dict[str, Any]:
-        files = {}
+        import hashlib
+
+        files, sums = {}, {}
         for op, booster in self.boosters_.items():
             fname = f"lightgbm_{op}.txt"
             booster.save_model(str(directory / fname))
             files[op] = fname
-        return {"boosters": files, "base_coef": self.base_coef_}
+            sums[fname] = hashlib.sha256((directory / fname).read_bytes()).hexdigest()
+        return {"boosters": files, "base_coef": self.base_coef_, "sha256": sums}
 
     def _load_state(self, state: dict[str, Any], directory: Path) -> None:
         import lightgbm as lgb
 
-        self.boosters_ = {op: lgb.Booster(model_file=str(directory / f)) for op, f in state["boosters"].items()}
+        self.boosters_ = {op: lgb.Booster(model_str=_checked_booster(directory / f, state.get("sha256", {}).get(f)))
+                          for op, f in state["boosters"].items()}
         # a model saved before the linear base existed has no coefficients: its boosters learned
         # log latency itself
         if "base_coef" not in state:
             self.base = "none"
         self.base_coef_ = state.get("base_coef", {})
+
+
+def _checked_booster(path: Path, sha256: str | None) -> str:
+    """A LightGBM model file's text, checked in Python before the native library sees it (a
+    damaged file aborts the process there): its checksum where the predictor recorded one, and
+    the structure LightGBM writes (a ``tree`` header, trees, ``end of trees``)."""
+    import hashlib
+
+    if Path(path).name != path.name or not path.is_file():
+        raise HwnasError(f"predictor file {path} is missing")
+    try:
+        data = path.read_bytes()
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HwnasError(f"predictor file {path} cannot be read ({exc})") from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise HwnasError(f"predictor file {path} is damaged (its checksum differs from the one saved with it); "
+                         "train the predictor again")
+    if not text.startswith("tree\n") or "\nend of trees" not in text or "Tree=0" not in text:
+        raise HwnasError(f"predictor file {path} is not a complete LightGBM model; train the predictor again")
+    return text
 
 
 @_MODELS.decorator("lut")
@@ -358,16 +384,21 @@ def load_latency_model(directory: str | Path, fingerprint: Fingerprint | None = 
     path = d / "model.json"
     if not path.exists():
         raise HwnasError(f"no latency model in {d} (missing model.json); train one with `hwnas predictor train`")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise HwnasError(f"{path} is not valid JSON: {exc}") from None
+    meta = read_json(path)
+    need = ("format_version", "feature_schema_version", "model", "params", "state", "fallback_coef")
+    if not isinstance(meta, dict) or any(k not in meta for k in need):
+        missing = [k for k in need if not isinstance(meta, dict) or k not in meta]
+        raise HwnasError(f"{path} is not a predictor's model.json (missing {', '.join(missing)})")
     if meta.get("format_version") != MODEL_FORMAT_VERSION or meta.get("feature_schema_version") != FEATURE_SCHEMA_VERSION:
         raise HwnasError(
             f"{path} has format {meta.get('format_version')} / feature schema {meta.get('feature_schema_version')}; "
             f"this hwnas reads {MODEL_FORMAT_VERSION} / {FEATURE_SCHEMA_VERSION}: retrain it"
         )
     stored = meta.get("fingerprint")
+    if fingerprint is not None and not allow_fingerprint_mismatch and not (isinstance(stored, dict) and stored.get("id")):
+        raise FingerprintMismatchError(f"{path} records no device fingerprint: it cannot be checked against "
+                                       f"{fingerprint.device_name!r} (--allow-fingerprint-mismatch / "
+                                       "allow_fingerprint_mismatch=True uses it anyway)")
     if fingerprint is not None and stored and stored.get("id") != fingerprint.id and not allow_fingerprint_mismatch:
         diff = Fingerprint.from_dict(stored).diff(fingerprint)
         detail = "; ".join(f"{k}: trained on {a!r}, now {b!r}" for k, (a, b) in diff.items())
@@ -376,10 +407,15 @@ def load_latency_model(directory: str | Path, fingerprint: Fingerprint | None = 
             f"fingerprint ({detail}). Retrain it on this device, or override explicitly "
             "(--allow-fingerprint-mismatch / allow_fingerprint_mismatch=True)."
         )
-    model = create_latency_model(meta["model"], **meta["params"])
-    model.fingerprint_ = stored
-    model.training_summary_ = meta["training_summary"]
-    model.validation_ = meta.get("validation")
-    model.fallback_ = _CostFallback(meta["fallback_coef"])
-    model._load_state(meta["state"], d)
+    try:
+        model = create_latency_model(meta["model"], **meta["params"])
+        model.fingerprint_ = stored
+        model.training_summary_ = meta.get("training_summary")
+        model.validation_ = meta.get("validation")
+        model.fallback_ = _CostFallback(meta["fallback_coef"])
+        model._load_state(meta["state"], d)
+    except HwnasError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise HwnasError(f"{path} is not a valid predictor ({type(exc).__name__}: {exc}); train it again") from None
     return model

@@ -383,8 +383,12 @@ class LatencyPredictor:
         model = load_latency_model(d, fingerprint, allow_fingerprint_mismatch)
         cal = Calibration()
         if (d / "predictor.json").exists():
-            meta = json.loads((d / "predictor.json").read_text())
-            cal = Calibration(**meta["calibration"])
+            try:
+                meta = json.loads((d / "predictor.json").read_text())
+                cal = Calibration(**meta["calibration"])
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise HwnasError(f"{d / 'predictor.json'} is not a valid calibration ({type(exc).__name__}: {exc}); "
+                                 "train the predictor again") from None
             version = meta.get("calibration_terms_version", 1)
             if version != CALIBRATION_TERMS_VERSION and cal.per_mb_ms != 0:
                 raise HwnasError(

@@ -87,7 +87,31 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0]
         raise InvalidModelError(f"{path} is not a valid ONNX model: {first}") from None
+    _check_runnable(model, path)
     return model
+
+
+#: operator domains the runtimes hwnas drives implement
+KNOWN_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+
+
+def _check_runnable(model: onnx.ModelProto, path: Path) -> None:
+    """Refuse what would give a wrong answer or a crash later: operators of a custom domain, and
+    inputs whose sizes other than the batch are symbolic (latency depends on them)."""
+    custom = sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in KNOWN_DOMAINS})
+    if custom:
+        raise InvalidModelError(f"{path} uses operators of a custom domain ({', '.join(custom[:3])}); hwnas runs "
+                                f"the standard ONNX domains only ({', '.join(d or 'ai.onnx' for d in KNOWN_DOMAINS[1:])})")
+    init = {i.name for i in model.graph.initializer}
+    for inp in model.graph.input:
+        if inp.name in init or not inp.type.HasField("tensor_type"):
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        loose = [i for i, d in enumerate(dims) if i > 0 and not (d.HasField("dim_value") and d.dim_value > 0)]
+        if loose:
+            shape = ["?" if not (d.HasField("dim_value") and d.dim_value > 0) else str(d.dim_value) for d in dims]
+            raise InvalidModelError(f"{path}: input {inp.name!r} has symbolic size(s) ({'x'.join(shape)}); hwnas "
+                                    "needs fixed sizes except the batch: export the model with a fixed input shape")
 
 
 def graph_sha256(model: onnx.ModelProto) -> str:

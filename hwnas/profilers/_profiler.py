@@ -156,6 +156,9 @@ class Profiler:
                 stats, samples = measure(prepared.sample, self.policy)
                 kernel = _kernel_of(prepared) if self.kernel_times else None
         except Exception as exc:  # the runtime could not build or run it: record and move on
+            if _transient(exc):  # out of memory now is not "unsupported" for ever: not stored
+                raise HwnasError(f"{cfg} ran out of memory on {self.device.name} ({_reason(exc)}); nothing was "
+                                 "stored for it: free memory and rerun (what was measured is kept)") from None
             return OpMeasurement(cfg, self.device.name, fp.id, "unsupported", reason=_reason(exc))
         return OpMeasurement(cfg, self.device.name, fp.id, "ok", stats, samples_ms=tuple(samples.tolist()),
                              kernel_ms=kernel)
@@ -319,3 +322,12 @@ class Profiler:
         if self.store is not None and record:
             self.store.record_model(m)
         return m
+
+
+#: what runtimes say when memory runs out (a transient failure, not an unsupported op)
+_MEMORY_WORDS = ("out of memory", "failed to allocate", "bad_alloc", "cannot allocate memory", "memoryerror")
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure of the moment (memory), not of the op."""
+    return isinstance(exc, MemoryError) or any(w in str(exc).lower() for w in _MEMORY_WORDS)

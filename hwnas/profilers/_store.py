@@ -139,7 +139,10 @@ class ProfileStore:
             conn.close()
             raise StoreError(f"{p} is an SQLite database of another application (no hwnas meta table); refusing to use it")
         else:
-            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            try:
+                meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            except (sqlite3.DatabaseError, ValueError, TypeError):
+                meta = {}
             if meta.get("app") != "hwnas":
                 conn.close()
                 raise StoreError(f"{p} is not an hwnas profile store; refusing to use it")

@@ -21,10 +21,12 @@ class TableEvaluator:
     fraction)."""
 
     def __init__(self, space: SearchSpace, csv: str | Path, column: str) -> None:
+        if not Path(csv).is_file():
+            raise HwnasError(f"accuracy CSV {csv}: {'is a directory' if Path(csv).is_dir() else 'not found'}")
         try:
             df = pd.read_csv(csv)
-        except FileNotFoundError:
-            raise HwnasError(f"accuracy CSV not found: {csv}") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise HwnasError(f"accuracy CSV {csv} cannot be read ({exc})") from None
         if "arch_str" not in df.columns or column not in df.columns:
             cols = [c for c in df.columns if c not in ("index", "arch_str")]
             raise HwnasError(f"{csv} needs arch_str and {column!r}; accuracy columns: {', '.join(cols)}")
@@ -67,13 +69,7 @@ def load_dataset(name: str | Path, resolution: int | None = None, seed: int = 0)
         x = ds.data.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
         y = np.asarray(ds.targets, np.int64)
     elif name.endswith(".npz"):
-        try:
-            data = np.load(name)
-        except FileNotFoundError:
-            raise HwnasError(f"dataset not found: {name}") from None
-        x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
-        if x.ndim == 3:
-            x = np.repeat(x[:, None], 3, axis=1)
+        x, y = _load_npz(name)
     elif Path(name).is_dir():
         from PIL import Image
 
@@ -90,6 +86,7 @@ def load_dataset(name: str | Path, resolution: int | None = None, seed: int = 0)
     else:
         raise HwnasError(f"unknown dataset {name!r}: use 'digits', 'cifar10[:ROOT]', a .npz file with x and y, "
                          "or an image folder")
+    _check_data(name, x, y)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
     n_val = max(1, len(y) // 5)
@@ -97,6 +94,41 @@ def load_dataset(name: str | Path, resolution: int | None = None, seed: int = 0)
     if resolution and xt.shape[-1] != resolution:
         xt = torch.nn.functional.interpolate(xt, size=(resolution, resolution), mode="bilinear", align_corners=False)
     return xt[n_val:], yt[n_val:], xt[:n_val], yt[:n_val], int(y.max()) + 1
+
+
+def _load_npz(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """x (N, H, W) or (N, C, H, W) and integer labels y (N,) from a .npz file."""
+    p = Path(name)
+    if not p.is_file():
+        raise HwnasError(f"dataset {name}: {'is a directory' if p.is_dir() else 'not found'}")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            if "x" not in data or "y" not in data:
+                raise HwnasError(f"dataset {name} needs arrays 'x' and 'y'; it has {', '.join(data.files) or 'none'}")
+            x, y = data["x"], data["y"]
+    except (OSError, ValueError, EOFError) as exc:
+        raise HwnasError(f"dataset {name} is not a readable .npz file ({exc})") from None
+    if x.ndim not in (3, 4) or y.ndim != 1:
+        raise HwnasError(f"dataset {name}: x must be (N, H, W) or (N, C, H, W) and y (N,); got {x.shape} and {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer) and not (np.issubdtype(y.dtype, np.floating)
+                                                       and np.all(np.isfinite(y)) and np.all(y == np.round(y))):
+        raise HwnasError(f"dataset {name}: labels y must be integers; got {y.dtype}")
+    x = x.astype(np.float32)
+    return (np.repeat(x[:, None], 3, axis=1) if x.ndim == 3 else x), y.astype(np.int64)
+
+
+def _check_data(name: str, x: np.ndarray, y: np.ndarray) -> None:
+    """As many inputs as labels, no NaN or infinity, labels 0..K-1 with at least two classes."""
+    if len(x) != len(y):
+        raise HwnasError(f"dataset {name}: {len(x)} inputs but {len(y)} labels")
+    if len(y) < 5:
+        raise HwnasError(f"dataset {name}: {len(y)} examples; at least 5 are needed (a fifth is held out)")
+    if not np.all(np.isfinite(x)):
+        raise HwnasError(f"dataset {name}: the inputs contain NaN or infinite values")
+    if y.min() < 0:
+        raise HwnasError(f"dataset {name}: labels must be >= 0; got {int(y.min())}")
+    if len(np.unique(y)) < 2:
+        raise HwnasError(f"dataset {name}: one class only ({int(y[0])}); a classifier needs at least two")
 
 
 def dataset_classes(name: str | Path) -> int:

@@ -68,34 +68,67 @@ class Trial:
 class Journal:
     """Every evaluated candidate in SQLite, committed one by one."""
 
+    TABLES = {"meta", "trials", "measurements", "epochs"}
+
     def __init__(self, path: str | Path, settings: dict[str, Any], resume: bool) -> None:
         self.path = Path(path)
-        exists = self.path.exists() and self.path.stat().st_size > 0
+        memory = str(path) == ":memory:"
+        exists = not memory and self.path.exists() and self.path.stat().st_size > 0
         if exists and not resume:
             raise RunExistsError(self.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if exists:
+            self._check_ours()  # read only: a foreign file is never written to, nor locked beside
+        if not memory:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = _lock_file(self.path)
         try:
-            self.conn = sqlite3.connect(str(self.path))
-            self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS trials (number INTEGER PRIMARY KEY, arch TEXT NOT NULL, accuracy REAL, "
-                "latency_ms REAL, reward REAL, params INTEGER, flops INTEGER, eval_seconds REAL, created_at TEXT)")
-            self.conn.execute(
-                "CREATE TABLE IF NOT EXISTS measurements (arch TEXT PRIMARY KEY, after_trial INTEGER NOT NULL, "
-                "measured_latency_ms REAL NOT NULL, created_at TEXT)")
+            self.conn = sqlite3.connect(str(self.path), timeout=10)
+            self._create_tables()
             row = self.conn.execute("SELECT value FROM meta WHERE key='settings'").fetchone()
         except sqlite3.DatabaseError as exc:
+            self.close()
             raise HwnasError(f"{self.path} is not a search journal ({exc}); refusing to use it") from None
+        except HwnasError:
+            self.close()
+            raise
         if row is None:
             with self.conn:
                 self.conn.execute("INSERT INTO meta VALUES ('settings', ?)", (json.dumps(settings, sort_keys=True),))
         else:
-            stored = json.loads(row[0])
-            diff = {k: (stored.get(k), settings.get(k)) for k in set(stored) | set(settings) if stored.get(k) != settings.get(k)}
-            if diff:
-                detail = "; ".join(f"{k}: journal {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
-                raise HwnasError(f"cannot resume {self.path}: the settings differ ({detail})")
+            self._check_settings(json.loads(row[0]), settings)
         self.conn.execute("PRAGMA journal_mode=WAL")
+
+    def _check_ours(self) -> None:
+        """An existing file must be an hwnas journal: never write into another application's SQLite."""
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+            try:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                row = (conn.execute("SELECT value FROM meta WHERE key='settings'").fetchone()
+                       if "meta" in tables else None)
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            raise HwnasError(f"{self.path} is not a search journal ({exc}); refusing to use it") from None
+        if not {"meta", "trials"} <= tables or tables - self.TABLES or row is None:
+            raise HwnasError(f"{self.path} is not an hwnas search journal (tables: {', '.join(sorted(tables)) or 'none'}); "
+                             "refusing to write into it")
+
+    def _create_tables(self) -> None:
+        self.conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS trials (number INTEGER PRIMARY KEY, arch TEXT NOT NULL, accuracy REAL, "
+            "latency_ms REAL, reward REAL, params INTEGER, flops INTEGER, eval_seconds REAL, created_at TEXT)")
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS measurements (arch TEXT PRIMARY KEY, after_trial INTEGER NOT NULL, "
+            "measured_latency_ms REAL NOT NULL, created_at TEXT)")
+
+    def _check_settings(self, stored: dict[str, Any], settings: dict[str, Any]) -> None:
+        diff = {k: (stored.get(k), settings.get(k)) for k in set(stored) | set(settings) if stored.get(k) != settings.get(k)}
+        if diff:
+            detail = "; ".join(f"{k}: journal {a!r}, now {b!r}" for k, (a, b) in sorted(diff.items()))
+            self.close()
+            raise HwnasError(f"cannot resume {self.path}: the settings differ ({detail})")
 
     def trials(self) -> list[Trial]:
         rows = self.conn.execute("SELECT number, arch, accuracy, latency_ms, reward, params, flops, eval_seconds "
@@ -126,7 +159,35 @@ class Journal:
         return pd.DataFrame([{k: getattr(t, k) for k in STORED_FIELDS} for t in self.trials()])
 
     def close(self) -> None:
-        self.conn.close()
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            conn.close()
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            Path(lock.name).unlink(missing_ok=True)
+            lock.close()  # releases the lock
+            self._lock = None
+
+
+def _lock_file(path: Path) -> Any:
+    """An exclusive lock on ``<journal>.lock`` for this process, or one line naming the holder:
+    two processes never write one run."""
+    import fcntl
+    import os
+
+    f = open(path.with_name(path.name + ".lock"), "a+")  # noqa: SIM115 - held until close()
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise HwnasError(f"{path} is in use by {holder}; wait for it to finish (one process per run)") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"process {os.getpid()}")
+    f.flush()
+    return f
 
 
 def feasibility(space: SearchSpace, limits: Limits, latency: Callable[[Arch], float]) -> Callable[[Arch], bool]:

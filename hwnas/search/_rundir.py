@@ -2,49 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hwnas._files import atomic_write_text, read_json, write_json
 from hwnas.errors import HwnasError
 from hwnas.search._run import Trial
 
 __all__ = ["RunDir", "atomic_write_text", "write_json"]
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file renamed into place: a crash never
-    leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN or infinity: they are written as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    """``data`` as indented JSON (non-finite numbers as null), written atomically."""
-    atomic_write_text(path, json.dumps(_finite(data), indent=2, default=str) + "\n")
 
 
 class RunDir:
@@ -69,10 +36,7 @@ class RunDir:
         p = self.best_json
         if not p.is_file():
             raise HwnasError(f"{self.path} is not a search run directory (no best.json); run `hwnas search` first")
-        try:
-            data = json.loads(p.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise HwnasError(f"{p} cannot be read as JSON ({exc})") from None
+        data = read_json(p)
         if not isinstance(data, dict) or not isinstance(data.get("settings"), dict) or "space" not in data["settings"]:
             raise HwnasError(f"{p} is not a run's best.json (no settings with a space)")
         best = data.get("best")

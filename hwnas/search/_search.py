@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from hwnas.errors import HwnasError, UnknownNameError
+from hwnas.errors import ArgumentError, HwnasError, UnknownNameError
 from hwnas.search._objective import MnasReward
 from hwnas.search._run import (OBJECTIVES, Journal, Limits, Trial, best_and_front, feasibility, incumbent,
                                strategy_reward)
@@ -164,6 +164,8 @@ class Search:
         ``callback(search, trial)`` after each. Returns the trials."""
         if self.evaluator is None:
             raise HwnasError("optimize needs an evaluator (arch -> accuracy); or drive the search with ask/tell")
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise ArgumentError("budget", "takes a count >= 1", budget)
         callbacks = list(callbacks)
         while len(self._trials) < budget:
             try:

@@ -17,7 +17,35 @@ from hwnas.devices import DeviceConstraints
 from hwnas.errors import HwnasError
 from hwnas.profilers import OpConfig
 
-__all__ = ["Decision", "Arch", "SearchSpace", "InfeasibleError"]
+__all__ = ["Decision", "Arch", "SearchSpace", "InfeasibleError", "check_setting", "check_act"]
+
+
+def check_setting(space: str, name: str, value: Any, kind: type = int, low: float = 1, high: float | None = None,
+                  what: str = "setting") -> Any:
+    """A space setting of type ``kind`` (an int is a float too) in ``[low, high]``; anything else is
+    an :class:`~hwnas.errors.ArgumentError` naming the setting and the allowed range."""
+    import math
+
+    from hwnas.errors import ArgumentError
+
+    ok_type = isinstance(value, kind) or (kind is float and isinstance(value, int))
+    if isinstance(value, bool) or not ok_type or (kind is float and not math.isfinite(value)) \
+            or value < low or (high is not None and value > high):
+        rng = f"[{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+        raise ArgumentError(f"{space} {what} {name}", f"takes {'an integer' if kind is int else 'a number'} {rng}",
+                            value)
+    return value
+
+
+def check_act(space: str, act: Any) -> Any:
+    """An activation name of :class:`~hwnas.profilers.Act`; an unknown one lists the known ones."""
+    from hwnas.errors import UnknownNameError
+    from hwnas.profilers import Act
+
+    try:
+        return Act(act)
+    except ValueError:
+        raise UnknownNameError(f"{space} activation", str(act), [a.value for a in Act]) from None
 
 
 class InfeasibleError(HwnasError):

@@ -8,7 +8,7 @@ from torch import nn
 
 from hwnas.errors import HwnasError
 from hwnas.profilers._ops import Act, OpConfig, OpType
-from hwnas.search.spaces._base import Arch, Decision, SearchSpace
+from hwnas.search.spaces._base import Arch, Decision, SearchSpace, check_setting
 
 __all__ = ["MLPSpace"]
 
@@ -22,6 +22,8 @@ class MLPSpace(SearchSpace):
     name = "mlp"
 
     def __init__(self, input_dim: int = 64, classes: int = 10, allowed: Any = None) -> None:
+        check_setting("mlp", "input_dim", input_dim, int, 1, 1_000_000)
+        check_setting("mlp", "classes", classes, int, 2, 100_000)
         self.input_dim, self.classes = input_dim, classes
         super().__init__(allowed)
 

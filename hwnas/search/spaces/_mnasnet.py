@@ -10,8 +10,8 @@ from torch import nn
 from hwnas.devices._device import DeviceConstraints
 from hwnas.errors import HwnasError
 from hwnas.profilers._onnx import GraphBuilder
-from hwnas.profilers._ops import Act, OpConfig, OpType
-from hwnas.search.spaces._base import Arch, Decision, SearchSpace
+from hwnas.profilers._ops import OpConfig, OpType
+from hwnas.search.spaces._base import Arch, Decision, SearchSpace, check_act, check_setting
 
 __all__ = ["MnasNetSpace", "MNAS_SKELETON"]
 
@@ -55,7 +55,8 @@ class MnasNetSpace(SearchSpace):
     name = "mnasnet"
 
     def __init__(self, classes: int = 1000, act: str = "relu", allowed: Any = None) -> None:
-        self.classes, self.act = classes, Act(act)
+        check_setting("mnasnet", "classes", classes, int, 2, 100_000)
+        self.classes, self.act = classes, check_act("mnasnet", act)
         super().__init__(allowed)
 
     @property

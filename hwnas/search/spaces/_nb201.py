@@ -11,7 +11,7 @@ from torch import nn
 from hwnas.devices._device import DeviceConstraints
 from hwnas.errors import HwnasError
 from hwnas.profilers._ops import Act, OpConfig, OpType
-from hwnas.search.spaces._base import Arch, Decision, SearchSpace
+from hwnas.search.spaces._base import Arch, Decision, SearchSpace, check_setting
 
 __all__ = ["NB201Space", "NB201_OPS", "NB201_EDGES"]
 
@@ -76,6 +76,9 @@ class NB201Space(SearchSpace):
 
     def __init__(self, channels: int = 16, cells_per_stage: int = 5, resolution: int = 32,
                  allowed: Any = None) -> None:
+        check_setting("nb201", "channels", channels, int, 1, 4096)
+        check_setting("nb201", "cells_per_stage", cells_per_stage, int, 1, 100)
+        check_setting("nb201", "resolution", resolution, int, 4, 1024)
         self.channels, self.cells_per_stage, self.resolution = channels, cells_per_stage, resolution
         super().__init__(allowed)
 

@@ -8,8 +8,8 @@ from torch import nn
 
 from hwnas.devices._device import DeviceConstraints
 from hwnas.errors import HwnasError
-from hwnas.profilers._ops import Act, OpConfig, OpType
-from hwnas.search.spaces._base import Arch, Decision, SearchSpace
+from hwnas.profilers._ops import OpConfig, OpType
+from hwnas.search.spaces._base import Arch, Decision, SearchSpace, check_act, check_setting
 
 __all__ = ["ProxylessSpace", "PROXYLESS_STAGES"]
 
@@ -28,7 +28,10 @@ class ProxylessSpace(SearchSpace):
 
     def __init__(self, resolution: int = 224, width: float = 1.0, classes: int = 1000, act: str = "relu6",
                  allowed: Any = None) -> None:
-        self.resolution, self.width, self.classes, self.act = resolution, width, classes, Act(act)
+        check_setting("proxyless", "resolution", resolution, int, 8, 1024)
+        check_setting("proxyless", "width", width, float, 0.05, 4.0)
+        check_setting("proxyless", "classes", classes, int, 2, 100_000)
+        self.resolution, self.width, self.classes, self.act = resolution, width, classes, check_act("proxyless", act)
         super().__init__(allowed)
 
     def _ch(self, c: int) -> int:

@@ -38,6 +38,7 @@ def create_strategy(name: str, space: Any, seed: int = 0, feasible: Any = None, 
         from hwnas.errors import HwnasError
 
         raise HwnasError(f"strategy {name!r} has no parameter {bad[0]!r}; its parameters: {', '.join(known)}")
+    cls.check_params(params)
     return cls(space, seed=seed, feasible=feasible, **params)
 
 

@@ -28,6 +28,19 @@ class Strategy(ABC):
     #: can be told a tuple of values to maximise (``hwnas search --objective pareto`` tells
     #: ``(accuracy, -latency_ms)``); strategies that ignore rewards (grid, random) can too
     multi_objective: bool = False
+    #: the allowed range of each hyper-parameter: ``name -> (type, low, high or None)``, checked
+    #: by :meth:`check_params` (``create_strategy`` and the CLI's ``--strategy-param`` alike)
+    param_ranges: dict[str, tuple[type, float, float | None]] = {}
+
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        """Raise :class:`~hwnas.errors.ArgumentError` for a value outside its declared range."""
+        from hwnas.search.spaces._base import check_setting
+
+        for name, value in params.items():
+            if name in cls.param_ranges:
+                kind, low, high = cls.param_ranges[name]
+                check_setting(cls.name, name, value, kind, low, high, what="parameter")
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None) -> None:
         self.space = space

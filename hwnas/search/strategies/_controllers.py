@@ -178,6 +178,8 @@ class ReinforceController(_Controller):
     reward's scale (accuracies differ by fractions of a point; the MNAS soft penalty by more)."""
 
     name = "reinforce"
+    param_ranges = {"batch_size": (int, 1, None), "lr": (float, 1e-12, None), "hidden": (int, 1, None),
+                    "entropy": (float, 0, None), "max_draws": (int, 1, None), "baseline_decay": (float, 0, 1)}
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
                  batch_size: int = 10, lr: float = 0.05, hidden: int = 64, entropy: float = 0.0,
@@ -208,6 +210,10 @@ class PPOController(_Controller):
     ``epochs`` passes over each batch sampled from the policy itself."""
 
     name = "ppo"
+    param_ranges = {"batch_size": (int, 1, None), "lr": (float, 1e-12, None), "hidden": (int, 1, None),
+                    "entropy": (float, 0, None), "max_draws": (int, 1, None), "clip": (float, 0, None),
+                    "gamma": (float, 0, 1), "lam": (float, 0, 1), "epochs": (int, 1, None),
+                    "value_coef": (float, 0, None)}
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
                  batch_size: int = 10, lr: float = 0.02, hidden: int = 64, entropy: float = 0.0,

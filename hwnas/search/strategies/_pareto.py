@@ -71,6 +71,7 @@ class ParetoEvolution(Strategy):
     and ``feasible`` keeps them within the limits."""
 
     name = "nsga2"
+    param_ranges = {"population_size": (int, 2, None), "crossover_prob": (float, 0, 1), "mutations": (int, 1, None)}
     multi_objective = True
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,

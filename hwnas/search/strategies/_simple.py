@@ -89,6 +89,9 @@ class RegularizedEvolution(Strategy):
     ``candidates=20, explore=100``."""
 
     name = "evolution"
+    param_ranges = {"population_size": (int, 1, None), "tournament_size": (int, 1, None),
+                    "crossover_prob": (float, 0, 1), "mutations": (int, 1, None), "candidates": (int, 1, None),
+                    "explore": (int, 0, None), "kappa": (float, 0, None)}
     #: random samples per feasible newcomer at most (see ``explore``)
     NEWCOMER_TRIES = 100
     #: surrogates in the ensemble when ``kappa`` > 0
