@@ -160,6 +160,22 @@ def create_search(space: str | SearchSpace, device: str | Device, *, target_ms: 
     hard limit below the target: a safety margin for the predictor's error), ``qualify_band``,
     ``dataset``, ``epochs``, ``resolution``, ``accuracy_csv``, ``accuracy_column``,
     ``train_device``, ``allow_fingerprint_mismatch``, ``resume``.
+
+    In memory, with a toy predictor (a FLOPs line through five ops) and a toy accuracy:
+
+    >>> import warnings; warnings.simplefilter("ignore")
+    >>> from hwnas.latency_models import FlopsLinearModel, LatencyPredictor
+    >>> from hwnas.profilers import OpConfig
+    >>> ops = [OpConfig.parse(s) for s in ("conv_i16_o16_r32_k3_s1_g1_arelu", "conv_i32_o32_r16_k3_s1_g1_arelu",
+    ...        "pwconv_i16_o32_r16_arelu", "dwconv_i32_r16_k3_s1_arelu", "conv_i16_o16_r32_k1_s1_g1_arelu")]
+    >>> pred = LatencyPredictor(FlopsLinearModel().fit(ops, [0.20, 0.18, 0.05, 0.03, 0.04]))
+    >>> search = create_search("nb201", "cpu-ort", target_ms=5.0, predictor=pred, strategy="random",
+    ...                        evaluator=lambda arch: sum(arch.choices) / 24)
+    >>> len(search.optimize(5)), search.best_trial.latency_ms <= 5.0
+    (5, True)
+    >>> trial = search.ask()                  # or drive it yourself
+    >>> search.tell(trial, 0.5).accuracy
+    0.5
     """
     o = _options(options)
     _check(target_ms, strategy, objective, verify, o)

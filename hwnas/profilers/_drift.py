@@ -144,8 +144,9 @@ class DriftGuard:
                 self.events.append(DriftEvent(context, len(chunk), fb, fa, attempt, kept=last))
                 if last:
                     if not self._settled_off:
+                        off = fa if not self._ok(fa) else fb  # the reading that failed the check
                         warnings.warn(
-                            f"{context}: the device's speed is {fa:.2f}x its baseline (reference "
+                            f"{context}: the device's speed is {off:.2f}x its baseline (reference "
                             f"{pol.reference}, tolerance {pol.tolerance:.0%}) after {attempt} attempts; "
                             f"kept {len(chunk)} measurement(s) taken at that speed; further drifted "
                             "chunks are kept without retries until the speed is back within the tolerance",
