@@ -199,17 +199,6 @@ AllowMismatch = Annotated[bool, typer.Option("--allow-fingerprint-mismatch",
                           help="Use a predictor trained on another machine or runtime version anyway.")]
 
 
-def _predictor(dev: Any, directory: Path | None, allow_mismatch: bool, space: str | None = None,
-               space_args: dict | None = None):  # noqa: ANN202
-    from hwnas.jobs import load_predictor
-
-    try:
-        return load_predictor(dev, space=space, space_args=space_args, path=directory,
-                              allow_fingerprint_mismatch=allow_mismatch)
-    except HwnasError as exc:
-        raise HwnasError(str(exc).replace(" (hwnas.train_predictor)", "")) from None
-
-
 @predictor_app.command("train")
 def predictor_train(
     device: Annotated[str, typer.Option("--device", "-d")] = "cpu-ort",
@@ -283,10 +272,10 @@ def predictor_eval(
 ) -> None:
     """Measure held-out whole models (MnasNet-, EfficientNet-, SqueezeNet-like, random) and score
     the predictor on them."""
-    from hwnas.jobs import evaluate_predictor
+    from hwnas.jobs import evaluate_predictor, load_predictor
 
     dev = _registry(devices_file).get(device)
-    pred = _predictor(dev, predictor, allow_mismatch)
+    pred = load_predictor(dev, path=predictor, allow_fingerprint_mismatch=allow_mismatch)
     with progress_bar(_err()) as bars:
         ev = evaluate_predictor(dev, predictor=pred, store=db, quick=quick, model_passes=model_passes, plot=plot,
                                 progress=bars)
@@ -319,11 +308,12 @@ def predict(
     calibrated."""
     import warnings
 
+    from hwnas.jobs import load_predictor
     from hwnas.profilers import load_onnx
 
     onnx_model = load_onnx(model)
     dev = _registry(devices_file).get(device)
-    pred = _predictor(dev, predictor, allow_mismatch)
+    pred = load_predictor(dev, path=predictor, allow_fingerprint_mismatch=allow_mismatch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = pred.predict_onnx(onnx_model)
@@ -420,7 +410,7 @@ def _run_search(s: Any, budget: int, strategy: str, space: str, out: Path, verif
     done = len(s.trials)
     with progress_bar(err) as bars:
         bars(f"{strategy} on {space}", done, budget)
-        s.optimize(budget, [lambda srch, t: bars(f"{strategy} on {space}", len(srch.trials), budget,
+        s.optimize(budget, [lambda srch, t: bars(f"{strategy} on {space}", t.number + 1, budget,
                                                  f"acc {t.accuracy:.3f} lat {t.latency_ms:.2f} ms")])
         measure_front(s, bars)
     s.close()

@@ -38,6 +38,14 @@ class ArchSpec:
     dataset: str = "digits"
     resolution: int | None = None
 
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], arch: str, accuracy: float | None = None) -> ArchSpec:
+        """A run's architecture: the run's space, settings, dataset and resolution, and its limit
+        (else its target) as the budget."""
+        return cls(settings["space"], arch, dict(settings.get("space_args") or {}), accuracy,
+                   settings.get("limit_ms") or settings.get("target_ms"), settings.get("dataset", "digits"),
+                   settings.get("resolution"))
+
     def build_space(self) -> Any:
         try:
             return create_space(self.space, **self.space_args)
@@ -83,8 +91,7 @@ def _run_spec(run: RunDir, front: int | None, best_json: Path | None = None) -> 
             raise HwnasError(f"the run's front has {len(members)} members: give 0..{len(members) - 1} "
                              f"(0 the fastest) or -1 (the most accurate); got {front}")
         m = members[front]
-    return ArchSpec(s["space"], m["arch"], s.get("space_args") or {}, m.get("accuracy"),
-                    s.get("limit_ms") or s.get("target_ms"), s.get("dataset", "digits"), s.get("resolution"))
+    return ArchSpec.from_settings(s, m["arch"], m.get("accuracy"))
 
 
 def versions() -> dict[str, str]:

@@ -14,7 +14,7 @@ from hwnas.profilers import ProfileStore, TimingPolicy, default_db_path
 
 __all__ = ["Progress", "Message", "no_progress", "no_message", "load_devices", "get_device", "list_devices",
            "open_store", "timing_policy", "check_positive", "check_count", "check_fraction", "user_devices_file",
-           "device_status", "detect_devices"]
+           "device_status", "detect_devices", "OpProgress"]
 
 
 class Progress(Protocol):
@@ -139,3 +139,23 @@ def detect_devices(registry: DeviceRegistry) -> dict[str, Any]:
             entry["fingerprint"] = fingerprint(registry.get(row["name"])).to_dict()
         devices.append(entry)
     return {"cpu_governors": cpu_governors(), "devices": devices}
+
+
+class OpProgress:
+    """``on_start`` / ``on_done`` callbacks for :meth:`~hwnas.profilers.Profiler.profile_ops` that
+    report ``done/total`` of ``stage`` (every pass counts; stored ops count as done), naming the
+    last op (and whether it was unsupported). ``on_resume(skipped)`` hears of stored ops skipped."""
+
+    def __init__(self, progress: Progress, stage: str, on_resume: Callable[[int], None] | None = None) -> None:
+        self.progress, self.stage, self.on_resume = progress, stage, on_resume
+        self.done_n = self.total = 0
+
+    def start(self, todo: int, skipped: int) -> None:
+        if skipped and self.on_resume is not None:
+            self.on_resume(skipped)
+        self.done_n, self.total = skipped, todo + skipped
+        self.progress(self.stage, skipped, self.total)
+
+    def done(self, m: Any) -> None:
+        self.done_n += 1
+        self.progress(self.stage, self.done_n, self.total, f"{m.config}{'' if m.status == 'ok' else ' (unsupported)'}")

@@ -28,8 +28,7 @@ def arch_spec(what: Any, front: int | None = None) -> ArchSpec:
         s = what.settings
         if not s.get("space"):
             raise HwnasError(f"trial {what.number} carries no run settings (space): give an ArchSpec instead")
-        return ArchSpec(s["space"], what.arch, dict(s.get("space_args") or {}), what.accuracy,
-                        s.get("limit_ms") or s.get("target_ms"), s.get("dataset", "digits"), s.get("resolution"))
+        return ArchSpec.from_settings(s, what.arch, what.accuracy)
     if isinstance(what, (str, Path)):
         return load_arch_spec(what, front)
     raise HwnasError(f"cannot export a {type(what).__name__}: give a Trial, an ArchSpec or a path")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import numpy as np
 from hwnas._files import read_json
 from hwnas.devices import Device
 from hwnas.errors import HwnasError, UnknownNameError
-from hwnas.jobs._common import (Progress, check_count, get_device, no_progress, open_store, timing_policy)
+from hwnas.jobs._common import (OpProgress, Progress, check_count, get_device, no_progress, open_store, timing_policy)
 from hwnas.jobs._space_models import space_calibration_models
 from hwnas.latency_models import (OP_TIME_CHOICES, OP_TIMES, LatencyPredictor, OpTimeChoice, adaptive_configs,
                                   calibrate_on, calibration_models, create_latency_model, default_op_time,
@@ -69,8 +69,7 @@ def load_predictor(device: str | Device, *, space: str | None = None, space_args
     d = Path(path) if path is not None else predictor_dir(dev, space=space, space_args=space_args)
     if not (d / "model.json").exists():
         hint = f" --out {d}" if path is not None else ""
-        raise HwnasError(f"no predictor at {d}; train one with `hwnas predictor train --device {dev.name}{hint}` "
-                         f"(hwnas.train_predictor)")
+        raise HwnasError(f"no predictor at {d}; train one with `hwnas predictor train --device {dev.name}{hint}`")
     return LatencyPredictor.load(d, fingerprint(dev), allow_fingerprint_mismatch)
 
 
@@ -86,7 +85,6 @@ class TrainReport:
     #: how ``auto`` chose the op time (None when it was given, or too few models to compare)
     op_time_choice: OpTimeChoice | None = None
     recheck: RepeatCheck | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, device: str, model: str) -> dict[str, Any]:
         """What ``hwnas predictor train --json`` prints."""
@@ -104,17 +102,8 @@ class TrainReport:
 def _op_runner(profiler: Profiler, progress: Progress, passes: int):  # noqa: ANN202
     """Profiles op configurations with progress: ``run(configs, stage)``."""
     def run(cfgs: list, stage: str) -> None:
-        n = [0, len(cfgs)]
-
-        def start(todo: int, skipped: int) -> None:
-            n[:] = [skipped, todo + skipped]
-            progress(stage, skipped, n[1])
-
-        def done(m: Any) -> None:
-            n[0] += 1
-            progress(stage, n[0], n[1], str(m.config))
-
-        profiler.profile_ops(cfgs, on_start=start, on_done=done, passes=passes)
+        bar = OpProgress(progress, stage)
+        profiler.profile_ops(cfgs, on_start=bar.start, on_done=bar.done, passes=passes)
     return run
 
 

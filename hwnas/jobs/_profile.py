@@ -8,7 +8,7 @@ from typing import Any
 
 from hwnas.devices import Device
 from hwnas.errors import HwnasError
-from hwnas.jobs._common import (Message, Progress, check_count, get_device, no_message, no_progress, open_store,
+from hwnas.jobs._common import (Message, OpProgress, Progress, check_count, get_device, no_message, no_progress, open_store,
                                 timing_policy)
 from hwnas.jobs._predictors import repeat_check
 from hwnas.profilers import DriftPolicy, OpConfig, Profiler, load_onnx, op_set, read_ops_file
@@ -67,19 +67,9 @@ def profile_ops(device: str | Device, *, ops_file: str | Path | None = None, op_
             if not configs:
                 raise HwnasError(f"{st.path} has no op measurements of device {dev.name!r} "
                                  f"(fingerprint {profiler.fingerprint.id}) to complete or re-measure")
-        stage, n = f"profiling on {dev.name}", [0, len(configs)]
-
-        def start(todo: int, skipped: int) -> None:
-            if skipped:
-                message(f"resuming: {skipped} op configuration(s) already in {st.path} are skipped (force re-measures)")
-            n[:] = [skipped, todo + skipped]
-            progress(stage, skipped, n[1])
-
-        def on_done(m: Any) -> None:
-            n[0] += 1
-            progress(stage, n[0], n[1], f"{m.config}{'' if m.status == 'ok' else ' (unsupported)'}")
-
-        run = profiler.profile_ops(configs, force=force, on_start=start, on_done=on_done, passes=passes)
+        bar = OpProgress(progress, f"profiling on {dev.name}", lambda skipped: message(
+            f"resuming: {skipped} op configuration(s) already in {st.path} are skipped (force re-measures)"))
+        run = profiler.profile_ops(configs, force=force, on_start=bar.start, on_done=bar.done, passes=passes)
         again = repeat_check(profiler, recheck, progress)
         if again is not None and again.warning():
             message(f"warning: {again.warning()}")

@@ -19,7 +19,7 @@ from hwnas._files import read_json
 from hwnas.errors import HwnasError
 from hwnas.deploy import ArchSpec, export_architecture
 from hwnas.devices import Device
-from hwnas.jobs._common import Message, Progress, get_device, no_message, no_progress, timing_policy
+from hwnas.jobs._common import Message, OpProgress, Progress, get_device, no_message, no_progress, timing_policy
 from hwnas.jobs._space_models import space_models, spread_archs
 from hwnas.latency_models import (LatencyPredictor, calibrate_on, default_op_time, evaluate, expand_kernels, fit_model,
                                   sample_configs,
@@ -27,7 +27,7 @@ from hwnas.latency_models import (LatencyPredictor, calibrate_on, default_op_tim
 
 from hwnas.profilers import DriftPolicy, Profiler, ProfileStore, measure_models
 from hwnas.search import Journal, LatencyCache, Limits, MnasReward, RunDir, Search, create_strategy, feasibility, write_json
-from hwnas.search import ProxyTrainingEvaluator, best_and_front
+from hwnas.search import ProxyTrainingEvaluator
 from hwnas.search.spaces import ProxylessSpace
 
 __all__ = ["PipelineConfig", "PipelineResult", "run_pipeline", "quickstart", "search_budget", "MIN_MARGIN"]
@@ -141,17 +141,8 @@ def _profile(st: _Stages) -> None:
     ops = kernels + sample_configs(cfg.sampled_ops, seed=cfg.seed)
     before = len(st.store.done_keys(fp.id))
     st.say(f"profiling {len(ops)} op configurations ({len(kernels)} kernels of the space)")
-    n_ops = [0, len(ops)]
-
-    def op_start(todo: int, skipped: int) -> None:
-        n_ops[:] = [skipped, todo + skipped]  # todo counts every pass
-        st.tick("profile ops", skipped, n_ops[1])
-
-    def op_done(m: Any) -> None:
-        n_ops[0] += 1
-        st.tick("profile ops", n_ops[0], n_ops[1])
-
-    run = st.profiler.profile_ops(ops, on_start=op_start, on_done=op_done, passes=cfg.op_passes)
+    bar = OpProgress(st.tick, "profile ops")
+    run = st.profiler.profile_ops(ops, on_start=bar.start, on_done=bar.done, passes=cfg.op_passes)
     repeat = None
     if cfg.recheck > 0:
         n_again = [0]
@@ -247,11 +238,10 @@ def _search(st: _Stages, predictor: LatencyPredictor) -> Any:
                                        seed=cfg.seed)
     search = Search(space, strategy, latency, MnasReward(budget, 0.0, -1.0), Journal(run.journal, settings, True),
                     evaluator=evaluator, limit_ms=limit, settings=settings)
-    search.optimize(cfg.search_budget, [lambda s, t: st.tick("search", len(s.trials), cfg.search_budget)])
+    search.optimize(cfg.search_budget, [lambda s, t: st.tick("search", t.number + 1, cfg.search_budget)])
     search.close()
-    trials = search.trials
-    best, front = best_and_front(trials, limit)
-    run.write(space.name, trials, best, front, settings, budget, predictor.fingerprint)
+    trials, best = search.trials, search.best_trial
+    run.write(space.name, trials, best, search.best_trials, settings, budget, predictor.fingerprint)
     import pandas as pd
 
     pd.DataFrame({"model": [m.name for m in r["held"]], "measured_ms": [m.latency_ms for m in r["held"]],

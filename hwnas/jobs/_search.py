@@ -4,7 +4,6 @@ and a run directory."""
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from hwnas.jobs._common import Progress, check_count, check_fraction, check_posi
 from hwnas.jobs._predictors import load_predictor
 from hwnas.latency_models import LatencyPredictor
 from hwnas.profilers import Profiler
-from hwnas.search import (OBJECTIVES, Feasibility, best_and_front, Journal, LatencyCache, Limits, RunDir, Search, SearchSpace,
+from hwnas.search import (OBJECTIVES, Feasibility, best_and_front, check_strategy_params, Journal, LatencyCache, Limits, RunDir, Search, SearchSpace,
                           check_budget_feasible, create_evaluator, create_space, create_strategy, dataset_classes,
                           list_strategies, reward_preset, space_settings, strategy_class)
 
@@ -69,14 +68,7 @@ def _check(target_ms: float, strategy: str, objective: str, verify: int, o: dict
     check_positive("resolution", o["resolution"], allow_none=True)
     if o["resolution"] is not None and o["resolution"] > 1024:
         raise ArgumentError("resolution", "takes at most 1024 (proxy training)", o["resolution"])
-    params = dict(o["strategy_params"] or {})
-    cls = strategy_class(strategy)
-    known = [p for p in inspect.signature(cls).parameters if p not in ("space", "seed", "feasible")]
-    bad = [k for k in params if k not in known]
-    if bad:
-        raise ArgumentError("strategy_params", f"for {strategy} has no parameter {bad[0]!r}; its parameters: "
-                            f"{', '.join(known)}")
-    cls.check_params(params)
+    check_strategy_params(strategy, dict(o["strategy_params"] or {}))
 
 
 def _space(space: str | SearchSpace, dev: Device, evaluator: Any, o: dict[str, Any]) -> tuple[SearchSpace, dict]:
@@ -108,11 +100,11 @@ def _limit(target_ms: float, dev: Device, hard_limit: bool, limit_ms: float | No
     return None if limit is not None and math.isinf(limit) else limit
 
 
-def _predictor(predictor: Any, dev: Device, sp: SearchSpace, args: dict, o: dict[str, Any]) -> LatencyPredictor:
+def _predictor(predictor: Any, dev: Device, sp: SearchSpace, args: dict, allow_mismatch: bool) -> LatencyPredictor:
+    """``predictor`` itself, the one in its directory, or the device's (for the space where there is one)."""
     if isinstance(predictor, LatencyPredictor):
         return predictor
-    return load_predictor(dev, space=sp.name, space_args=args, path=predictor,
-                          allow_fingerprint_mismatch=o["allow_fingerprint_mismatch"])
+    return load_predictor(dev, space=sp.name, space_args=args, path=predictor, allow_fingerprint_mismatch=allow_mismatch)
 
 
 def _evaluator(evaluator: Any, sp: SearchSpace, seed: int, o: dict[str, Any]) -> Any:
@@ -179,9 +171,10 @@ def create_search(space: str | SearchSpace, device: str | Device, *, target_ms: 
     """
     o = _options(options)
     _check(target_ms, strategy, objective, verify, o)
+    reward_fn = reward_preset(reward, target_ms)  # an unknown preset fails before any work
     dev = get_device(device)
     sp, space_args = _space(space, dev, evaluator if isinstance(evaluator, str) else None, o)
-    pred = _predictor(predictor, dev, sp, space_args, o)
+    pred = _predictor(predictor, dev, sp, space_args, o["allow_fingerprint_mismatch"])
     latency = LatencyCache(lambda archs: pred.predict_architectures([sp.op_configs(a) for a in archs]))
     limit = _limit(target_ms, dev, o["hard_limit"], o["limit_ms"])
     incumbents = verify if objective == "mnas" else 0
@@ -198,7 +191,6 @@ def create_search(space: str | SearchSpace, device: str | Device, *, target_ms: 
                 "verify": verify, "qualify_band": band}
     if objective != "mnas":  # journals written before the objective existed resume unchanged
         settings["objective"] = objective
-    reward_fn = reward_preset(reward, target_ms)
     ev = _evaluator(evaluator, sp, seed, o)
     try:
         strat = create_strategy(strategy, sp, seed=seed, feasible=feasible, **settings["strategy_params"])
@@ -271,8 +263,7 @@ def proxyless_search(space: str | SearchSpace, device: str | Device, predictor: 
     space_args.setdefault("classes", dataset_classes(dataset))
     if isinstance(space, str):
         space = create_space(space, **space_args).restrict(device.constraints)
-    predictor = _predictor(predictor, device, space, space_args, {"allow_fingerprint_mismatch":
-                                                                  allow_fingerprint_mismatch})
+    predictor = _predictor(predictor, device, space, space_args, allow_fingerprint_mismatch)
     message(f"latency predictor: {predictor.path_} (calibrated on {predictor.calibration.n_models} whole models)")
     for name, value, low in (("supernet_epochs", supernet_epochs, 1), ("warmup_epochs", warmup_epochs, 0),
                              ("epochs", epochs, 1)):

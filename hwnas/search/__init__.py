@@ -15,13 +15,14 @@ from hwnas.search._rundir import RunDir, atomic_write_text, write_json
 from hwnas.search._search import Feasibility, LatencyCache, Search
 from hwnas.search.spaces import (Arch, SearchSpace, create_space, list_spaces, register_space, space_names,
                                  space_settings)
-from hwnas.search.strategies import (SearchExhausted, Strategy, create_strategy, list_strategies, register_strategy,
+from hwnas.search.strategies import (SearchExhausted, Strategy, check_strategy_params, create_strategy, list_strategies,
+                                     register_strategy,
                                      strategy_class, strategy_names)
 
 __all__ = ["MnasReward", "pareto_front", "reward_preset", "OBJECTIVES", "Journal", "Limits", "Trial",
            "best_and_front", "check_budget_feasible", "feasibility", "incumbent", "strategy_reward", "RunDir",
            "atomic_write_text", "write_json", "Search", "LatencyCache", "Feasibility", "Arch", "SearchSpace",
            "create_space", "register_space", "list_spaces", "space_settings", "space_names", "Strategy",
-           "SearchExhausted", "create_strategy", "register_strategy", "list_strategies", "strategy_class",
+           "SearchExhausted", "check_strategy_params", "create_strategy", "register_strategy", "list_strategies", "strategy_class",
            "strategy_names", "ProxyTrainingEvaluator", "TableEvaluator", "create_evaluator", "register_evaluator",
            "list_evaluators", "load_dataset", "dataset_classes"]

@@ -23,10 +23,11 @@ class LatencyCache:
     """Predicted latency (ms) of architectures, predicted in batches and cached; a device
     measurement (:meth:`set_measured`) replaces the prediction.
 
+    >>> import numpy as np
     >>> from hwnas.search.spaces import create_space
     >>> sp = create_space("mlp")
     >>> lat = LatencyCache(lambda archs: [float(sum(a.choices)) for a in archs])
-    >>> a = sp.sample(__import__("numpy").random.default_rng(0))
+    >>> a = sp.sample(np.random.default_rng(0))
     >>> lat(a) == float(sum(a.choices))
     True
     """
@@ -118,8 +119,7 @@ class Search:
     @property
     def trials(self) -> list[Trial]:
         """The completed trials, in order, with their measured latency where measured."""
-        return [replace(t, measured_latency_ms=self.measured.get(t.arch), settings=self.settings)
-                for t in self._trials]
+        return [self._view(t) for t in self._trials]
 
     @property
     def best_trial(self) -> Trial | None:
@@ -157,7 +157,7 @@ class Search:
         self._trials.append(t)
         self._check_incumbent(t.number)
         self.strategy.tell(arch, self._told(acc, self.measured.get(t.arch, lat)))
-        return self.trials[-1]
+        return self._view(self._trials[-1])
 
     def optimize(self, budget: int, callbacks: Iterable[Callable[[Search, Trial], None]] = ()) -> list[Trial]:
         """Evaluate until the search holds ``budget`` trials (or the strategy is exhausted);
@@ -194,6 +194,10 @@ class Search:
         self.journal.close()
 
     # ---- internals ---------------------------------------------------------------------------
+    def _view(self, t: Trial) -> Trial:
+        """A stored trial with its measured latency and the run's settings."""
+        return replace(t, measured_latency_ms=self.measured.get(t.arch), settings=self.settings)
+
     def _told(self, acc: float, latency_ms: float) -> float | tuple[float, float]:
         if self.objective == "pareto":
             return acc, -latency_ms

@@ -13,7 +13,7 @@ from hwnas.search.strategies._simple import GridSearch, GuidedEvolution, RandomS
 
 __all__ = ["Strategy", "SearchExhausted", "GridSearch", "RandomSearch", "RegularizedEvolution", "GuidedEvolution",
            "ReinforceController", "PPOController", "ParetoEvolution", "surrogate_regressor",
-           "create_strategy", "register_strategy", "list_strategies", "strategy_class", "strategy_names"]
+           "create_strategy", "check_strategy_params", "register_strategy", "list_strategies", "strategy_class", "strategy_names"]
 
 _STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 for _cls in (GridSearch, RandomSearch, RegularizedEvolution, GuidedEvolution, ReinforceController, PPOController,
@@ -27,19 +27,26 @@ def register_strategy(cls: type[Strategy], *, replace: bool = False) -> type[Str
     return _STRATEGIES.register(cls.name, cls, replace=replace)
 
 
-def create_strategy(name: str, space: Any, seed: int = 0, feasible: Any = None, **params: Any) -> Strategy:
-    """The strategy ``name`` over ``space``; unknown parameters list the known ones."""
+def check_strategy_params(name: str, params: dict[str, Any]) -> type[Strategy]:
+    """The strategy class ``name``, once ``params`` are checked: unknown names list the known ones,
+    values outside the strategy's declared ranges name the range (``ArgumentError``)."""
     import inspect
+
+    from hwnas.errors import ArgumentError
 
     cls = _STRATEGIES.get(name)
     known = [p for p in inspect.signature(cls).parameters if p not in ("space", "seed", "feasible")]
     bad = [k for k in params if k not in known]
     if bad:
-        from hwnas.errors import HwnasError
-
-        raise HwnasError(f"strategy {name!r} has no parameter {bad[0]!r}; its parameters: {', '.join(known)}")
+        raise ArgumentError("strategy_params", f"for {name} has no parameter {bad[0]!r}; its parameters: "
+                            f"{', '.join(known)}")
     cls.check_params(params)
-    return cls(space, seed=seed, feasible=feasible, **params)
+    return cls
+
+
+def create_strategy(name: str, space: Any, seed: int = 0, feasible: Any = None, **params: Any) -> Strategy:
+    """The strategy ``name`` over ``space`` (parameters checked by :func:`check_strategy_params`)."""
+    return check_strategy_params(name, params)(space, seed=seed, feasible=feasible, **params)
 
 
 def strategy_class(name: str) -> type[Strategy]:
