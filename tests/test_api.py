@@ -62,13 +62,20 @@ def test_search_ask_tell_optimize_resume_and_export(trained, tmp_path) -> None:
     again.close()
     with pytest.raises(hwnas.HwnasError, match="resume"):
         _search(pred, tmp_path / "run", resume=False)
-    card = hwnas.export(best, "cpu-ort", tmp_path / "model" / "model.onnx", train=False, predictor=pred)
+    # no predictor given: the one the trial's search used (its settings name it)
+    card = hwnas.export(best, "cpu-ort", tmp_path / "model" / "model.onnx", train=False)
     assert card["arch"] == best.arch and card.onnx_path.exists() and card["predicted_latency_ms"] > 0
     assert card["measured_latency_ms"] > 0 and card["budget_ms"] == 50.0
     before = card.onnx_path.read_bytes()
     with pytest.raises(hwnas.HwnasError, match="overwrite"):
         hwnas.export(best, "cpu-ort", tmp_path / "model" / "model.onnx", train=False, predictor=pred)
     assert card.onnx_path.read_bytes() == before
+    again = hwnas.export(best, "cpu-ort", tmp_path / "model" / "model.onnx", train=False, predictor=pred, overwrite=True)
+    assert again["measured_latency_ms"] > 0 and again.card_path.exists()  # asked: replaced
+    # a hard limit below the target (a safety margin): nothing predicted over it is proposed
+    tight = _search(pred, None, limit_ms=best.latency_ms)
+    tight.optimize(4)
+    assert tight.limit_ms == best.latency_ms and all(t.latency_ms <= best.latency_ms for t in tight.trials)
 
 
 @pytest.mark.slow

@@ -130,3 +130,13 @@ def test_a_device_that_stays_off_is_not_waited_for_chunk_after_chunk(tmp_path) -
     assert [(e.attempts, e.kept) for e in guard.events] == [(1, False), (2, False), (3, True), (1, True), (1, True),
                                                              (1, True), (1, False)]
     assert sum(issubclass(w.category, SpeedDriftWarning) for w in caught) == 1  # one warning, not one per chunk
+
+
+def test_the_warning_names_the_reading_that_failed(tmp_path) -> None:
+    """The retry starts slow (the reading before it, 1.6x) and ends back within the
+    tolerance: the kept chunk's warning gives the reading that failed, not the good one after it."""
+    guard, _ = _guard(tmp_path, [1.0, 1.6, 1.6, 1.0], every=2, retries=1)
+    with pytest.warns(SpeedDriftWarning, match="1.60x its baseline"):
+        guard.run([1, 2], lambda x: x, "test")
+    kept = guard.events[-1]
+    assert kept.kept and kept.factor_before == pytest.approx(1.6) and kept.factor_after == pytest.approx(1.0)

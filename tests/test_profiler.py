@@ -252,3 +252,33 @@ def test_a_model_measured_again_by_the_drift_guard_keeps_the_value_a_rerun_reuse
     (first,) = measure_models(p, [("a", a)])
     (reused,) = measure_models(p, [("a", a)])
     assert first.latency_ms == reused.latency_ms == 2.0
+
+
+def test_an_op_that_ran_out_of_memory_is_not_stored_as_unsupported(registry, store, fast_policy, monkeypatch) -> None:
+    """Out of memory is a failure of the moment: one line, nothing stored (a rerun measures it);
+    another runtime failure is still recorded as unsupported."""
+    from contextlib import contextmanager
+
+    import pytest
+
+    from hwnas.errors import HwnasError
+    from hwnas.profilers import OpConfig, Profiler
+
+    p = Profiler(registry.get("cpu-ort"), fast_policy, store)
+    cfg = OpConfig.parse("dwconv_i8_r8_k3_s1_arelu")
+
+    def failing(message: str):  # noqa: ANN202
+        @contextmanager
+        def prepared(self, c):  # noqa: ANN001, ANN202
+            raise RuntimeError(message)
+            yield
+
+        return prepared
+
+    monkeypatch.setattr(Profiler, "_prepared", failing("onnxruntime: Failed to allocate memory for requested buffer"))
+    with pytest.raises(HwnasError, match="ran out of memory"):
+        p.profile_ops([cfg])
+    assert store.op_measurements(p.fingerprint.id).empty
+    monkeypatch.setattr(Profiler, "_prepared", failing("NOT_IMPLEMENTED: no kernel"))
+    run = p.profile_ops([cfg])
+    assert [m.status for m in run.measured] == ["unsupported"]
