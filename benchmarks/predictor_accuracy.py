@@ -35,9 +35,9 @@ from hwnas.devices import default_registry
 from hwnas.errors import HwnasError
 from hwnas.latency_models import LatencyPredictor, sample_configs
 from hwnas.latency_models import (
-    OP_TIME_CHOICES, adaptive_configs, calibrate_on, op_time_candidates, select_op_time, calibration_models, evaluate, evaluation_models, HELDOUT_SETS, fit_model, kernel_units, measure_models, training_data,
+    OP_TIME_CHOICES, adaptive_configs, calibrate_on, op_time_candidates, select_op_time, calibration_models, evaluate, evaluation_models, HELDOUT_SETS, fit_model, kernel_units, training_data,
 )
-from hwnas.profilers import OpConfig, OpType, Profiler, ProfileStore, governor_warning
+from hwnas.profilers import OpConfig, OpType, Profiler, ProfileStore, governor_warning, measure_models
 from hwnas.profilers import mobilenetv2_layers
 
 MODELS = ["lightgbm", "lut", "flops"]

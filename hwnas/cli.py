@@ -375,6 +375,8 @@ def search(
     predictor: PredictorDir = None,
     allow_mismatch: AllowMismatch = False,
     train_device: Annotated[str, typer.Option("--train-device", help="cpu or cuda for proxy training.")] = "cpu",
+    evaluate_quantized: Annotated[bool, typer.Option("--evaluate-quantized", help="Proxy evaluator: the accuracy "
+                                  "after int8 quantization (for an int8 device).")] = False,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -395,7 +397,7 @@ def search(
                       space_args=space_args, strategy_params=params, hard_limit=hard_limit, qualify_band=qualify_band,
                       dataset=dataset, epochs=epochs, resolution=resolution, accuracy_csv=accuracy_csv,
                       accuracy_column=accuracy_column, train_device=train_device,
-                      allow_fingerprint_mismatch=allow_mismatch, resume=resume)
+                      allow_fingerprint_mismatch=allow_mismatch, resume=resume, evaluate_quantized=evaluate_quantized)
     if not as_json:
         _err().print(f"latency predictor: {s.predictor.path_} (calibrated on {s.predictor.calibration.n_models} "
                      "whole models)", highlight=False)

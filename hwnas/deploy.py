@@ -169,9 +169,6 @@ def export_architecture(spec: ArchSpec, device: Any, out: str | Path, predictor:
     out = Path(out)
     check_output(out, overwrite)
     get_backend(device.runtime).require(device)
-    if device.runtime == "torch":
-        raise HwnasError(f"{device.name} runs the torch runtime, which measures ONNX files only through onnx2torch "
-                         "(not installed); export for an ONNX Runtime or TVM device")
     space, arch = _checked_arch(spec, device)
     input_shape = tuple(space.input_shape(arch))
     t0 = time.perf_counter()
@@ -181,12 +178,18 @@ def export_architecture(spec: ArchSpec, device: Any, out: str | Path, predictor:
     model.graph.name = f"{space.name}:{spec.arch}"
     onnx.checker.check_model(model, full_check=True)
     max_diff = check_parity(model, module, input_shape, batch_sizes=(1, 3) if dynamic_batch else (1,))
+    fp32_model, precision = model, {}
+    if device.options.precision == "int8":
+        model, precision = _int8(model, spec, dataset, train, seed, input_shape)
     profiler = Profiler(device, policy, store, drift=drift, auto_pin=drift is not None)
     if profiler.guard is not None:  # measured between readings of the speed reference
         m = profiler.guard.run([model], lambda x: profiler.profile_model(x, name=out.name), "export")[0]
     else:
         m = profiler.profile_model(model, name=out.name)
-    predicted, predicted_onnx = _predicted(predictor, space, arch, model)
+    if precision:
+        precision.update(_fp32_latency(fp32_model, device, policy, store, m.latency_ms))
+        _save(fp32_model, out.with_suffix(".fp32.onnx"))
+    predicted, predicted_onnx = _predicted(predictor, space, arch, fp32_model)
     library = out.with_suffix(".so") if device.runtime == "tvm" else None
     card = {
         "arch": spec.arch, "space": space.name, "space_args": spec.space_args,
@@ -205,10 +208,50 @@ def export_architecture(spec: ArchSpec, device: Any, out: str | Path, predictor:
         "dynamic_batch": dynamic_batch, "parity_max_abs_diff": max_diff,
         "compiled_library": library.name if library else None,
         "breakdown": [n.to_dict() for n in sorted(m.breakdown, key=lambda n: -n.duration_ms)[:30]],
-        "train_seconds": round(train_s, 2),
+        "train_seconds": round(train_s, 2), **precision,
         **(card_extra() if card_extra is not None else {}),
     }
     return _write(model, out, card, device, library, m)
+
+
+def _int8(model: onnx.ModelProto, spec: ArchSpec, dataset: str | None, train: bool, seed: int,
+          input_shape: tuple[int, ...]) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """The model quantized for an int8 device, calibrated on training images at the deployed input
+    size (random inputs for an untrained model), and the card's ``int8`` section: both models'
+    accuracy on the validation images, run by ONNX Runtime."""
+    from hwnas.profilers import INT8_RECIPE, dataset_feeds, onnx_accuracy, quantize_int8
+
+    if not train:
+        return quantize_int8(model), {"int8": {"recipe": INT8_RECIPE, "calibration": "random inputs"}}
+    from hwnas.search._evaluators import load_dataset
+
+    res = input_shape[-1] if len(input_shape) == 4 else None
+    xt, _, xv, yv, _ = load_dataset(dataset or spec.dataset, res, seed)
+    xt, xv, yv = xt.numpy(), xv.numpy(), yv.numpy()
+    if len(input_shape) == 2:  # the mlp space: one channel, flattened
+        xt, xv = xt[:, 0].reshape(len(xt), -1), xv[:, 0].reshape(len(xv), -1)
+    feeds = dataset_feeds(model, xt)
+    q = quantize_int8(model, feeds)
+    a32, a8 = onnx_accuracy(model, xv, yv), onnx_accuracy(q, xv, yv)
+    return q, {"int8": {"recipe": INT8_RECIPE, "calibration": f"{len(feeds)} training images",
+                        "accuracy_fp32": a32, "accuracy_int8": a8, "accuracy_drop": a32 - a8,
+                        "validation_images": len(yv)}}
+
+
+def _fp32_latency(model: onnx.ModelProto, device: Any, policy: Any, store: Any, int8_ms: float) -> dict[str, Any]:
+    """The fp32 model measured on the device's fp32 twin (same runtime and options), beside the int8 one."""
+    import dataclasses
+
+    twin = device.replace(name=f"{device.name}@fp32", options=dataclasses.replace(device.options, precision="fp32"))
+    ms = Profiler(twin, policy, store).profile_model(model, breakdown_runs=0).latency_ms
+    return {"fp32_latency_ms": ms, "int8_speedup": ms / int8_ms}
+
+
+def _save(model: onnx.ModelProto, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)
 
 
 def check_output(out: Path, overwrite: bool = False) -> None:
@@ -295,9 +338,7 @@ def _write(model: onnx.ModelProto, out: Path, card: dict[str, Any], device: Any,
            measurement: Any) -> ModelCard:
     """The model (through a temporary name), the TVM library and the card."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(out)
+    _save(model, out)
     if library is not None:
         _tvm_export_library(model, device, library)
     card_path = out.parent / "model_card.json"

@@ -14,9 +14,9 @@ __all__ = ["Device", "RuntimeOptions", "DeviceConstraints", "RUNTIMES"]
 
 RUNTIMES = ("onnxruntime", "tvm", "torch")
 GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 
-Precision = Literal["fp32", "fp16"]
+Precision = Literal["fp32", "fp16", "int8"]
 
 
 def _from_mapping(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -38,7 +38,10 @@ class RuntimeOptions:
     """How the runtime is configured. ``intra_op_threads=0`` means all cores.
 
     ``tvm_target`` is ``"host"`` (LLVM for this CPU, resolved at run time), ``"llvm"``, ``"cuda"``
-    or a JSON target dict as TVM 0.2x accepts it.
+    or a JSON target dict as TVM 0.2x accepts it. ``precision`` ``int8`` quantizes models with the
+    runtime's own quantizer (ONNX Runtime: static, QDQ, per-channel weights). ``cuda_graphs``
+    replays a captured CUDA graph instead of launching kernels one by one (GPU devices; ``None``
+    means on for ``device_type = "cuda"``, off otherwise: see :attr:`graphs`).
     """
 
     device_type: Literal["cpu", "cuda"] = "cpu"
@@ -50,6 +53,12 @@ class RuntimeOptions:
     precision: Precision = "fp32"
     batch_size: int = 1
     cpu_affinity: tuple[int, ...] | None = None
+    cuda_graphs: bool | None = None
+
+    @property
+    def graphs(self) -> bool:
+        """Whether the device replays CUDA graphs (``cuda_graphs``, defaulting to on for GPUs)."""
+        return self.device_type == "cuda" if self.cuda_graphs is None else bool(self.cuda_graphs)
 
     def __post_init__(self) -> None:
         if self.device_type not in ("cpu", "cuda"):
@@ -65,6 +74,8 @@ class RuntimeOptions:
             raise ValueError("thread counts must be >= 0 (0 = all cores)")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.cuda_graphs and self.device_type != "cuda":
+            raise ValueError("cuda_graphs = true needs device_type = 'cuda'")
 
 
 @dataclass(frozen=True)

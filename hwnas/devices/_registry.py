@@ -46,16 +46,41 @@ def builtin_devices() -> list[Device]:
             description="PyTorch eager on the CPU, 1 thread",
         ),
         Device(
+            "cpu-ort-int8",
+            "onnxruntime",
+            RuntimeOptions(provider="CPUExecutionProvider", intra_op_threads=1, precision="int8"),
+            description="ONNX Runtime, CPU, 1 thread, int8 (static QDQ quantization, per-channel weights)",
+        ),
+        Device(
             "cuda-torch",
             "torch",
             RuntimeOptions(device_type="cuda", intra_op_threads=1),
-            description="PyTorch eager on a CUDA GPU (timed with CUDA events)",
+            description="PyTorch on a CUDA GPU, each network replayed as one CUDA graph, fp32",
+        ),
+        Device(
+            "cuda-torch-fp16",
+            "torch",
+            RuntimeOptions(device_type="cuda", intra_op_threads=1, precision="fp16"),
+            description="PyTorch on a CUDA GPU, CUDA graphs, fp16",
+        ),
+        Device(
+            "cuda-torch-eager",
+            "torch",
+            RuntimeOptions(device_type="cuda", intra_op_threads=1, cuda_graphs=False),
+            description="PyTorch eager on a CUDA GPU (kernels launched one by one), fp32",
         ),
         Device(
             "cuda-ort",
             "onnxruntime",
             RuntimeOptions(device_type="cuda", provider="CUDAExecutionProvider", intra_op_threads=1),
-            description="ONNX Runtime CUDA execution provider (needs onnxruntime-gpu)",
+            description="ONNX Runtime CUDA execution provider with CUDA graphs (needs onnxruntime-gpu)",
+        ),
+        Device(
+            "cuda-trt",
+            "onnxruntime",
+            RuntimeOptions(device_type="cuda", provider="TensorrtExecutionProvider", intra_op_threads=1,
+                           precision="fp16"),
+            description="TensorRT through ONNX Runtime, fp16, CUDA graphs (needs onnxruntime-gpu and TensorRT)",
         ),
     ]
 

@@ -233,9 +233,12 @@ def _search(st: _Stages, predictor: LatencyPredictor) -> Any:
                 "reward": "hard", "limit_ms": limit, "evaluator": "proxy", "epochs": cfg.search_epochs,
                 "dataset": cfg.dataset, "resolution": cfg.space_args.get("resolution"),
                 "predictor": str(st.out / "predictor")}
+    quantized = st.device.options.precision == "int8"  # choose by the accuracy the int8 device will have
+    if quantized:
+        settings["evaluate_quantized"] = True
     strategy = create_strategy(cfg.strategy, space, seed=cfg.seed, feasible=feasibility(space, Limits(limit), latency))
     evaluator = ProxyTrainingEvaluator(space, cfg.dataset, cfg.search_epochs, cfg.space_args.get("resolution"),
-                                       seed=cfg.seed)
+                                       seed=cfg.seed, quantized=quantized)
     search = Search(space, strategy, latency, MnasReward(budget, 0.0, -1.0), Journal(run.journal, settings, True),
                     evaluator=evaluator, limit_ms=limit, settings=settings)
     search.optimize(cfg.search_budget, [lambda s, t: st.tick("search", t.number + 1, cfg.search_budget)])
@@ -333,6 +336,7 @@ def _summary(st: _Stages, card: Any) -> dict[str, Any]:
         "measured_latency_ms": card["measured_latency_ms"], "meets_budget": card["meets_budget"],
         "parity_max_abs_diff": card["parity_max_abs_diff"], "speed_factor_at_export": card["speed_factor"],
         "calibration_models_speed_factor": card["calibration_models_speed_factor"],
+        **({k: card[k] for k in ("int8", "fp32_latency_ms", "int8_speedup")} if "int8" in card else {}),
         "speed_checks": profiler.guard.summary() if profiler.guard else None,
         "repeat_check": r["repeat"].to_dict() if r["repeat"] is not None else None,
         "pinned_cpus": list(profiler.pinned) if profiler.pinned else None,
@@ -360,6 +364,7 @@ def _rows(st: _Stages, card: Any, s: dict[str, Any]) -> list[tuple[str, str]]:
         ("accuracy (digits, val.)", f"{card['accuracy']:.4f} after {cfg.export_epochs} epochs"),
         ("predicted / measured", f"{card['predicted_latency_ms']:.3f} ms / {card['measured_latency_ms']:.3f} ms"),
         ("meets the budget", "yes" if card["meets_budget"] else "NO"),
+        *_int8_rows(card),
         ("device speed", _speed_row(st.profiler.guard, card["speed_factor"])
          + f"; calibration models re-measured after export: {card['calibration_models_speed_factor']:.2f}x their "
            "calibration latency"),
@@ -371,6 +376,17 @@ def _rows(st: _Stages, card: Any, s: dict[str, Any]) -> list[tuple[str, str]]:
         ("exported model", f"{card.onnx_path} + {card.card_path.name}"),
         ("summary", str(out / "summary.json")),
     ]
+
+
+def _int8_rows(card: Any) -> list[tuple[str, str]]:
+    """An int8 export's accuracies and its speed against the fp32 model (none for other devices)."""
+    q = card.get("int8")
+    if not q or q.get("accuracy_int8") is None:
+        return []
+    return [("int8 vs fp32 accuracy", f"{q['accuracy_int8']:.4f} vs {q['accuracy_fp32']:.4f} (ONNX Runtime, "
+                                      f"{q['validation_images']} val. images)"),
+            ("int8 vs fp32 latency", f"{card['measured_latency_ms']:.3f} ms vs {card['fp32_latency_ms']:.3f} ms "
+                                     f"({card['int8_speedup']:.2f}x)")]
 
 
 #: the quickstart's smoke settings: tiny budgets and short timing (its numbers mean nothing)

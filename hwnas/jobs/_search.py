@@ -27,7 +27,7 @@ __all__ = ["create_search", "arch_latency_on", "write_search", "measure_front", 
 SEARCH_OPTIONS: dict[str, Any] = {
     "space_args": None, "strategy_params": None, "hard_limit": True, "qualify_band": 0.05, "dataset": "digits",
     "epochs": 2, "resolution": 16, "accuracy_csv": None, "accuracy_column": "cifar10_test_acc", "train_device": "cpu",
-    "allow_fingerprint_mismatch": False, "resume": None, "limit_ms": None,
+    "allow_fingerprint_mismatch": False, "resume": None, "limit_ms": None, "evaluate_quantized": False,
 }
 
 
@@ -112,9 +112,12 @@ def _evaluator(evaluator: Any, sp: SearchSpace, seed: int, o: dict[str, Any]) ->
         return evaluator
     if evaluator == "table":
         return create_evaluator("table", sp, accuracy_csv=o["accuracy_csv"], accuracy_column=o["accuracy_column"])
+    if o["evaluate_quantized"] and evaluator != "proxy":
+        raise HwnasError(f"evaluate_quantized needs the proxy evaluator (it quantizes the trained network); "
+                         f"got {evaluator!r}")
     if evaluator == "proxy":
         return create_evaluator("proxy", sp, dataset=o["dataset"], epochs=o["epochs"], resolution=o["resolution"],
-                                train_device=o["train_device"], seed=seed)
+                                train_device=o["train_device"], seed=seed, quantized=o["evaluate_quantized"])
     return create_evaluator(evaluator, sp)
 
 
@@ -151,7 +154,8 @@ def create_search(space: str | SearchSpace, device: str | Device, *, target_ms: 
     ``hard_limit`` (only architectures predicted within the target are proposed), ``limit_ms`` (a
     hard limit below the target: a safety margin for the predictor's error), ``qualify_band``,
     ``dataset``, ``epochs``, ``resolution``, ``accuracy_csv``, ``accuracy_column``,
-    ``train_device``, ``allow_fingerprint_mismatch``, ``resume``.
+    ``train_device``, ``allow_fingerprint_mismatch``, ``resume``, ``evaluate_quantized`` (the proxy
+    evaluator's accuracy after int8 quantization, for an int8 device).
 
     In memory, with a toy predictor (a FLOPs line through five ops) and a toy accuracy:
 
@@ -191,6 +195,8 @@ def create_search(space: str | SearchSpace, device: str | Device, *, target_ms: 
                 "verify": verify, "qualify_band": band}
     if objective != "mnas":  # journals written before the objective existed resume unchanged
         settings["objective"] = objective
+    if o["evaluate_quantized"]:
+        settings["evaluate_quantized"] = True
     ev = _evaluator(evaluator, sp, seed, o)
     try:
         strat = create_strategy(strategy, sp, seed=seed, feasible=feasible, **settings["strategy_params"])

@@ -10,6 +10,8 @@ from hwnas.profilers._backends import (Backend, NodeTiming, Prepared, backend_na
 from hwnas.profilers._blocks import ChainModel, build_module, build_onnx, build_sequence_onnx, chain_of_ops
 from hwnas.profilers._drift import DriftEvent, DriftGuard, DriftPolicy, SpeedDriftWarning
 from hwnas.profilers._onnx import OPSET, load_onnx, module_to_onnx
+from hwnas.profilers._onnx_torch import onnx_to_torch
+from hwnas.profilers._quantize import INT8_RECIPE, dataset_feeds, onnx_accuracy, quantize_int8, to_fp16
 from hwnas.profilers._opsets import (list_op_sets, mobilenetv2_layers, op_set, op_set_doc, op_set_names, read_ops_file,
                                      register_op_set)
 from hwnas.profilers._ops import Act, OpConfig, OpType
@@ -28,7 +30,8 @@ __all__ = [
     "build_module", "build_onnx", "build_sequence_onnx", "load_onnx", "module_to_onnx", "chain_of_ops", "ChainModel",
     "op_set", "op_set_names", "read_ops_file", "mobilenetv2_layers",
     "Profiler", "ProfileRun", "DriftPolicy", "DriftGuard", "DriftEvent", "SpeedDriftWarning", "OpMeasurement", "ModelMeasurement", "RepeatCheck",
-    "MeasuredModel", "measure_models", "fingerprint",
+    "MeasuredModel", "measure_models", "fingerprint", "onnx_to_torch",
+    "INT8_RECIPE", "quantize_int8", "to_fp16", "dataset_feeds", "onnx_accuracy",
     "ProfileStore", "SCHEMA_VERSION", "default_db_path",
     "LatencyStats", "TimingPolicy", "measure", "cpu_governors", "governor_warning",
 ]

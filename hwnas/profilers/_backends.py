@@ -11,9 +11,7 @@ import json
 import os
 import tempfile
 import time
-from abc import ABC, abstractmethod
 from collections import defaultdict
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,135 +21,57 @@ import onnx
 from hwnas._registry import Registry
 from hwnas.devices import Device, resolve_threads
 from hwnas.errors import RuntimeUnavailableError
+from hwnas.profilers._quantize import INT8_RECIPE, quantize_int8, to_fp16
+from hwnas.profilers._runtime import Backend, NodeTiming, Prepared, random_inputs
+from hwnas.profilers._torch import TorchBackend
 
 __all__ = ["NodeTiming", "Prepared", "Backend", "get_backend", "backend_names", "list_backends", "register_backend", "random_inputs"]
-
-
-@dataclass(frozen=True)
-class NodeTiming:
-    """Time of one executed kernel, median over profiled runs."""
-
-    name: str
-    op_type: str
-    duration_ms: float
-    fused: bool
-    provider: str = ""
-    output_shape: tuple[int, ...] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _dims(vi: onnx.ValueInfoProto, batch: int) -> tuple[int, ...]:
-    dims = []
-    for i, d in enumerate(vi.type.tensor_type.shape.dim):
-        if d.HasField("dim_value") and d.dim_value > 0:
-            dims.append(d.dim_value)
-        elif i == 0:
-            dims.append(batch)
-        else:
-            raise RuntimeUnavailableError(
-                f"input {vi.name!r} has a dynamic dimension {i} ({d.dim_param or '?'}); "
-                "only the batch dimension may be dynamic"
-            )
-    return tuple(dims)
-
-
-_NP_TYPES = {1: np.float32, 10: np.float16, 11: np.float64, 6: np.int32, 7: np.int64, 9: np.bool_}
-
-
-def random_inputs(model: onnx.ModelProto, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs for every graph input that is not an initializer."""
-    rng = np.random.default_rng(seed)
-    inits = {i.name for i in model.graph.initializer}
-    feeds = {}
-    for vi in model.graph.input:
-        if vi.name in inits:
-            continue
-        shape = _dims(vi, batch)
-        dtype = _NP_TYPES.get(vi.type.tensor_type.elem_type, np.float32)
-        if np.issubdtype(dtype, np.floating):
-            feeds[vi.name] = rng.standard_normal(shape).astype(dtype)
-        else:
-            feeds[vi.name] = rng.integers(0, 2, size=shape).astype(dtype)
-    return feeds
-
-
-#: runtime nodes that only convert a tensor's memory layout (ONNX Runtime's NCHWc reorders): an op
-#: measured alone needs them around it, inside a model consecutive ops share the layout
-LAYOUT_CONVERSIONS = frozenset({"ReorderInput", "ReorderOutput"})
-
-
-class Prepared(ABC):
-    """A model compiled for a device, ready to time."""
-
-    @abstractmethod
-    def sample(self, n: int) -> list[float]:
-        """Run ``n`` times; each run's wall time in seconds."""
-
-    def breakdown(self, runs: int = 10) -> list[NodeTiming] | None:
-        """Per-kernel times, when the runtime can report them."""
-        return None
-
-    def kernel_ms(self, runs: int = 30) -> float | None:
-        """The summed per-kernel times of ``breakdown`` without layout conversions (see
-        ``LAYOUT_CONVERSIONS``): the kernels' own time; None when the runtime reports none."""
-        nodes = self.breakdown(runs)
-        if not nodes:
-            return None
-        # ONNX Runtime's profiler counts whole microseconds: a kernel below one reads 0; it is kept
-        # at half a microsecond (a latency model learns log time)
-        return max(float(sum(n.duration_ms for n in nodes if n.op_type not in LAYOUT_CONVERSIONS)), 0.0005)
-
-    def close(self) -> None:
-        """Release the runtime's resources and restore global settings."""
-
-
-class Backend(ABC):
-    name: str = ""
-    install_hint: str = ""
-    #: whether ``Prepared.breakdown`` reports per-kernel times (and so ``kernel_ms``)
-    reports_kernel_times: bool = False
-
-    @abstractmethod
-    def check(self, device: Device | None = None) -> list[str]:
-        """What is missing to run (on ``device``); empty when everything is there."""
-
-    @abstractmethod
-    def version(self) -> str: ...
-
-    @abstractmethod
-    def prepare(self, model: onnx.ModelProto, device: Device) -> Prepared: ...
-
-    def prepare_op(self, cfg: Any, device: Device) -> Prepared:
-        """Prepare an op configuration; by default via its ONNX model."""
-        from hwnas.profilers._blocks import build_onnx
-
-        return self.prepare(build_onnx(cfg), device)
-
-    def require(self, device: Device) -> None:
-        problems = self.check(device)
-        if problems:
-            raise RuntimeUnavailableError(
-                f"device {device.name!r} cannot run here: " + "; ".join(problems)
-            )
 
 
 # ---------------------------------------------------------------------------------------------
 # ONNX Runtime
 # ---------------------------------------------------------------------------------------------
+#: GPU execution providers, with what installs them
+_GPU_PROVIDERS = {
+    "CUDAExecutionProvider": "install onnxruntime-gpu (pip install onnxruntime-gpu) with CUDA and cuDNN",
+    "TensorrtExecutionProvider": "install onnxruntime-gpu and TensorRT (pip install onnxruntime-gpu tensorrt)",
+}
 _ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
 
 class OrtPrepared(Prepared):
+    """A session for the model in the device's precision; with CUDA graphs, run through an I/O
+    binding on the GPU (ONNX Runtime captures the graph on the first run, then replays it)."""
+
     def __init__(self, model: onnx.ModelProto, device: Device, backend: OrtBackend) -> None:
-        self.model, self.device, self.backend = model, device, backend
-        self.feeds = random_inputs(model, device.options.batch_size)
-        self.session = backend.session(model, device)
+        self.device, self.backend = device, backend
+        self.model = backend.runnable(model, device)
+        self.feeds = random_inputs(self.model, device.options.batch_size)
+        self.session = backend.session(self.model, device)
+        self.binding = self._bind() if backend.graphs(device) else None
+
+    def _bind(self) -> Any:
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        for name, value in self.feeds.items():
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0))
+        for out in self.session.get_outputs():
+            binding.bind_output(out.name, "cuda")
+        self.session.run_with_iobinding(binding)  # captures the graph
+        return binding
 
     def sample(self, n: int) -> list[float]:
-        run, feeds, pc = self.session.run, self.feeds, time.perf_counter
-        out = []
+        pc, out = time.perf_counter, []
+        if self.binding is not None:
+            run_bound, binding = self.session.run_with_iobinding, self.binding
+            for _ in range(n):
+                t = pc()
+                run_bound(binding)
+                binding.synchronize_outputs()
+                out.append(pc() - t)
+            return out
+        run, feeds = self.session.run, self.feeds
         for _ in range(n):
             t = pc()
             run(None, feeds)
@@ -216,18 +136,46 @@ class OrtBackend(Backend):
             import onnxruntime as ort
         except ImportError:
             return [f"onnxruntime is not installed: {self.install_hint}"]
-        problems = []
-        if device is not None:
-            provider = device.options.provider or "CPUExecutionProvider"
-            if provider not in ort.get_available_providers():
-                problems.append(
-                    f"execution provider {provider} is not available (have: "
-                    f"{', '.join(ort.get_available_providers())}); "
-                    + ("install onnxruntime-gpu and CUDA/cuDNN" if "CUDA" in provider else self.install_hint)
-                )
-            if device.options.precision != "fp32":
-                problems.append("the onnxruntime backend measures fp32 models; use precision = 'fp32'")
-        return problems
+        if device is None:
+            return []
+        opts = device.options
+        provider = opts.provider or "CPUExecutionProvider"
+        gpu = provider in _GPU_PROVIDERS
+        if provider not in ort.get_available_providers():
+            hint = _GPU_PROVIDERS.get(provider, self.install_hint)
+            return [f"execution provider {provider} is not available here (have: "
+                    f"{', '.join(ort.get_available_providers())}); {hint}"]
+        if opts.precision == "int8" and gpu:
+            return [f"int8 models are measured on the CPU execution provider; {provider} runs fp32 and fp16"]
+        if opts.precision == "fp16" and not gpu:
+            return ["ONNX Runtime's CPU execution provider has few fp16 kernels (it would time casts); fp16 needs "
+                    "the CUDA or TensorRT execution provider"]
+        if opts.graphs and not gpu:
+            return [f"cuda_graphs needs the CUDA or TensorRT execution provider, not {provider}"]
+        return []
+
+    def graphs(self, device: Device) -> bool:
+        return device.options.graphs and (device.options.provider or "") in _GPU_PROVIDERS
+
+    def setup_tag(self, device: Device) -> str:
+        opts = device.options
+        parts = [INT8_RECIPE if opts.precision == "int8" else ""]
+        if opts.precision == "fp16" and opts.provider == "CUDAExecutionProvider":
+            parts.append("fp16 ort-float16 keep-io")
+        parts.append("cuda-graphs" if self.graphs(device) else "")
+        return ", ".join(p for p in parts if p)
+
+    def runnable(self, model: onnx.ModelProto, device: Device,
+                 calibration: list[dict[str, np.ndarray]] | None = None) -> onnx.ModelProto:
+        """``model`` as the device runs it: quantized to int8 (calibrated on ``calibration``, random
+        inputs when None), converted to fp16 for the CUDA provider (TensorRT converts itself), or as
+        it is."""
+        opts = device.options
+        if opts.precision == "int8":
+            return quantize_int8(model, calibration)
+        if opts.precision == "fp16" and opts.provider == "CUDAExecutionProvider":
+            return to_fp16(model)
+        return model
 
     def version(self) -> str:
         import onnxruntime as ort
@@ -252,8 +200,19 @@ class OrtBackend(Backend):
             so.profile_file_prefix = profile_prefix
         if optimized_path:
             so.optimized_model_filepath = optimized_path
-        providers = [opts.provider or "CPUExecutionProvider"]
-        return ort.InferenceSession(model.SerializeToString(), so, providers=providers)
+        return ort.InferenceSession(model.SerializeToString(), so, providers=self.providers(device))
+
+    def providers(self, device: Device) -> list[Any]:
+        """The session's execution providers with their options (CUDA graphs, TensorRT's fp16)."""
+        opts = device.options
+        provider = opts.provider or "CPUExecutionProvider"
+        if provider == "TensorrtExecutionProvider":
+            trt = {"trt_cuda_graph_enable": str(int(self.graphs(device))),
+                   "trt_fp16_enable": str(int(opts.precision == "fp16"))}
+            return [(provider, trt), "CUDAExecutionProvider"]
+        if provider == "CUDAExecutionProvider":
+            return [(provider, {"enable_cuda_graph": str(int(self.graphs(device)))})]
+        return [provider]
 
     def prepare(self, model: onnx.ModelProto, device: Device) -> Prepared:
         self.require(device)
@@ -373,98 +332,6 @@ class TvmBackend(Backend):
     def prepare(self, model: onnx.ModelProto, device: Device) -> Prepared:
         self.require(device)
         return TvmPrepared(model, device, self)
-
-
-# ---------------------------------------------------------------------------------------------
-# PyTorch (eager)
-# ---------------------------------------------------------------------------------------------
-class TorchPrepared(Prepared):
-    def __init__(self, module: Any, inputs: list[Any], device: Device) -> None:
-        import torch
-
-
-
-        self.torch = torch
-        self._threads_before = torch.get_num_threads()
-        torch.set_num_threads(resolve_threads(device.options.intra_op_threads))
-        self.cuda = device.options.device_type == "cuda"
-        dev = torch.device("cuda" if self.cuda else "cpu")
-        dtype = torch.float16 if device.options.precision == "fp16" else torch.float32
-        self.module = module.to(dev, dtype).eval()
-        self.inputs = [x.to(dev, dtype) for x in inputs]
-
-    def sample(self, n: int) -> list[float]:
-        torch, m, xs = self.torch, self.module, self.inputs
-        out = []
-        with torch.inference_mode():
-            if self.cuda:
-                events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
-                torch.cuda.synchronize()
-                for start, end in events:
-                    start.record()
-                    m(*xs)
-                    end.record()
-                torch.cuda.synchronize()
-                return [s.elapsed_time(e) / 1e3 for s, e in events]
-            pc = time.perf_counter
-            for _ in range(n):
-                t = pc()
-                m(*xs)
-                out.append(pc() - t)
-        return out
-
-    def close(self) -> None:
-        self.torch.set_num_threads(self._threads_before)
-
-
-class TorchBackend(Backend):
-    name = "torch"
-    install_hint = "pip install torch"
-
-    def check(self, device: Device | None = None) -> list[str]:
-        try:
-            import torch
-        except ImportError:
-            return [f"PyTorch is not installed: {self.install_hint}"]
-        if device is not None and device.options.device_type == "cuda" and not torch.cuda.is_available():
-            return ["no CUDA GPU is available to PyTorch (torch.cuda.is_available() is False)"]
-        if device is not None and device.options.precision == "fp16" and device.options.device_type == "cpu":
-            return ["fp16 eager inference is a GPU setting; use precision = 'fp32' on the CPU"]
-        return []
-
-    #: how hwnas builds the modules it times; part of the fingerprint, so measurements taken before
-    #: a change (before batch norms were folded: one kernel more per conv) are not mixed with later ones
-    OPS_TAG = "bn-folded"
-
-    def version(self) -> str:
-        import torch
-
-        return f"{torch.__version__} ({self.OPS_TAG})"
-
-    def prepare_op(self, cfg: Any, device: Device) -> Prepared:
-        import torch
-
-        from hwnas.profilers._blocks import build_module, fold_batch_norms
-
-        self.require(device)
-        rng = np.random.default_rng(0)
-        inputs = [torch.from_numpy(rng.standard_normal(s).astype(np.float32)) for s in cfg.input_shapes()]
-        return TorchPrepared(fold_batch_norms(build_module(cfg)), inputs, device)
-
-    def prepare(self, model: onnx.ModelProto, device: Device) -> Prepared:
-        self.require(device)
-        try:
-            from onnx2torch import convert
-        except ImportError:
-            raise RuntimeUnavailableError(
-                "the torch runtime runs ONNX files through onnx2torch, which is not installed: "
-                "pip install onnx2torch (it needs a torchvision that matches your torch). Op "
-                "configurations (hwnas profile) run on the torch runtime without it"
-            ) from None
-        import torch
-
-        feeds = random_inputs(model, device.options.batch_size)
-        return TorchPrepared(convert(model), [torch.from_numpy(v) for v in feeds.values()], device)
 
 
 _BACKENDS: Registry[type[Backend]] = Registry("runtime")

@@ -145,10 +145,14 @@ def dataset_classes(name: str | Path) -> int:
 
 
 class ProxyTrainingEvaluator:
-    """Train the candidate for a few epochs and return validation accuracy (CPU or CUDA)."""
+    """Train the candidate for a few epochs and return validation accuracy (CPU or CUDA); with
+    ``quantized``, the accuracy of the trained network quantized to int8 as an int8 device runs it
+    (:func:`hwnas.profilers.quantize_int8`, calibrated on training images), so that a network that
+    loses accuracy when quantized is not chosen for an int8 device."""
 
     def __init__(self, space: SearchSpace, dataset: str = "digits", epochs: int = 3, resolution: int | None = 32,
-                 batch_size: int = 64, lr: float = 0.01, device: str = "cpu", seed: int = 0) -> None:
+                 batch_size: int = 64, lr: float = 0.01, device: str = "cpu", seed: int = 0,
+                 quantized: bool = False) -> None:
         import torch
 
         if device == "cuda" and not torch.cuda.is_available():
@@ -165,20 +169,34 @@ class ProxyTrainingEvaluator:
             self.data = (xt[:, 0].flatten(1), yt, xv[:, 0].flatten(1), yv, k)
         self._at: dict[int, Any] = {}
         self.resolution = resolution
+        self.quantized = quantized
 
     def __call__(self, arch: Arch) -> float:
-        return self.train(arch)[1]
+        module, accuracy = self.train(arch)
+        return self.int8_accuracy(arch, module) if self.quantized else accuracy
+
+    def int8_accuracy(self, arch: Arch, module: Any) -> float:
+        """Validation accuracy of ``module`` quantized to int8 and run by ONNX Runtime."""
+        from hwnas.profilers import dataset_feeds, module_to_onnx, onnx_accuracy, quantize_int8
+
+        xt, _, xv, yv, _ = self._data_for(arch)
+        model = module_to_onnx(module.cpu().eval(), (1, *xt.shape[1:]))
+        q = quantize_int8(model, dataset_feeds(model, xt.numpy()))
+        return onnx_accuracy(q, xv.numpy(), yv.numpy())
+
+    def _data_for(self, arch: Arch) -> Any:
+        if not self.searches_resolution:
+            return self.data
+        res = int(self.space.input_shape(arch)[-1])
+        if res not in self._at:
+            self._at[res] = load_dataset(self.dataset, res, self.seed)
+        return self._at[res]
 
     def train(self, arch: Arch):  # noqa: ANN201
         """The trained module (eval mode) and its validation accuracy."""
         import torch
 
-        xt, yt, xv, yv, classes = self.data
-        if self.searches_resolution:
-            res = int(self.space.input_shape(arch)[-1])
-            if res not in self._at:
-                self._at[res] = load_dataset(self.dataset, res, self.seed)
-            xt, yt, xv, yv, classes = self._at[res]
+        xt, yt, xv, yv, classes = self._data_for(arch)
         torch.manual_seed(self.seed)
         if self.space.name == "mlp":
             kw = {"resolution": xt.shape[1]}
@@ -235,8 +253,9 @@ def list_evaluators(pattern: str = "*") -> list[str]:
 
 
 def _proxy(space: SearchSpace, dataset: str = "digits", epochs: int = 2, resolution: int | None = 16,
-           train_device: str = "cpu", seed: int = 0) -> ProxyTrainingEvaluator:
-    return ProxyTrainingEvaluator(space, dataset, epochs, resolution, device=train_device, seed=seed)
+           train_device: str = "cpu", seed: int = 0, quantized: bool = False) -> ProxyTrainingEvaluator:
+    return ProxyTrainingEvaluator(space, dataset, epochs, resolution, device=train_device, seed=seed,
+                                  quantized=quantized)
 
 
 def _table(space: SearchSpace, accuracy_csv: str | Path | None = None,
