@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hwnas import get_device, zoo
 from hwnas.errors import HwnasError
-from hwnas.profilers import ProfileStore, Profiler
+from hwnas.profilers import Profiler, ProfileStore
 
 #: (family, width): MobileNetV2 at three widths and one of each other family
 MODELS = [("mobilenetv2", 0.5), ("mobilenetv2", 1.0), ("mobilenetv2", 1.4), ("efficientnet", 1.0),

@@ -258,6 +258,36 @@ def predictor_train(
     _render.trained_predictor(result, report, pred, model, device, pred.calibration)
 
 
+@predictor_app.command("adapt")
+def predictor_adapt(
+    device: Annotated[str, typer.Option("--device", "-d", help="The new device.")],
+    sources: Annotated[list[str], typer.Option("--from", help="A device whose predictor is a source (repeatable).")],
+    samples: Annotated[int, typer.Option("--samples", help="Networks measured whole on the new device.")] = 20,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Report the leave-one-out error after each this many.")] = 5,
+    space: Annotated[str | None, typer.Option("--space", help="Also choose among this space's networks; saved as "
+                     "the device's predictor for the space.")] = None,
+    space_arg: Annotated[list[str] | None, typer.Option("--space-arg", help="With --space: NAME=VALUE.")] = None,
+    db: DbOption = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Where to save the predictor.")] = None,
+    model_passes: Annotated[int, typer.Option("--model-passes", min=1)] = 2,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the predictor at --out.")] = False,
+    devices_file: DevicesFile = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A new device's predictor from other devices' predictors and a few whole-network measurements
+    (no op profile): resumable, the leave-one-out error printed after each batch."""
+    from hwnas.jobs import adapt_predictor, parse_key_values
+
+    reg, err = _registry(devices_file), _err()
+    with progress_bar(err) as bars:
+        pred = adapt_predictor(reg.get(device), sources, samples=samples, batch=batch, space=space,
+                               space_args=parse_key_values(space_arg, "--space-arg"), store=db, out=out,
+                               overwrite=overwrite or out is None, model_passes=model_passes, progress=bars,
+                               message=lambda text: err.print(text, highlight=False))
+    result = _render.adapted_predictor(pred, device)
+    _print_json(result) if as_json else err.print(result["line"], highlight=False)
+
+
 @predictor_app.command("eval")
 def predictor_eval(
     device: Annotated[str, typer.Option("--device", "-d")] = "cpu-ort",

@@ -191,3 +191,15 @@ def store_summary(summary: dict[str, Any], fingerprints: list[dict[str, Any]]) -
         out.print(f"{k}: {v}")
     for f in fingerprints:
         out.print(f"  {f['id']}  {f['device_name']}  {f['runtime']} {f['runtime_version']}  {f['cpu_model']}")
+
+
+def adapted_predictor(pred: Any, device: str) -> dict[str, Any]:
+    """What ``hwnas predictor adapt`` reports: the predictor, its sources and leave-one-out error,
+    and a one-line summary (``line``)."""
+    loo = pred.loo()
+    out = {"predictor": str(pred.path_), "device": device, "sources": pred.source_names, "samples": len(pred.y),
+           "loo_mape": float(abs(loo).mean()), "loo_acc10": float((abs(loo) <= 0.1).mean())}
+    out["line"] = (f"adapted predictor for {device} from {', '.join(pred.source_names)} on {len(pred.y)} networks: "
+                   f"leave-one-out MAPE {100 * out['loo_mape']:.1f}%, within +-10% {100 * out['loo_acc10']:.0f}%; "
+                   f"saved to {pred.path_}")
+    return out

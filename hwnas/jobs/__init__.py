@@ -9,6 +9,7 @@ messages), return result objects and never print; ``hwnas.cli`` renders them.
 from hwnas.jobs._common import (Message, Progress, check_count, detect_devices, device_status, check_fraction, check_positive, get_device,
                                 list_devices, load_devices, no_message, no_progress, open_store, timing_policy,
                                 user_devices_file)
+from hwnas.jobs._adapt import Candidate, adapt_predictor, default_candidates
 from hwnas.jobs._export import arch_spec, export
 from hwnas.jobs._profile import ProfileResult, model_summary, parse_key_values, profile_model, profile_ops
 from hwnas.jobs._predictors import (PredictorEvaluation, TrainReport, default_predictor_dir, evaluate_predictor,
@@ -27,4 +28,5 @@ __all__ = ["Message", "Progress", "detect_devices", "device_status", "check_coun
            "train_predictor", "MIN_MARGIN", "SMOKE", "PipelineConfig", "PipelineResult", "quickstart",
            "run_pipeline", "search_budget", "SEARCH_OPTIONS", "arch_latency_on", "create_search", "measure_front",
            "proxyless_search", "write_search", "space_calibration_models", "space_models", "spread_archs",
-           "ProfileResult", "model_summary", "parse_key_values", "profile_model", "profile_ops"]
+           "ProfileResult", "model_summary", "parse_key_values", "profile_model", "profile_ops",
+           "adapt_predictor", "Candidate", "default_candidates"]

@@ -20,6 +20,7 @@ from hwnas.latency_models import (OP_TIME_CHOICES, OP_TIMES, LatencyPredictor, O
                                   calibrate_on, calibration_models, create_latency_model, default_op_time,
                                   evaluation_models, fit_model, kernel_units, latency_metrics, op_time_candidates,
                                   sample_configs, select_op_time, training_data)
+from hwnas.latency_models._adapt import ADAPTED_FILE, load_any_predictor
 from hwnas.profilers import (DriftPolicy, Profiler, RepeatCheck, fingerprint, get_backend, measure_models)
 from hwnas.search import create_space
 
@@ -55,7 +56,12 @@ def predictor_dir(device: str | Device, *, space: str | None = None, space_args:
     if space is None:
         return d
     own = d.with_name(f"{d.name}-{space_key(space, space_args)}")
-    return own if trained_for_space or (own / "model.json").exists() else d
+    return own if trained_for_space or _holds_predictor(own) else d
+
+
+def _holds_predictor(d: Path) -> bool:
+    """Whether ``d`` holds a trained (``model.json``) or adapted (``adapted.json``) predictor."""
+    return (d / "model.json").is_file() or (d / ADAPTED_FILE).is_file()
 
 
 def load_predictor(device: str | Device, *, space: str | None = None, space_args: dict[str, Any] | None = None,
@@ -67,10 +73,11 @@ def load_predictor(device: str | Device, *, space: str | None = None, space_args
     dev = get_device(device)
     get_backend(dev.runtime).require(dev)
     d = Path(path) if path is not None else predictor_dir(dev, space=space, space_args=space_args)
-    if not (d / "model.json").exists():
+    if not _holds_predictor(d):
         hint = f" --out {d}" if path is not None else ""
-        raise HwnasError(f"no predictor at {d}; train one with `hwnas predictor train --device {dev.name}{hint}`")
-    return LatencyPredictor.load(d, fingerprint(dev), allow_fingerprint_mismatch)
+        raise HwnasError(f"no predictor at {d}; train one with `hwnas predictor train --device {dev.name}{hint}` "
+                         f"(or adapt one: `hwnas predictor adapt --device {dev.name} --from SOURCE`)")
+    return load_any_predictor(d, fingerprint(dev), allow_fingerprint_mismatch)
 
 
 @dataclass
@@ -300,6 +307,11 @@ def predictor_info(directory: str | Path) -> dict[str, Any]:
     model state left out; a missing or unreadable file is one line naming it."""
 
     d = Path(directory)
+    if (d / ADAPTED_FILE).is_file():
+        meta = read_json(d / ADAPTED_FILE)
+        if not isinstance(meta, dict):
+            raise HwnasError(f"{d / ADAPTED_FILE} is not an adapted predictor (not a JSON object)")
+        return {"kind": "adapted", **{k: v for k, v in meta.items() if k not in ("X", "S")}}
     out: dict[str, Any] = {}
     for name in ("model.json", "predictor.json"):
         path = d / name

@@ -55,13 +55,15 @@ from hwnas.latency_models._training import (
     training_data,
 )
 from hwnas.latency_models._transfer import TransferLatencyModel, encode_nb201
+from hwnas.latency_models._adapt import AdaptedPredictor, load_any_predictor, network_features, transfer_inputs
 
 __all__ = [
     "Kernel", "decompose_onnx", "expand_kernels", "FEATURE_NAMES", "FEATURE_SCHEMA_VERSION", "feature_matrix", "op_features",
     "latency_metrics", "LatencyModel", "LightGBMLatencyModel", "LookupTableModel", "FlopsLinearModel",
     "OpPrediction", "create_latency_model", "latency_model_names", "load_latency_model",
     "Calibration", "FallbackWarning", "KernelPrediction", "LatencyPredictor", "LayerTable", "ModelPrediction",
-    "perturb", "sample_configs", "TransferLatencyModel", "encode_nb201", "register_latency_model",
+    "perturb", "sample_configs", "TransferLatencyModel", "encode_nb201", "AdaptedPredictor", "load_any_predictor", "network_features",
+    "transfer_inputs", "register_latency_model",
     "list_latency_models", "HELDOUT_SETS", "OP_TIME_CHOICES", "OP_TIMES", "OpTimeChoice", "adaptive_configs",
     "calibrate_on", "calibration_models", "default_op_time", "evaluate", "evaluation_models", "fit_model",
     "kernel_units", "op_time_candidates", "out_of_fold", "adaptive_round", "select_op_time", "training_data",

@@ -20,7 +20,6 @@ import onnx
 
 from hwnas._registry import Registry
 from hwnas.devices import Device, resolve_threads
-from hwnas.errors import RuntimeUnavailableError
 from hwnas.profilers._quantize import INT8_RECIPE, quantize_int8, to_fp16
 from hwnas.profilers._runtime import Backend, NodeTiming, Prepared, random_inputs
 from hwnas.profilers._torch import TorchBackend

@@ -54,7 +54,12 @@ def quantize_int8(model: onnx.ModelProto, feeds: list[dict[str, np.ndarray]] | N
     when None). A model that is quantized already is returned as it is."""
     if is_quantized(model):
         return model
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     feeds = feeds if feeds is not None else calibration_feeds(model)

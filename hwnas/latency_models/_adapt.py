@@ -1,0 +1,232 @@
+"""A new device's latency predictor from a few whole-network measurements (few-shot adaptation).
+
+Other devices' predictors (the *sources*) predict each network; a :class:`TransferLatencyModel`
+learns the new device's latency from those predictions (whole network, and per kernel group) and
+cheap network features (MACs, parameters, activation bytes, kernel counts). The same transfer model
+serves NAS-Bench-201's tables, where the sources are the table's other devices.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from hwnas._files import read_json, write_json
+from hwnas._optypes import OpType
+from hwnas.devices import Fingerprint
+from hwnas.errors import FingerprintMismatchError, HwnasError
+from hwnas.latency_models._decompose import expand_kernels
+from hwnas.latency_models._predictor import (
+    LatencyPredictor,
+    ModelPrediction,
+    kernel_configs,
+)
+from hwnas.latency_models._transfer import TransferLatencyModel
+from hwnas.profilers import OpConfig
+
+__all__ = ["AdaptedPredictor", "network_features", "source_features", "transfer_inputs", "spread_order", "loo_errors",
+           "load_any_predictor", "ADAPTED_FILE", "MIN_SAMPLES"]
+
+#: the file that marks a predictor directory as adapted
+ADAPTED_FILE = "adapted.json"
+ADAPTED_FORMAT = 1
+#: fewest measured networks a fit (and its leave-one-out check) needs
+MIN_SAMPLES = 3
+
+_DENSE = {OpType.CONV, OpType.PWCONV, OpType.LINEAR}
+_DEPTHWISE = {OpType.DWCONV}
+
+
+def _group(c: OpConfig) -> int:
+    return 0 if c.op in _DENSE else 1 if c.op in _DEPTHWISE else 2
+
+
+def network_features(configs: Sequence[OpConfig]) -> np.ndarray:
+    """Cheap features of a network given as its op configurations: log MACs, log parameters, log
+    activation MB, the number of kernels, and the kernels in each group (dense, depthwise, other)."""
+    ks = expand_kernels(list(configs))
+    macs = sum(c.macs() for c in ks)
+    params = sum(c.params() for c in ks)
+    io = sum(sum(int(np.prod(s)) for s in c.input_shapes()) + int(np.prod(c.output_shape())) for c in ks)
+    groups = np.bincount([_group(c) for c in ks], minlength=3)
+    return np.array([np.log1p(macs / 1e6), np.log1p(params / 1e3), np.log1p(4 * io / 1e6), len(ks), *groups], float)
+
+
+def source_features(source: LatencyPredictor, archs: Sequence[Sequence[OpConfig]],
+                    totals: np.ndarray | None = None) -> np.ndarray:
+    """One source's view of each network: its predicted latency (ms; ``totals`` where given, e.g.
+    from its ONNX path) and its uncalibrated predicted time of each kernel group."""
+    expanded = [expand_kernels(list(a)) for a in archs]
+    uniq = list(dict.fromkeys(k for ks in expanded for k in ks))
+    ms = dict(zip(uniq, source.predict_configs(uniq).latency_ms)) if uniq else {}
+    total = source.predict_architectures(archs) if totals is None else np.asarray(totals, float)
+    groups = np.zeros((len(archs), 3))
+    for i, ks in enumerate(expanded):
+        for k in ks:
+            groups[i, _group(k)] += ms[k]
+    return np.column_stack([total, np.maximum(groups, 1e-4)])
+
+
+def transfer_inputs(sources: Sequence[LatencyPredictor], archs: Sequence[Sequence[OpConfig]],
+                    totals: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The transfer model's inputs for networks given as op configurations: ``X``, their
+    :func:`network_features`; ``S``, every source's :func:`source_features` side by side
+    (``totals``: each source's own whole-network predictions, where already known)."""
+    X = np.array([network_features(a) for a in archs]).reshape(len(archs), -1)
+    S = np.column_stack([source_features(s, archs, None if totals is None else totals[i])
+                         for i, s in enumerate(sources)])
+    return X, S
+
+
+def spread_order(log_ms: np.ndarray, families: Sequence[str], seed: int = 0) -> list[int]:
+    """An order of candidates whose every prefix spreads over the predicted latency range and the
+    families: the median first, then each time the candidate farthest (in log latency) from those
+    chosen, a family not chosen yet winning within a tenth of the range."""
+    x = np.asarray(log_ms, float)
+    order = [int(np.argsort(x)[len(x) // 2])]
+    width = float(x.max() - x.min()) or 1.0
+    used = {families[order[0]]}
+    rest = set(range(len(x))) - set(order)
+    while rest:
+        idx = np.array(sorted(rest))
+        dist = np.min(np.abs(x[idx, None] - x[np.array(order)][None, :]), axis=1)
+        bonus = np.array([0.1 * width if families[i] not in used else 0.0 for i in idx])
+        pick = int(idx[int(np.argmax(dist + bonus))])
+        order.append(pick)
+        used.add(families[pick])
+        rest.discard(pick)
+        if len(used) == len(set(families)):
+            used = set()  # every family once: start a new round
+    return order
+
+
+def loo_errors(X: np.ndarray, S: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Leave-one-out relative errors (predicted / measured - 1) of the transfer fit."""
+    n = len(y)
+    if n < MIN_SAMPLES:
+        raise HwnasError(f"the transfer fit needs at least {MIN_SAMPLES} measured networks; got {n}")
+    err = np.empty(n)
+    for i in range(n):
+        keep = np.arange(n) != i
+        m = TransferLatencyModel().fit(X[keep], S[keep], y[keep])
+        err[i] = float(m.predict(X[i: i + 1], S[i: i + 1])[0]) / y[i] - 1
+    return err
+
+
+@dataclass(frozen=True)
+class _Calibrated:
+    """What the CLI reports of a predictor's calibration: here, the adapted fit's sample count."""
+
+    n_models: int
+    fitted: bool = True
+
+
+class AdaptedPredictor:
+    """A device's latency predictor transferred from ``sources`` with ``n`` of its measurements.
+
+    Predicts like a :class:`LatencyPredictor` (``predict_architectures``, ``predict_architecture``,
+    ``predict_onnx``); it predicts whole networks, so it has no per-layer table (ProxylessNAS needs
+    a trained predictor)."""
+
+    def __init__(self, sources: Sequence[LatencyPredictor], names: Sequence[str], X: np.ndarray, S: np.ndarray,
+                 y: np.ndarray, fingerprint: dict[str, Any], measured: Sequence[str] = ()) -> None:
+        if len(y) < MIN_SAMPLES:
+            raise HwnasError(f"an adapted predictor needs at least {MIN_SAMPLES} measured networks; got {len(y)}")
+        self.sources, self.source_names = list(sources), list(names)
+        self.X, self.S, self.y = np.asarray(X, float), np.asarray(S, float), np.asarray(y, float)
+        self.measured = list(measured)
+        self._fingerprint = fingerprint
+        self.transfer = TransferLatencyModel().fit(self.X, self.S, self.y)
+        self.calibration = _Calibrated(len(self.y))
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        return self._fingerprint
+
+    def features(self, archs: Sequence[Sequence[OpConfig]], totals: Sequence[np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        return transfer_inputs(self.sources, archs, totals)
+
+    def predict_architectures(self, archs: Sequence[Sequence[OpConfig]]) -> np.ndarray:
+        X, S = self.features(archs)
+        return self.transfer.predict(X, S)
+
+    def predict_architecture(self, configs: Sequence[OpConfig]) -> float:
+        return float(self.predict_architectures([configs])[0])
+
+    def predict_onnx(self, model: onnx.ModelProto) -> ModelPrediction:
+        configs = kernel_configs(model)
+        X, S = self.features([configs], [np.array([s.predict_onnx(model).latency_ms]) for s in self.sources])
+        return ModelPrediction(float(self.transfer.predict(X, S)[0]), float(S[0, 0]), len(configs), True)
+
+    def layer_table(self, choices: Any) -> Any:
+        raise HwnasError("an adapted predictor predicts whole networks and has no per-layer latency table "
+                         "(ProxylessNAS needs one): train a predictor on the device (`hwnas predictor train`)")
+
+    def loo(self) -> np.ndarray:
+        return loo_errors(self.X, self.S, self.y)
+
+    # ---- persistence ------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        for i, s in enumerate(self.sources):
+            target = d / "sources" / str(i)
+            if target.exists():
+                shutil.rmtree(target)
+            s.save(target)
+        write_json(d / ADAPTED_FILE, {
+            "format": ADAPTED_FORMAT, "fingerprint": self._fingerprint, "sources": [
+                {"device": n, "fingerprint": s.fingerprint, "dir": f"sources/{i}"}
+                for i, (n, s) in enumerate(zip(self.source_names, self.sources))],
+            "samples": len(self.y), "measured": [{"name": n, "latency_ms": float(v)} for n, v in
+                                                 zip(self.measured, self.y)],
+            "X": self.X.tolist(), "S": self.S.tolist()})
+        self.path_ = d
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path, fingerprint: Fingerprint | None = None,
+             allow_fingerprint_mismatch: bool = False) -> AdaptedPredictor:
+        d = Path(directory)
+        meta = read_json(d / ADAPTED_FILE)
+        need = ("format", "fingerprint", "sources", "measured", "X", "S")
+        if not isinstance(meta, dict) or any(k not in meta for k in need) or meta["format"] != ADAPTED_FORMAT:
+            raise HwnasError(f"{d / ADAPTED_FILE} is not an adapted predictor of format {ADAPTED_FORMAT}; adapt again")
+        stored = meta["fingerprint"] or {}
+        if fingerprint is not None and stored.get("id") != fingerprint.id and not allow_fingerprint_mismatch:
+            raise FingerprintMismatchError(
+                f"the adapted predictor in {d} is for device {stored.get('device_name')!r} with fingerprint "
+                f"{stored.get('id')}, not {fingerprint.id}: adapt again on this device, or override explicitly "
+                "(--allow-fingerprint-mismatch / allow_fingerprint_mismatch=True)")
+        sources = [LatencyPredictor.load(d / s["dir"]) for s in meta["sources"]]
+        out = cls(sources, [s["device"] for s in meta["sources"]], np.array(meta["X"]), np.array(meta["S"]),
+                  np.array([m["latency_ms"] for m in meta["measured"]]), stored,
+                  [m["name"] for m in meta["measured"]])
+        out.path_ = d
+        return out
+
+
+def load_any_predictor(directory: str | Path, fingerprint: Fingerprint | None = None,
+                       allow_fingerprint_mismatch: bool = False) -> LatencyPredictor | AdaptedPredictor:
+    """The predictor saved in ``directory``: adapted (``adapted.json``) or trained (``model.json``)."""
+    d = Path(directory)
+    if (d / ADAPTED_FILE).is_file():
+        return AdaptedPredictor.load(d, fingerprint, allow_fingerprint_mismatch)
+    return LatencyPredictor.load(d, fingerprint, allow_fingerprint_mismatch)
+
+
+def summary(pred: AdaptedPredictor) -> dict[str, Any]:
+    """What ``hwnas predictor info`` shows of an adapted predictor."""
+    err = pred.loo()
+    return {"kind": "adapted", "sources": pred.source_names, "samples": len(pred.y),
+            "loo_mape": float(np.mean(np.abs(err))), "loo_acc10": float(np.mean(np.abs(err) <= 0.10)),
+            "measured": dict(zip(pred.measured, pred.y.tolist()))}
+
+

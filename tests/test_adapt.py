@@ -1,0 +1,129 @@
+"""Few-shot adaptation: a new device's predictor from a source predictor and a few real whole-model
+measurements (real ONNX Runtime, a real store), and the bad cases of `hwnas predictor adapt`."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hwnas
+from hwnas import zoo
+from hwnas.cli import main
+from hwnas.jobs import Candidate, load_predictor
+from hwnas.latency_models import AdaptedPredictor, TransferLatencyModel
+from hwnas.latency_models._adapt import loo_errors, network_features, spread_order
+from hwnas.profilers import OpConfig, ProfileStore
+from hwnas.search.spaces import create_space
+
+pytestmark = pytest.mark.slow
+
+
+def _candidates() -> list[Candidate]:
+    out = [Candidate(m.name, m.family, m.onnx) for m in (zoo.random_model(s, resolution=32, classes=10)
+                                                          for s in range(4))]
+    out += [Candidate(f"{f}-{w}", f, zoo.create(f, w, 32, 10).onnx) for f in ("mobilenetv2", "resnet")
+            for w in (0.35, 0.75)]
+    return out
+
+
+@pytest.fixture(scope="module")
+def adapted(trained, tmp_path_factory):
+    d = tmp_path_factory.mktemp("adapt")
+    said: list[str] = []
+    pred = hwnas.adapt_predictor("cpu-torch", [f"cpu-ort={trained / 'predictor'}"], samples=5, batch=2,
+                                 candidates=_candidates(), store=d / "new.sqlite", out=d / "pred",
+                                 max_time_per_op=0.03, model_passes=1, drift_check=False, message=said.append)
+    return d, pred, said
+
+
+def test_adapted_predictor_is_saved_loaded_and_predicts(adapted) -> None:
+    d, pred, said = adapted
+    assert (d / "pred" / "adapted.json").is_file() and len(pred.y) == 5
+    assert any("leave-one-out MAPE" in s for s in said)  # reported after the batches with >= 3 networks
+    again = load_predictor("cpu-torch", path=d / "pred")
+    assert isinstance(again, AdaptedPredictor) and again.source_names == ["cpu-ort"]
+    m = zoo.create("squeezenet", 0.5, 32, 10).onnx
+    assert again.predict_onnx(m).latency_ms == pytest.approx(pred.predict_onnx(m).latency_ms)
+    space = create_space("proxyless", resolution=32, width=0.35, classes=10)
+    arch = space.sample(np.random.default_rng(0))
+    assert again.predict_architecture(space.op_configs(arch)) > 0
+    with pytest.raises(hwnas.HwnasError, match="no per-layer latency table"):
+        again.layer_table(space.layer_options())
+
+
+def test_adaptation_resumes_from_its_store(adapted, trained) -> None:
+    d, pred, _ = adapted
+    with ProfileStore(d / "new.sqlite") as st:
+        before = len(st.model_measurements())
+    hwnas.adapt_predictor("cpu-torch", [f"cpu-ort={trained / 'predictor'}"], samples=5, batch=5,
+                          candidates=_candidates(), store=d / "new.sqlite", out=d / "pred2", max_time_per_op=0.03,
+                          model_passes=1, drift_check=False)
+    with ProfileStore(d / "new.sqlite") as st:
+        assert len(st.model_measurements()) == before  # nothing measured again
+    assert np.allclose(load_predictor("cpu-torch", path=d / "pred2").y, pred.y)
+
+
+def test_search_and_predict_use_an_adapted_predictor(adapted, tmp_path, capsys) -> None:
+    d, _, _ = adapted
+    m = tmp_path / "m.onnx"
+    import onnx
+
+    onnx.save(zoo.create("mobilenetv2", 0.5, 32, 10).onnx, str(m))
+    assert main(["predict", str(m), "--device", "cpu-torch", "--predictor", str(d / "pred"), "--json"]) == 0
+    assert '"latency_ms"' in capsys.readouterr().out
+    assert main(["predictor", "show", str(d / "pred")]) == 0
+    assert '"kind": "adapted"' in capsys.readouterr().out
+
+
+def test_spread_order_prefixes_cover_the_range_and_families() -> None:
+    x = np.log(np.array([1, 1.1, 1.2, 5, 5.5, 20, 21, 22.0]))
+    fam = ["a", "a", "b", "b", "c", "c", "a", "b"]
+    order = spread_order(x, fam)
+    assert sorted(order) == list(range(8))
+    first3 = order[:3]
+    assert {int(np.argmin(x)), int(np.argmax(x))} & set(first3)  # an end of the range early
+    assert len({fam[i] for i in first3}) == 3
+
+
+def test_loo_and_features() -> None:
+    rng = np.random.default_rng(0)
+    S = rng.uniform(1, 10, (12, 2))
+    X = rng.normal(size=(12, 3))
+    y = 3 * S[:, 0]
+    assert np.abs(loo_errors(X, S, y)).max() < 0.05
+    with pytest.raises(hwnas.HwnasError, match="at least 3"):
+        loo_errors(X[:2], S[:2], y[:2])
+    f = network_features([OpConfig.parse("conv_i16_o32_r14_k3_s1_arelu"), OpConfig.parse("dwconv_i32_r14_k3_s1_arelu")])
+    assert f.shape == (7,) and f[3] == 2 and f[4] == 1 and f[5] == 1
+    assert isinstance(TransferLatencyModel(), TransferLatencyModel)
+
+
+def _sha(p: Path) -> str | None:
+    return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--from", "cpu-ort", "--samples", "2"], "--samples takes a count >= 3, got 2"),
+    (["--from", "cpu-ort-mt=/nonexistent/pred"], "no predictor at /nonexistent/pred"),
+    (["--from", "cpu-torch"], "cannot be its own source"),
+    (["--from", "nosuch"], "unknown device 'nosuch'"),
+])
+def test_bad_adapt_input_is_one_line_and_exit_2(args, words, tmp_path, capsys) -> None:
+    store = tmp_path / "s.sqlite"
+    rc = main(["predictor", "adapt", "--device", "cpu-torch", "--db", str(store), "--out", str(tmp_path / "p"), *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and words in err and "Traceback" not in err, err
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_device_that_cannot_run_is_refused(trained, capsys) -> None:
+    rc = main(["predictor", "adapt", "--device", "cuda-torch", "--from", f"cpu-ort={trained / 'predictor'}"])
+    err = capsys.readouterr().err
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    assert rc == 2 and "cannot run here" in err
