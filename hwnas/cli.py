@@ -71,6 +71,17 @@ def devices_show(name: str, devices_file: DevicesFile = None, as_json: JsonFlag 
     _print_json(data) if as_json else _render.device(reg.get(name), data)
 
 
+@devices_app.command("check")
+def devices_check(name: str, devices_file: DevicesFile = None) -> None:
+    """One line: can the device measure now (remote: tracker, servers under its key, a trivial kernel)."""
+    from hwnas.jobs import check_device
+
+    ok, line = check_device(_registry(devices_file).get(name))
+    if not ok:
+        raise HwnasError(line)
+    _out().print(line, highlight=False)
+
+
 @devices_app.command("detect")
 def devices_detect(devices_file: DevicesFile = None, as_json: JsonFlag = False) -> None:
     """Describe this machine and which devices can be profiled on it (with their fingerprints)."""

@@ -352,13 +352,14 @@ def _tvm_export_library(model: onnx.ModelProto, device: Any, path: Path) -> None
     from tvm.relax.frontend.onnx import from_onnx
 
     from hwnas.profilers import random_inputs
+    from hwnas.profilers._tvm_remote import export_for
 
     backend = get_backend("tvm")
     feeds = random_inputs(model, device.options.batch_size)
     mod = from_onnx(model, shape_dict={k: list(v.shape) for k, v in feeds.items()}, keep_params_in_input=False)
     target = tvm.target.Target(json.loads(backend.resolved_target(device)))
     executable = tvm.compile(mod, target=target)
-    executable.export_library(str(path))
+    export_for(executable, device, path.parent, path.name)  # the device's cross compiler where it has one
 
 
 def card_summary(card: dict[str, Any]) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ __all__ = [
     "StoreError",
     "FingerprintMismatchError",
     "RuntimeUnavailableError",
+    "DeviceUnreachableError",
     "InvalidOpConfigError",
     "ArgumentError",
     "RunExistsError",
@@ -82,3 +83,8 @@ class RunExistsError(HwnasError):
     def __init__(self, path: object) -> None:
         self.path = path
         super().__init__(f"{path} already holds a search; continue it (resume) or choose another directory")
+
+
+class DeviceUnreachableError(RuntimeUnavailableError):
+    """A remote device that does not answer (its tracker or server), has no free server, or lost
+    its connection: nothing is recorded for what was being measured; a rerun resumes."""

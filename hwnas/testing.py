@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +25,8 @@ from hwnas.profilers._backends import Backend
 from hwnas.profilers._ops import OpConfig
 from hwnas.profilers._timing import TimingPolicy, measure
 
-__all__ = ["deterministic_feasibility", "check_device", "check_backend", "check_latency_model", "check_strategy", "check_space", "FAST_POLICY"]
+__all__ = ["deterministic_feasibility", "check_device", "check_backend", "check_latency_model", "check_strategy", "check_space", "FAST_POLICY",
+           "LocalTvmRpc", "free_port"]
 
 #: A timing policy for tests: a few runs, a few milliseconds per op. Never for reported numbers.
 FAST_POLICY = TimingPolicy(warmup_runs=2, warmup_s=0.0, min_runs=5, min_time_s=0.002, max_time_s=0.05, batch=5, rounds=2)
@@ -186,3 +193,70 @@ def check_strategy(name: str, space: Any, budget: int = 25) -> None:
             assert replay.ask() == a
             replay.tell(a, told(a))
         assert run(len(first) - k, replay) == first[k:], "replaying tells must resume the same run"
+
+
+def free_port() -> int:
+    """A TCP port free on localhost now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalTvmRpc:
+    """A real TVM RPC tracker and one server under ``key`` on localhost (TVM's own
+    ``tvm.exec.rpc_tracker`` and ``tvm.exec.rpc_server``), for tests and benchmarks of remote
+    devices; ``stop_server``/``start_server`` simulate a device that goes away and comes back."""
+
+    def __init__(self, key: str = "hwnas-test") -> None:
+        self.key, self.port = key, free_port()
+        self.tracker = self._start("rpc_tracker", "--host", "127.0.0.1", "--port", str(self.port),
+                                   "--port-end", str(self.port + 1))
+        self._wait_port(self.port)
+        self.server = None
+        self.start_server()
+
+    def _start(self, what: str, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", f"tvm.exec.{what}", *args], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+
+    @staticmethod
+    def _wait_port(port: int) -> None:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"nothing listens on {port}")
+
+    def start_server(self) -> None:
+        from tvm import rpc
+
+        port = free_port()
+        self.server = self._start("rpc_server", "--tracker", f"127.0.0.1:{self.port}", "--key", self.key,
+                                  "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1))
+        from hwnas.profilers._tvm_remote import servers_for_key
+
+        for _ in range(100):  # registered with the tracker
+            if servers_for_key(rpc.connect_tracker("127.0.0.1", self.port), self.key)[0]:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the RPC server did not register")
+
+    @staticmethod
+    def _kill(p: subprocess.Popen) -> None:
+        """The process and every process it started (TVM's server runs in a worker of its own)."""
+        import psutil
+
+        for child in psutil.Process(p.pid).children(recursive=True):
+            child.kill()
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+
+    def stop_server(self) -> None:
+        self._kill(self.server)
+
+    def close(self) -> None:
+        for p in (self.server, self.tracker):
+            if p is not None and p.poll() is None:
+                self._kill(p)

@@ -5,7 +5,7 @@
 1
 """
 
-from hwnas.devices._device import RUNTIMES, Device, DeviceConstraints, RuntimeOptions
+from hwnas.devices._device import RUNTIMES, Device, DeviceConstraints, RemoteSpec, RuntimeOptions, parse_address
 from hwnas.devices._fingerprint import Fingerprint, host_cpu_model, make_fingerprint, resolve_threads
 from hwnas.devices._registry import DeviceRegistry, builtin_devices, default_registry
 
@@ -14,6 +14,8 @@ __all__ = [
     "Device",
     "DeviceConstraints",
     "RuntimeOptions",
+    "RemoteSpec",
+    "parse_address",
     "Fingerprint",
     "make_fingerprint",
     "host_cpu_model",

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from hwnas._optypes import OpType
 from hwnas.errors import HwnasError
 
-__all__ = ["Device", "RuntimeOptions", "DeviceConstraints", "RUNTIMES"]
+__all__ = ["Device", "RuntimeOptions", "DeviceConstraints", "RemoteSpec", "RUNTIMES", "parse_address"]
 
 RUNTIMES = ("onnxruntime", "tvm", "torch")
 GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
@@ -103,6 +103,45 @@ class DeviceConstraints:
                 )
 
 
+def parse_address(text: str, what: str) -> tuple[str, int]:
+    """``HOST:PORT`` as (host, port); anything else is a ValueError naming ``what``."""
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{what} must be HOST:PORT (e.g. 127.0.0.1:9190), got {text!r}")
+    return host, int(port)
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """Where a remote TVM device is reached: through an RPC ``tracker`` (``HOST:PORT``) and the
+    ``key`` its servers registered under, or a server at ``host`` (``HOST:PORT``) directly. Models
+    are compiled on this machine for the device's ``tvm_target`` and linked by ``cross_compiler``
+    (a C++ compiler for the device, e.g. ``aarch64-linux-gnu-g++``; this machine's for a host target).
+    ``timeout_s``: how long to wait for a free server and for each call."""
+
+    tracker: str | None = None
+    host: str | None = None
+    key: str = ""
+    cross_compiler: str | None = None
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if (self.tracker is None) == (self.host is None):
+            raise ValueError("a remote needs exactly one of tracker = 'HOST:PORT' (with key) or host = 'HOST:PORT'")
+        if self.tracker is not None:
+            parse_address(self.tracker, "remote.tracker")
+            if not self.key:
+                raise ValueError("a remote reached through a tracker needs the key its servers registered under")
+        if self.host is not None:
+            parse_address(self.host, "remote.host")
+        if self.timeout_s <= 0:
+            raise ValueError(f"remote.timeout_s must be > 0, got {self.timeout_s}")
+
+    @property
+    def address(self) -> str:
+        return f"tracker {self.tracker} key {self.key}" if self.tracker else f"server {self.host}"
+
+
 @dataclass(frozen=True)
 class Device:
     """A target device: a runtime with its options, and the constraints searches must honour.
@@ -117,12 +156,16 @@ class Device:
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
     constraints: DeviceConstraints = field(default_factory=DeviceConstraints)
     description: str = ""
+    #: a device measured over TVM's RPC (``runtime = "tvm"`` only); None: this machine
+    remote: RemoteSpec | None = None
 
     def __post_init__(self) -> None:
         if not self.name or any(c.isspace() for c in self.name):
             raise ValueError(f"device name must be non-empty without spaces, got {self.name!r}")
         if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        if self.remote is not None and self.runtime != "tvm":
+            raise ValueError(f"a remote device is measured over TVM's RPC: runtime must be 'tvm', got {self.runtime!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,7 +180,10 @@ class Device:
         constraints = _from_mapping(
             DeviceConstraints, dict(data.pop("constraints", {}) or {}), f"{where}.constraints"
         )
-        return _from_mapping(cls, {**data, "options": options, "constraints": constraints}, where)
+        remote = data.pop("remote", None)
+        if remote is not None:
+            remote = _from_mapping(RemoteSpec, dict(remote), f"{where}.remote")
+        return _from_mapping(cls, {**data, "options": options, "constraints": constraints, "remote": remote}, where)
 
     def replace(self, **changes: Any) -> Device:
         return dataclasses.replace(self, **changes)

@@ -135,8 +135,10 @@ class DeviceRegistry:
             spec = dict(spec)
             base_name = spec.pop("base", None)
             base: dict[str, Any] = self.get(base_name).to_dict() if base_name else {}
-            merged = {**base, **{k: v for k, v in spec.items() if k not in ("options", "constraints")}}
+            merged = {**base, **{k: v for k, v in spec.items() if k not in ("options", "constraints", "remote")}}
             merged["name"] = name
+            if base.get("remote") or spec.get("remote"):
+                merged["remote"] = {**(base.get("remote") or {}), **spec.get("remote", {})}
             merged["options"] = {**base.get("options", {}), **spec.get("options", {})}
             merged["constraints"] = {**base.get("constraints", {}), **spec.get("constraints", {})}
             if "runtime" not in merged:

@@ -6,7 +6,7 @@ messages), return result objects and never print; ``hwnas.cli`` renders them.
 'nb201'
 """
 
-from hwnas.jobs._common import (Message, Progress, check_count, detect_devices, device_status, check_fraction, check_positive, get_device,
+from hwnas.jobs._common import (Message, Progress, check_count, check_device, detect_devices, device_status, check_fraction, check_positive, get_device,
                                 list_devices, load_devices, no_message, no_progress, open_store, timing_policy,
                                 user_devices_file)
 from hwnas.jobs._adapt import Candidate, adapt_predictor, default_candidates
@@ -21,7 +21,7 @@ from hwnas.jobs._search import (SEARCH_OPTIONS, arch_latency_on, create_search, 
                                 write_search)
 from hwnas.jobs._space_models import space_calibration_models, space_models, spread_archs
 
-__all__ = ["Message", "Progress", "detect_devices", "device_status", "check_count", "check_fraction", "check_positive", "get_device", "list_devices",
+__all__ = ["Message", "Progress", "check_device", "detect_devices", "device_status", "check_count", "check_fraction", "check_positive", "get_device", "list_devices",
            "load_devices", "no_message", "no_progress", "open_store", "timing_policy", "user_devices_file",
            "arch_spec", "export", "PredictorEvaluation", "TrainReport", "default_predictor_dir", "evaluate_predictor",
            "load_predictor", "predictor_dir", "predictor_info", "repeat_check", "space_key", "train_device_predictor",

@@ -12,7 +12,7 @@ from hwnas.devices import Device, DeviceRegistry, default_registry
 from hwnas.errors import ArgumentError, HwnasError
 from hwnas.profilers import ProfileStore, TimingPolicy, default_db_path
 
-__all__ = ["Progress", "Message", "no_progress", "no_message", "load_devices", "get_device", "list_devices",
+__all__ = ["Progress", "Message", "no_progress", "no_message", "load_devices", "get_device", "list_devices", "check_device",
            "open_store", "timing_policy", "check_positive", "check_count", "check_fraction", "user_devices_file",
            "device_status", "detect_devices", "OpProgress"]
 
@@ -126,6 +126,31 @@ def device_status(registry: DeviceRegistry, names: list[str] | None = None) -> l
         rows.append({"name": name, "runtime": d.runtime, "available": not problems, "problems": problems,
                      "description": d.description})
     return rows
+
+
+def check_device(device: Device) -> tuple[bool, str]:
+    """Whether ``device`` can measure now, in one line: for a remote TVM device whether its tracker
+    answers, how many servers hold its key and whether a trivial kernel runs there; for a local one
+    whether its runtime is here and a trivial kernel runs."""
+    from hwnas.profilers import get_backend
+    from hwnas.profilers._tvm_remote import check_remote
+
+    if device.remote is not None:
+        problems = get_backend(device.runtime).check(device)
+        if problems:
+            return False, f"{device.name}: {'; '.join(problems)}"
+        result = check_remote(device)
+        return result.ok, result.line
+    from hwnas.profilers import OpConfig, Profiler
+    from hwnas.testing import FAST_POLICY
+
+    try:
+        m = Profiler(device, FAST_POLICY).profile_op(OpConfig.parse("act_i8_r8_arelu"))
+    except HwnasError as exc:
+        return False, f"{device.name}: {exc}"
+    if m.status != "ok":
+        return False, f"{device.name}: a trivial kernel failed: {m.reason}"
+    return True, f"{device.name}: runs here; a trivial kernel took {m.stats.latency_ms:.4f} ms"
 
 
 def detect_devices(registry: DeviceRegistry) -> dict[str, Any]:

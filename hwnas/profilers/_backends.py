@@ -20,6 +20,7 @@ import onnx
 
 from hwnas._registry import Registry
 from hwnas.devices import Device, resolve_threads
+from hwnas.errors import DeviceUnreachableError, RuntimeUnavailableError
 from hwnas.profilers._quantize import INT8_RECIPE, quantize_int8, to_fp16
 from hwnas.profilers._runtime import Backend, NodeTiming, Prepared, random_inputs
 from hwnas.profilers._torch import TorchBackend
@@ -222,35 +223,72 @@ class OrtBackend(Backend):
 # TVM (relax)
 # ---------------------------------------------------------------------------------------------
 class TvmPrepared(Prepared):
+    """A model compiled by TVM relax for the device's target; run by a VM here, or, for a remote
+    device, uploaded and run by the RPC server (a lost connection is retried once on a fresh
+    session, then a :class:`DeviceUnreachableError`)."""
+
     def __init__(self, model: onnx.ModelProto, device: Device, backend: TvmBackend) -> None:
         import tvm
-        from tvm import relax
         from tvm.relax.frontend.onnx import from_onnx
 
-
-
-        self.tvm = tvm
-        threads = resolve_threads(device.options.intra_op_threads)
-        # TVM pins the calling thread when it configures its pool: undo that in close()
-        self._affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-        tvm.get_global_func("runtime.config_threadpool")(0, threads)
+        self.tvm, self.device, self.backend = tvm, device, backend
+        self._affinity = None
+        if device.remote is None:
+            # TVM pins the calling thread when it configures its pool: undo that in close()
+            self._affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+            tvm.get_global_func("runtime.config_threadpool")(0, resolve_threads(device.options.intra_op_threads))
         feeds = random_inputs(model, device.options.batch_size)
-        shape_dict = {k: list(v.shape) for k, v in feeds.items()}
-        mod = from_onnx(model, shape_dict=shape_dict, keep_params_in_input=False)
-        target = tvm.target.Target(json.loads(backend.resolved_target(device)))
-        self.executable = tvm.compile(mod, target=target)
-        self.dev = tvm.cuda() if device.options.device_type == "cuda" else tvm.cpu()
-        self.vm = relax.VirtualMachine(self.executable, self.dev)
-        names = [i.name for i in model.graph.input if i.name in feeds]
-        self.args = [tvm.runtime.tensor(feeds[n], self.dev) for n in names]
-        self._timer = self.vm.time_evaluator("main", self.dev, number=1, repeat=1)
+        mod = from_onnx(model, shape_dict={k: list(v.shape) for k, v in feeds.items()}, keep_params_in_input=False)
+        self.executable = tvm.compile(mod, target=tvm.target.Target(json.loads(backend.resolved_target(device))))
+        self.feeds = [feeds[i.name] for i in model.graph.input if i.name in feeds]
+        self.remote = self._on_remote() if device.remote is not None else None
+        if self.remote is None:
+            from tvm import relax
+
+            self.dev = tvm.cuda() if device.options.device_type == "cuda" else tvm.cpu()
+            self.vm = relax.VirtualMachine(self.executable, self.dev)
+            self.args = [tvm.runtime.tensor(x, self.dev) for x in self.feeds]
+            self._timer = self.vm.time_evaluator("main", self.dev, number=1, repeat=1)
+
+    def _on_remote(self, retry: bool = True) -> Any:
+        from hwnas.profilers._tvm_remote import RemoteModule, is_connection_error
+
+        remote = self.device.remote
+        try:
+            return RemoteModule(self.backend.sessions.get(remote), self.executable, self.device, self.feeds)
+        except DeviceUnreachableError:  # no tracker, no server under the key: said clearly already
+            raise
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            self.backend.sessions.drop(remote)
+            if retry:
+                return self._on_remote(retry=False)
+            raise DeviceUnreachableError(f"lost the connection to {self.device.name} ({remote.address}): "
+                                         f"{str(exc).splitlines()[0]}; what was measured is kept: rerun to resume") from None
 
     def sample(self, n: int) -> list[float]:
+        if self.remote is not None:
+            return self._remote_sample(n)
         timer = self.vm.time_evaluator("main", self.dev, number=1, repeat=n) if n > 1 else self._timer
         return [float(r) for r in timer(*self.args).results]
 
-    def breakdown(self, runs: int = 10) -> list[NodeTiming]:
-        """Per-call times from the relax VM's instrument hook (builtins excluded)."""
+    def _remote_sample(self, n: int) -> list[float]:
+        from hwnas.profilers._tvm_remote import is_connection_error
+
+        try:
+            return self.remote.sample(n)
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            self.backend.sessions.drop(self.device.remote)
+            self.remote = self._on_remote()  # the server may be back: one fresh session, then give up
+            return self.remote.sample(n)
+
+    def breakdown(self, runs: int = 10) -> list[NodeTiming] | None:
+        """Per-call times from the relax VM's instrument hook (builtins excluded); none remotely."""
+        if self.remote is not None:
+            return None
         durations: dict[str, list[float]] = defaultdict(list)
         started: dict[str, float] = {}
         order: list[str] = []
@@ -290,9 +328,44 @@ class TvmPrepared(Prepared):
             os.sched_setaffinity(0, self._affinity)
 
 
+#: target options TVM takes as lists
+_LIST_OPTIONS = ("mattr", "keys", "libs", "cl-opt")
+
+
+def target_dict(text: str) -> dict[str, Any]:
+    """A target in the command-line form (``llvm -mtriple=aarch64-linux-gnu -mattr=+neon``, as
+    device files and TVM's documentation write it) as the JSON dict TVM 0.2x takes."""
+    kind, *options = text.split()
+    out: dict[str, Any] = {"kind": kind}
+    for opt in options:
+        key, eq, value = opt.lstrip("-").partition("=")
+        if not eq or not key:
+            raise RuntimeUnavailableError(f"target option {opt!r} in {text!r} is not -NAME=VALUE")
+        out[key] = value.split(",") if key in _LIST_OPTIONS else value
+    return out
+
+
 class TvmBackend(Backend):
+    """TVM relax; a device with a ``remote`` is compiled here and measured over TVM's RPC."""
+
     name = "tvm"
     install_hint = "pip install apache-tvm   (or: pip install 'hwnas[tvm]')"
+
+    def __init__(self) -> None:
+        from hwnas.profilers._tvm_remote import RemoteSessions
+
+        #: the RPC sessions of remote devices, opened on first use
+        self.sessions = RemoteSessions()
+
+    def connect(self, device: Device) -> None:
+        if device.remote is not None:
+            self.sessions.get(device.remote)
+
+    def setup_tag(self, device: Device) -> str:
+        r = device.remote
+        if r is None:
+            return ""
+        return f"remote {r.address}" + (f", linked by {r.cross_compiler}" if r.cross_compiler else "")
 
     def check(self, device: Device | None = None) -> list[str]:
         try:
@@ -326,7 +399,7 @@ class TvmBackend(Backend):
             return json.dumps({"kind": "llvm", "mcpu": str(codegen.llvm_get_system_cpu())}, sort_keys=True)
         if t.lstrip().startswith("{"):
             return json.dumps(json.loads(t), sort_keys=True)
-        return json.dumps({"kind": t}, sort_keys=True)
+        return json.dumps(target_dict(t), sort_keys=True)
 
     def prepare(self, model: onnx.ModelProto, device: Device) -> Prepared:
         self.require(device)

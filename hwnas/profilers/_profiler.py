@@ -18,7 +18,7 @@ from hwnas.profilers._backends import Backend, Prepared, get_backend
 from hwnas.profilers._drift import DriftGuard, DriftPolicy
 from hwnas.profilers._onnx import graph_sha256, load_onnx
 from hwnas.profilers._ops import OpConfig
-from hwnas.errors import HwnasError
+from hwnas.errors import DeviceUnreachableError, HwnasError
 from hwnas.profilers._records import ModelMeasurement, OpMeasurement, RepeatCheck
 from hwnas.profilers._store import ProfileStore
 from hwnas.profilers._system import cpu_affinity
@@ -115,6 +115,7 @@ class Profiler:
         self.store = store
         self.backend = backend or get_backend(device.runtime)
         self.backend.require(device)
+        self.backend.connect(device)
         self.fingerprint: Fingerprint = fingerprint(device)
         if store is not None:
             store.add_fingerprint(self.fingerprint)
@@ -155,6 +156,8 @@ class Profiler:
             with self._prepared(cfg) as prepared:
                 stats, samples = measure(prepared.sample, self.policy)
                 kernel = _kernel_of(prepared) if self.kernel_times else None
+        except DeviceUnreachableError:  # the device, not the op: nothing is recorded, a rerun resumes
+            raise
         except Exception as exc:  # the runtime could not build or run it: record and move on
             if _transient(exc):  # out of memory now is not "unsupported" for ever: not stored
                 raise HwnasError(f"{cfg} ran out of memory on {self.device.name} ({_reason(exc)}); nothing was "

@@ -123,6 +123,10 @@ class Backend(ABC):
     @abstractmethod
     def prepare(self, model: onnx.ModelProto, device: Device) -> Prepared: ...
 
+    def connect(self, device: Device) -> None:
+        """Reach the device before any measurement (a remote one: open its session), so that a
+        device that does not answer fails at once, in one line."""
+
     def setup_tag(self, device: Device) -> str:
         """How this backend runs ``device`` beyond its options' fields (CUDA graphs, a quantization
         recipe); part of the fingerprint, so measurements taken another way never mix. Empty when
