@@ -249,14 +249,15 @@ class PredictorEvaluation:
 
 def evaluate_predictor(device: str | Device, *, predictor: LatencyPredictor | None = None, store: Any = None,
                        quick: bool = False, model_passes: int = 3, allow_fingerprint_mismatch: bool = False,
-                       plot: str | Path | None = None, progress: Progress = no_progress) -> PredictorEvaluation:
+                       plot: str | Path | None = None, progress: Progress = no_progress,
+                       heldout: str = "first") -> PredictorEvaluation:
     """Measure the held-out zoo models (MnasNet-, EfficientNet-, SqueezeNet-like, random) on the
     device and score the predictor (by default the device's) on them; ``plot``: a predicted vs
     measured PNG."""
     check_count("model_passes", model_passes)
     dev = get_device(device)
     pred = predictor or load_predictor(dev, allow_fingerprint_mismatch=allow_fingerprint_mismatch)
-    models = evaluation_models(quick)
+    models = evaluation_models(quick, heldout=heldout)  # ``heldout``: which set (HELDOUT_SETS)
     total = len(models) * model_passes
     done = [0]
 

@@ -1,8 +1,7 @@
 """A new device's latency predictor from a few whole-network measurements (few-shot adaptation).
 
 Other devices' predictors (the *sources*) predict each network; a :class:`TransferLatencyModel`
-learns the new device's latency from those predictions (whole network, and per kernel group) and
-cheap network features (MACs, parameters, activation bytes, kernel counts). The same transfer model
+learns the new device's latency from those predictions and the network's MACs. The same transfer model
 serves NAS-Bench-201's tables, where the sources are the table's other devices.
 """
 
@@ -30,7 +29,7 @@ from hwnas.latency_models._predictor import (
 from hwnas.latency_models._transfer import TransferLatencyModel
 from hwnas.profilers import OpConfig
 
-__all__ = ["AdaptedPredictor", "network_features", "source_features", "transfer_inputs", "spread_order", "loo_errors",
+__all__ = ["AdaptedPredictor", "network_features", "transfer_inputs", "spread_order", "loo_errors",
            "load_any_predictor", "ADAPTED_FILE", "MIN_SAMPLES"]
 
 #: the file that marks a predictor directory as adapted
@@ -58,28 +57,14 @@ def network_features(configs: Sequence[OpConfig]) -> np.ndarray:
     return np.array([np.log1p(macs / 1e6), np.log1p(params / 1e3), np.log1p(4 * io / 1e6), len(ks), *groups], float)
 
 
-def source_features(source: LatencyPredictor, archs: Sequence[Sequence[OpConfig]],
-                    totals: np.ndarray | None = None) -> np.ndarray:
-    """One source's view of each network: its predicted latency (ms; ``totals`` where given, e.g.
-    from its ONNX path) and its uncalibrated predicted time of each kernel group."""
-    expanded = [expand_kernels(list(a)) for a in archs]
-    uniq = list(dict.fromkeys(k for ks in expanded for k in ks))
-    ms = dict(zip(uniq, source.predict_configs(uniq).latency_ms)) if uniq else {}
-    total = source.predict_architectures(archs) if totals is None else np.asarray(totals, float)
-    groups = np.zeros((len(archs), 3))
-    for i, ks in enumerate(expanded):
-        for k in ks:
-            groups[i, _group(k)] += ms[k]
-    return np.column_stack([total, np.maximum(groups, 1e-4)])
-
-
 def transfer_inputs(sources: Sequence[LatencyPredictor], archs: Sequence[Sequence[OpConfig]],
                     totals: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The transfer model's inputs for networks given as op configurations: ``X``, their
-    :func:`network_features`; ``S``, every source's :func:`source_features` side by side
-    (``totals``: each source's own whole-network predictions, where already known)."""
-    X = np.array([network_features(a) for a in archs]).reshape(len(archs), -1)
-    S = np.column_stack([source_features(s, archs, None if totals is None else totals[i])
+    """The transfer model's inputs for networks given as op configurations: ``S``, every source's
+    whole-network prediction (ms; ``totals``: each source's own predictions, where already known);
+    ``X``, the network's log MACs. Few inputs on purpose: with 5-20 measured networks the kernel
+    groups and the other network features overfit (BENCHMARKS.md, "Few-shot adaptation")."""
+    X = np.array([network_features(a)[:1] for a in archs]).reshape(len(archs), -1)
+    S = np.column_stack([s.predict_architectures(archs) if totals is None else np.asarray(totals[i], float)
                          for i, s in enumerate(sources)])
     return X, S
 
