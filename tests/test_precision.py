@@ -147,3 +147,37 @@ def test_graph_replay_computes_what_eager_does() -> None:
     torch.testing.assert_close(prepared._output, eager)
     assert all(t > 0 for t in prepared.sample(5))
     prepared.close()
+
+
+# ---- bad input for the new options: one line, exit 2, the user's files untouched ---------------
+@pytest.mark.parametrize("toml,words", [
+    ('[devices.x]\nbase = "cpu-tvm"\n[devices.x.remote]\ntracker = "nohost"\nkey = "k"\n', "must be HOST:PORT"),
+    ('[devices.x]\nbase = "cpu-tvm"\n[devices.x.remote]\ntracker = "127.0.0.1:9"\n', "needs the key"),
+    ('[devices.x]\nbase = "cpu-ort"\n[devices.x.options]\ncuda_graphs = true\n', "cuda_graphs = true needs"),
+    ('[devices.x]\nbase = "cpu-ort"\n[devices.x.options]\nprecision = "int4"\n', "precision must be one of"),
+])
+def test_bad_device_options_are_one_line(toml, words, tmp_path, capsys) -> None:
+    import hashlib
+
+    from hwnas.cli import main
+
+    f = tmp_path / "devices.toml"
+    f.write_text(toml)
+    before = hashlib.sha256(f.read_bytes()).hexdigest()
+    rc = main(["devices", "show", "x", "--devices-file", str(f)])
+    err = capsys.readouterr().err
+    assert rc == 2 and words in err and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.strip()][-1].startswith("error")
+    assert hashlib.sha256(f.read_bytes()).hexdigest() == before
+
+
+def test_evaluate_quantized_needs_the_proxy_evaluator(tmp_path, capsys) -> None:
+    from hwnas.cli import main
+
+    csv = tmp_path / "acc.csv"
+    csv.write_text("arch_str,cifar10_test_acc\n")
+    rc = main(["search", "--space", "mlp", "--device", "cpu-ort", "--evaluator", "table", "--accuracy-csv",
+               str(csv), "--evaluate-quantized", "--out", str(tmp_path / "run"), "--target-ms", "1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and "evaluate_quantized needs the proxy evaluator" in err, err
+    assert not (tmp_path / "run" / "journal.sqlite").exists()

@@ -112,9 +112,6 @@ def _evaluator(evaluator: Any, sp: SearchSpace, seed: int, o: dict[str, Any]) ->
         return evaluator
     if evaluator == "table":
         return create_evaluator("table", sp, accuracy_csv=o["accuracy_csv"], accuracy_column=o["accuracy_column"])
-    if o["evaluate_quantized"] and evaluator != "proxy":
-        raise HwnasError(f"evaluate_quantized needs the proxy evaluator (it quantizes the trained network); "
-                         f"got {evaluator!r}")
     if evaluator == "proxy":
         return create_evaluator("proxy", sp, dataset=o["dataset"], epochs=o["epochs"], resolution=o["resolution"],
                                 train_device=o["train_device"], seed=seed, quantized=o["evaluate_quantized"])
@@ -174,6 +171,9 @@ def create_search(space: str | SearchSpace, device: str | Device, *, target_ms: 
     0.5
     """
     o = _options(options)
+    if o["evaluate_quantized"] and evaluator != "proxy":  # before any work
+        raise HwnasError(f"evaluate_quantized needs the proxy evaluator (it quantizes the trained network); "
+                         f"got {evaluator!r}")
     _check(target_ms, strategy, objective, verify, o)
     reward_fn = reward_preset(reward, target_ms)  # an unknown preset fails before any work
     dev = get_device(device)
