@@ -22,7 +22,13 @@ from hwnas._registry import Registry
 from hwnas.devices import Device, resolve_threads
 from hwnas.errors import DeviceUnreachableError, RuntimeUnavailableError
 from hwnas.profilers._quantize import INT8_RECIPE, quantize_int8, to_fp16
-from hwnas.profilers._runtime import Backend, NodeTiming, Prepared, random_inputs
+from hwnas.profilers._runtime import (
+    Backend,
+    NodeTiming,
+    Prepared,
+    random_inputs,
+    wall_times,
+)
 from hwnas.profilers._torch import TorchBackend
 
 __all__ = ["NodeTiming", "Prepared", "Backend", "get_backend", "backend_names", "list_backends", "register_backend", "random_inputs"]
@@ -62,21 +68,15 @@ class OrtPrepared(Prepared):
         return binding
 
     def sample(self, n: int) -> list[float]:
-        pc, out = time.perf_counter, []
         if self.binding is not None:
             run_bound, binding = self.session.run_with_iobinding, self.binding
-            for _ in range(n):
-                t = pc()
+
+            def bound() -> None:
                 run_bound(binding)
                 binding.synchronize_outputs()
-                out.append(pc() - t)
-            return out
+            return wall_times(bound, n)
         run, feeds = self.session.run, self.feeds
-        for _ in range(n):
-            t = pc()
-            run(None, feeds)
-            out.append(pc() - t)
-        return out
+        return wall_times(lambda: run(None, feeds), n)
 
     def breakdown(self, runs: int = 10) -> list[NodeTiming]:
         with tempfile.TemporaryDirectory(prefix="hwnas-ort-") as tmp:

@@ -13,7 +13,7 @@ import onnx
 from hwnas.devices import Device
 from hwnas.errors import RuntimeUnavailableError
 
-__all__ = ["NodeTiming", "Prepared", "Backend", "random_inputs", "LAYOUT_CONVERSIONS", "BOUNDARY_CONVERSIONS"]
+__all__ = ["NodeTiming", "Prepared", "Backend", "random_inputs", "wall_times", "LAYOUT_CONVERSIONS", "BOUNDARY_CONVERSIONS"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,18 @@ def is_boundary(node: NodeTiming) -> bool:
     """A conversion at an op's edges (see ``BOUNDARY_CONVERSIONS``); a ``Transpose`` counts when
     the runtime inserted it (``fused``), not when the model has it."""
     return node.op_type in BOUNDARY_CONVERSIONS or (node.op_type == "Transpose" and node.fused)
+
+
+def wall_times(run: Any, n: int) -> list[float]:
+    """``run()`` called ``n`` times; each call's wall time in seconds."""
+    import time
+
+    pc, out = time.perf_counter, []
+    for _ in range(n):
+        t = pc()
+        run()
+        out.append(pc() - t)
+    return out
 
 
 class Prepared(ABC):

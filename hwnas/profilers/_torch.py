@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -10,7 +9,7 @@ import onnx
 
 from hwnas.devices import Device, resolve_threads
 from hwnas.errors import RuntimeUnavailableError
-from hwnas.profilers._runtime import Backend, Prepared, random_inputs
+from hwnas.profilers._runtime import Backend, Prepared, random_inputs, wall_times
 
 __all__ = ["TorchBackend", "TorchPrepared"]
 
@@ -80,12 +79,7 @@ class TorchPrepared(Prepared):
         with torch.inference_mode():
             if self.cuda:
                 return self._events(n, lambda: m(*xs))
-            out, pc = [], time.perf_counter
-            for _ in range(n):
-                t = pc()
-                m(*xs)
-                out.append(pc() - t)
-        return out
+            return wall_times(lambda: m(*xs), n)
 
     def close(self) -> None:
         self.graph = None
