@@ -6,7 +6,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import onnx
@@ -147,7 +147,11 @@ class Profiler:
 
     def profile_op(self, cfg: OpConfig) -> OpMeasurement:
         """Measure one op. A runtime failure gives an ``unsupported`` record with the reason."""
-        cfg = cfg.with_batch(self.device.options.batch_size)
+        t0 = time.time()
+        m = self._profile_op(cfg.with_batch(self.device.options.batch_size))
+        return replace(m, started_unix_s=t0, finished_unix_s=time.time())
+
+    def _profile_op(self, cfg: OpConfig) -> OpMeasurement:
         fp = self.fingerprint
         reason = self._unsupported_reason(cfg)
         if reason:

@@ -34,6 +34,9 @@ class OpMeasurement:
     reason: str = ""
     samples_ms: tuple[float, ...] = field(default=(), repr=False)
     kernel_ms: float | None = None
+    #: when the measurement began and ended (Unix time, s): measurements on one device never overlap
+    started_unix_s: float | None = None
+    finished_unix_s: float | None = None
 
     @property
     def latency_ms(self) -> float | None:

@@ -29,6 +29,9 @@ SCHEMA_VERSION = 1
 _MAGIC = b"SQLite format 3\x00"
 _STAT_COLS = [f for f in LatencyStats.__dataclass_fields__]
 
+#: when an op's measurement began and ended (Unix seconds), added to stores when opened
+_TIME_COLS = ("started_unix_s", "finished_unix_s")
+
 _SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE fingerprints (
@@ -170,6 +173,10 @@ class ProfileStore:
         if "kernel_ms" not in {r[1] for r in conn.execute("PRAGMA table_info(op_measurements)")}:
             # added without a schema change: ops measured before have none (``hwnas profile --stored`` adds it)
             conn.execute("ALTER TABLE op_measurements ADD COLUMN kernel_ms REAL")
+        have = {r[1] for r in conn.execute("PRAGMA table_info(op_measurements)")}
+        for col in _TIME_COLS:  # added without a schema change: when each measurement ran (None before)
+            if col not in have:
+                conn.execute(f"ALTER TABLE op_measurements ADD COLUMN {col} REAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -201,9 +208,10 @@ class ProfileStore:
         key = str(m.config)
         stats = m.stats.to_dict() if m.stats else dict.fromkeys(_STAT_COLS)
         cols = ["fingerprint_id", "device_name", "config_key", "status", "reason", *_STAT_COLS, "samples_json", "created_at",
-                "kernel_ms"]
+                "kernel_ms", *_TIME_COLS]
         vals = [m.fingerprint_id, m.device_name, key, m.status, m.reason, *(stats[c] for c in _STAT_COLS),
-                json.dumps([round(s, 6) for s in m.samples_ms]) if m.samples_ms else None, _now(), m.kernel_ms]
+                json.dumps([round(s, 6) for s in m.samples_ms]) if m.samples_ms else None, _now(), m.kernel_ms,
+                m.started_unix_s, m.finished_unix_s]
         verb = "INSERT OR REPLACE" if replace else "INSERT"
         with self._conn:
             self._conn.execute(
@@ -293,7 +301,7 @@ class ProfileStore:
             stats = LatencyStats(**{**stats.to_dict(), "converged": bool(stats.converged)})
         samples = tuple(json.loads(row["samples_json"])) if row["samples_json"] else ()
         return OpMeasurement(config, row["device_name"], fingerprint_id, row["status"], stats, row["reason"], samples,
-                             row["kernel_ms"])
+                             row["kernel_ms"], row["started_unix_s"], row["finished_unix_s"])
 
     def _frame(self, table: str, fingerprint_id: str | None, device_name: str | None) -> pd.DataFrame:
         where, args = [], []

@@ -8,6 +8,8 @@ journaled and resumable :class:`Search`, accuracy evaluators, and run directorie
 
 from hwnas.search._evaluators import (ProxyTrainingEvaluator, TableEvaluator, create_evaluator, dataset_classes,
                                       list_evaluators, load_dataset, register_evaluator)
+from hwnas.search._parallel import (EvaluationFailed, Executor, InlineExecutor, ProcessExecutor, RayExecutor,
+                                    create_executor, evaluate_trial, list_executors, register_executor, run_trials)
 from hwnas.search._objective import MnasReward, pareto_front, reward_preset
 from hwnas.search._run import (OBJECTIVES, Journal, Limits, Trial, best_and_front, check_budget_feasible, feasibility,
                                incumbent, strategy_reward)
@@ -25,4 +27,6 @@ __all__ = ["MnasReward", "pareto_front", "reward_preset", "OBJECTIVES", "Journal
            "create_space", "register_space", "list_spaces", "space_settings", "space_names", "Strategy",
            "SearchExhausted", "check_strategy_params", "create_strategy", "register_strategy", "list_strategies", "strategy_class",
            "strategy_names", "ProxyTrainingEvaluator", "TableEvaluator", "create_evaluator", "register_evaluator",
-           "list_evaluators", "load_dataset", "dataset_classes"]
+           "list_evaluators", "load_dataset", "dataset_classes", "Executor", "InlineExecutor", "ProcessExecutor",
+           "RayExecutor", "EvaluationFailed", "create_executor", "evaluate_trial", "list_executors", "register_executor",
+           "run_trials"]

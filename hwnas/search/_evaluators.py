@@ -171,6 +171,14 @@ class ProxyTrainingEvaluator:
         self.resolution = resolution
         self.quantized = quantized
 
+    def with_device(self, device: str) -> ProxyTrainingEvaluator:
+        """This evaluator training on ``device`` (a worker given a GPU: ``cuda``)."""
+        import copy
+
+        new = copy.copy(self)
+        new.device = device
+        return new
+
     def __call__(self, arch: Arch) -> float:
         module, accuracy = self.train(arch)
         return self.int8_accuracy(arch, module) if self.quantized else accuracy

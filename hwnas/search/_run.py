@@ -57,8 +57,10 @@ class Trial:
     flops: int
     eval_seconds: float
     measured_latency_ms: float | None = None
-    state: str = "complete"  # or "pending" (asked, not told yet)
+    state: str = "complete"  # "pending" (asked, not told yet) or "failed" (its evaluation failed for good)
     settings: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: why a failed trial's evaluation failed (its last attempt)
+    error: str | None = None
 
     def row(self) -> dict[str, Any]:
         """The stored fields and the measured latency (a row of ``trials.csv``)."""
@@ -66,9 +68,11 @@ class Trial:
 
 
 class Journal:
-    """Every evaluated candidate in SQLite, committed one by one."""
+    """Every trial in SQLite, committed one by one: a row when it is asked (``pending``), completed
+    or ``failed`` later, and the order of the asks, tells and failures (``events``), which is the
+    order a resumed search replays them in (trials finish out of order with several workers)."""
 
-    TABLES = {"meta", "trials", "measurements", "epochs"}
+    TABLES = {"meta", "trials", "measurements", "epochs", "events", "sqlite_sequence"}
 
     def __init__(self, path: str | Path, settings: dict[str, Any], resume: bool) -> None:
         self.path = Path(path)
@@ -122,6 +126,18 @@ class Journal:
         self.conn.execute(
             "CREATE TABLE IF NOT EXISTS measurements (arch TEXT PRIMARY KEY, after_trial INTEGER NOT NULL, "
             "measured_latency_ms REAL NOT NULL, created_at TEXT)")
+        have = {r[1] for r in self.conn.execute("PRAGMA table_info(trials)")}
+        for col in ("state", "error"):  # journals written before parallel search have neither: all complete
+            if col not in have:
+                self.conn.execute(f"ALTER TABLE trials ADD COLUMN {col} TEXT")
+        if "events" not in {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}:
+            self.conn.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
+                              "number INTEGER NOT NULL)")
+            # a journal from before: its trials were asked and told one after the other
+            self.conn.executemany("INSERT INTO events (kind, number) VALUES (?, ?)",
+                                  [(k, n) for (n,) in self.conn.execute("SELECT number FROM trials ORDER BY number")
+                                   for k in ("ask", "tell")])
+        self.conn.commit()
 
     def _check_settings(self, stored: dict[str, Any], settings: dict[str, Any]) -> None:
         diff = {k: (stored.get(k), settings.get(k)) for k in set(stored) | set(settings) if stored.get(k) != settings.get(k)}
@@ -131,14 +147,41 @@ class Journal:
             raise HwnasError(f"cannot resume {self.path}: the settings differ ({detail})")
 
     def trials(self) -> list[Trial]:
-        rows = self.conn.execute("SELECT number, arch, accuracy, latency_ms, reward, params, flops, eval_seconds "
-                                 "FROM trials ORDER BY number").fetchall()
-        return [Trial(*r) for r in rows]
+        """Every trial (pending, complete and failed), by number."""
+        rows = self.conn.execute("SELECT number, arch, accuracy, latency_ms, reward, params, flops, eval_seconds, "
+                                 "state, error FROM trials ORDER BY number").fetchall()
+        return [Trial(*r[:8], state=r[8] or "complete", error=r[9]) for r in rows]
+
+    def events(self) -> list[tuple[str, int]]:
+        """``(kind, trial number)`` in the order they happened: ``ask``, ``tell`` or ``fail``."""
+        return self.conn.execute("SELECT kind, number FROM events ORDER BY seq").fetchall()
 
     def add(self, t: Trial) -> None:
+        """A trial asked and completed at once."""
+        self.add_pending(t)
+        self.complete(t)
+
+    def add_pending(self, t: Trial) -> None:
+        """An asked trial (no accuracy yet)."""
         with self.conn:
-            self.conn.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                              (*(getattr(t, k) for k in STORED_FIELDS), datetime.now(timezone.utc).isoformat(timespec="seconds")))
+            self.conn.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', NULL)",
+                              (*(getattr(t, k) for k in STORED_FIELDS[:2]), None, t.latency_ms, None, t.params,
+                               t.flops, None, _utc_now()))
+            self.conn.execute("INSERT INTO events (kind, number) VALUES ('ask', ?)", (t.number,))
+
+    def complete(self, t: Trial) -> None:
+        """A pending trial completed with its accuracy, reward and evaluation time."""
+        with self.conn:
+            self.conn.execute("UPDATE trials SET accuracy = ?, latency_ms = ?, reward = ?, eval_seconds = ?, "
+                              "state = 'complete', error = NULL WHERE number = ?",
+                              (t.accuracy, t.latency_ms, t.reward, t.eval_seconds, t.number))
+            self.conn.execute("INSERT INTO events (kind, number) VALUES ('tell', ?)", (t.number,))
+
+    def fail(self, number: int, error: str) -> None:
+        """A pending trial whose evaluation failed for good."""
+        with self.conn:
+            self.conn.execute("UPDATE trials SET state = 'failed', error = ? WHERE number = ?", (error, number))
+            self.conn.execute("INSERT INTO events (kind, number) VALUES ('fail', ?)", (number,))
 
     def measurements(self) -> list[tuple[str, int, float]]:
         """Device measurements of incumbents: (arch, the trial after which it was measured, ms)."""
@@ -147,8 +190,7 @@ class Journal:
 
     def add_measurement(self, arch: str, after_trial: int, latency_ms: float) -> None:
         with self.conn:
-            self.conn.execute("INSERT INTO measurements VALUES (?, ?, ?, ?)",
-                              (arch, after_trial, latency_ms, datetime.now(timezone.utc).isoformat(timespec="seconds")))
+            self.conn.execute("INSERT INTO measurements VALUES (?, ?, ?, ?)", (arch, after_trial, latency_ms, _utc_now()))
 
     def set_reward(self, number: int, reward: float) -> None:
         """A trial's reward recomputed (at its measured latency)."""
@@ -156,7 +198,7 @@ class Journal:
             self.conn.execute("UPDATE trials SET reward = ? WHERE number = ?", (reward, number))
 
     def dataframe(self) -> pd.DataFrame:
-        return pd.DataFrame([{k: getattr(t, k) for k in STORED_FIELDS} for t in self.trials()])
+        return pd.DataFrame([{**{k: getattr(t, k) for k in STORED_FIELDS}, "state": t.state} for t in self.trials()])
 
     def close(self) -> None:
         conn = getattr(self, "conn", None)
@@ -167,6 +209,10 @@ class Journal:
             Path(lock.name).unlink(missing_ok=True)
             lock.close()  # releases the lock
             self._lock = None
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _lock_file(path: Path) -> Any:

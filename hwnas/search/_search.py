@@ -78,15 +78,18 @@ class Search:
     """A latency-constrained search (Optuna-style ask/tell).
 
     ``ask()`` returns a pending :class:`Trial` (a feasible architecture the strategy proposes, with
-    its predicted latency); ``tell(trial, accuracy)`` completes it: the MNAS ``reward`` at its
-    latency is journalled, the incumbent (the best trial within ``limit_ms``) is measured on the
-    device (``measure``, up to ``verify`` measurements; a measurement over the limit disqualifies
-    it, see :func:`hwnas.search.incumbent`) and the strategy learns the trial's reward
+    its predicted latency), journalled at once; ``tell(trial, accuracy)`` completes it: the MNAS
+    ``reward`` at its latency is journalled, the incumbent (the best trial within ``limit_ms``) is
+    measured on the device (``measure``, up to ``verify`` measurements; a measurement over the limit
+    disqualifies it, see :func:`hwnas.search.incumbent`) and the strategy learns the trial's reward
     (:func:`hwnas.search.strategy_reward`; ``(accuracy, -latency_ms)`` with ``objective="pareto"``).
-    ``optimize(budget)`` asks, evaluates (``evaluator(arch) -> accuracy``) and tells until the search
-    holds ``budget`` trials. A ``Search`` on a journal that holds trials replays them through the
-    strategy first (asks are deterministic given the seed and the tells), so the same script rerun
-    after a crash finishes the same search. One trial is pending at a time.
+    ``fail(trial, error)`` records a trial whose evaluation failed for good. Several trials may be
+    pending at once (told in any order): ``optimize(budget, workers=N)`` keeps N evaluations in
+    flight (:func:`hwnas.search.run_trials`). A ``Search`` on a journal that holds trials replays
+    the journal's asks, tells and failures through the strategy in the order they happened (asks
+    are deterministic given the seed and the tells), so the same script rerun after a crash
+    finishes the same search; the trials it left pending are :attr:`pending_trials`, evaluated
+    first by ``optimize``.
 
     ``incumbent_check`` (default: when ``measure`` is given) turns the incumbent check on;
     :meth:`measure_now` measures any trial. ``on_measured(arch, ms)`` callbacks see every device
@@ -111,15 +114,27 @@ class Search:
         self.settings = dict(settings or {})
         self._on_measured = list(on_measured)
         self.measured: dict[str, float] = {}
-        self._trials: list[Trial] = []
-        self._pending: tuple[Trial, Arch, float] | None = None
+        self._trials: dict[int, Trial] = {}  # the completed ones
+        self._failed: dict[int, Trial] = {}
+        self._pending: dict[int, tuple[Trial, Arch, float]] = {}
+        self._last_told = -1
         self._replay()
 
     # ---- state -------------------------------------------------------------------------------
     @property
     def trials(self) -> list[Trial]:
-        """The completed trials, in order, with their measured latency where measured."""
-        return [self._view(t) for t in self._trials]
+        """The completed trials, by number, with their measured latency where measured."""
+        return [self._view(self._trials[n]) for n in sorted(self._trials)]
+
+    @property
+    def pending_trials(self) -> list[Trial]:
+        """Trials asked and not told yet (after a resume: those the interrupted run left)."""
+        return [self._pending[n][0] for n in sorted(self._pending)]
+
+    @property
+    def failed_trials(self) -> list[Trial]:
+        """Trials whose evaluation failed for good (:meth:`fail`), with the error."""
+        return [self._failed[n] for n in sorted(self._failed)]
 
     @property
     def best_trial(self) -> Trial | None:
@@ -132,50 +147,72 @@ class Search:
         """The accuracy-latency Pareto front of the trials (predicted latencies), fastest first."""
         return best_and_front(self.trials, self.limit_ms, self.measured)[1]
 
+    def arch_of(self, trial: Trial) -> Arch:
+        """The architecture value of a pending trial."""
+        return self._pending_entry(trial)[1]
+
     # ---- ask / tell --------------------------------------------------------------------------
     def ask(self) -> Trial:
-        """A pending trial: the strategy's next (feasible) architecture. Raises
+        """A pending trial: the strategy's next (feasible) architecture, journalled. Raises
         :class:`~hwnas.search.strategies.SearchExhausted` when the strategy has none left."""
-        if self._pending is not None:
-            raise HwnasError(f"trial {self._pending[0].number} is pending: tell its accuracy before asking again")
         arch = self.strategy.ask()
-        t = Trial(len(self._trials), self.space.to_string(arch), None, float(self.latency(arch)), None,
+        number = 1 + max([*self._trials, *self._failed, *self._pending], default=-1)
+        t = Trial(number, self.space.to_string(arch), None, float(self.latency(arch)), None,
                   self.space.params(arch), self.space.flops(arch), 0.0, state="pending", settings=self.settings)
-        self._pending = (t, arch, time.perf_counter())
+        self.journal.add_pending(t)
+        self._pending[number] = (t, arch, time.perf_counter())
         return t
 
-    def tell(self, trial: Trial, accuracy: float) -> Trial:
-        """Complete the pending ``trial`` with its ``accuracy``; returns the completed trial."""
-        if self._pending is None or self._pending[0].number != trial.number:
-            raise HwnasError(f"trial {trial.number} is not the pending trial of this search")
-        _, arch, t0 = self._pending
-        self._pending = None
+    def tell(self, trial: Trial, accuracy: float, *, eval_seconds: float | None = None,
+             check_incumbent: bool = True) -> Trial:
+        """Complete the pending ``trial`` with its ``accuracy`` (``eval_seconds``: the evaluation's
+        time where it ran elsewhere; default: since the ask); returns the completed trial. With
+        ``check_incumbent=False`` the incumbent is measured later, by :meth:`check_incumbent`."""
+        _, arch, t0 = self._pending_entry(trial)
+        del self._pending[trial.number]
         acc, lat = float(accuracy), float(self.latency(arch))
-        t = Trial(trial.number, trial.arch, acc, lat, self.reward(acc, lat), trial.params, trial.flops,
-                  time.perf_counter() - t0)
-        self.journal.add(t)
-        self._trials.append(t)
-        self._check_incumbent(t.number)
+        secs = time.perf_counter() - t0 if eval_seconds is None else float(eval_seconds)
+        t = Trial(trial.number, trial.arch, acc, lat, self.reward(acc, lat), trial.params, trial.flops, secs)
+        self.journal.complete(t)
+        self._trials[t.number] = t
+        self._last_told = t.number
+        if check_incumbent:
+            self.check_incumbent()
         self.strategy.tell(arch, self._told(acc, self.measured.get(t.arch, lat)))
-        return self._view(self._trials[-1])
+        return self._view(self._trials[t.number])
 
-    def optimize(self, budget: int, callbacks: Iterable[Callable[[Search, Trial], None]] = ()) -> list[Trial]:
-        """Evaluate until the search holds ``budget`` trials (or the strategy is exhausted);
-        ``callback(search, trial)`` after each. Returns the trials."""
+    def fail(self, trial: Trial, error: str) -> Trial:
+        """Record that the pending ``trial``'s evaluation failed for good (journalled with
+        ``error``; the strategy does not propose it again)."""
+        _, arch, _ = self._pending_entry(trial)
+        del self._pending[trial.number]
+        self.journal.fail(trial.number, error)
+        self.strategy.fail(arch)
+        self._failed[trial.number] = replace(trial, state="failed", error=error)
+        return self._failed[trial.number]
+
+    def optimize(self, budget: int, callbacks: Iterable[Callable[[Search, Trial], None]] = (), *, workers: int = 1,
+                 executor: Any = None, retries: int = 2) -> list[Trial]:
+        """Evaluate until the search holds ``budget`` completed trials (or the strategy is
+        exhausted), ``workers`` at a time, on ``executor`` (a :class:`~hwnas.search.Executor` or
+        its registered name; default: this process for one worker, ``local`` worker processes
+        for more); ``callback(search, trial)`` after each. Each evaluation is tried ``retries``
+        more times before the trial is recorded as failed. Returns the completed trials."""
+        from hwnas.search._parallel import run_trials
+
         if self.evaluator is None:
             raise HwnasError("optimize needs an evaluator (arch -> accuracy); or drive the search with ask/tell")
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise ArgumentError("budget", "takes a count >= 1", budget)
-        callbacks = list(callbacks)
-        while len(self._trials) < budget:
-            try:
-                trial = self.ask()
-            except SearchExhausted:
-                break
-            done = self.tell(trial, float(self.evaluator(self._pending[1])))  # type: ignore[index]
-            for cb in callbacks:
-                cb(self, done)
+        run_trials(self, budget, list(callbacks), workers=workers, executor=executor, retries=retries)
         return self.trials
+
+    def incumbent_due(self) -> bool:
+        """Would :meth:`check_incumbent` measure now?"""
+        if not (self.incumbent_check and self.measure is not None and len(self.measured) < self.verify):
+            return False
+        best = incumbent(list(self._trials.values()), self.limit_ms, self.measured, self.qualify_ms, self.reward)
+        return best is not None and best.arch not in self.measured
 
     def measure_now(self, arch: str) -> float:
         """Measure a trial's architecture on the device now (journalled; a resumed search does
@@ -185,7 +222,7 @@ class Search:
         if arch in self.measured:
             return self.measured[arch]
         ms = float(self.measure(self.space.from_string(arch)))
-        self.journal.add_measurement(arch, self._trials[-1].number if self._trials else -1, ms)
+        self.journal.add_measurement(arch, self._last_told, ms)
         self._apply(arch, ms)
         return ms
 
@@ -193,7 +230,23 @@ class Search:
         """Close the journal."""
         self.journal.close()
 
+    def check_incumbent(self) -> None:
+        """Measure the incumbent until one is measured or the measurements are spent."""
+        while self.incumbent_due():
+            best = incumbent(list(self._trials.values()), self.limit_ms, self.measured, self.qualify_ms, self.reward)
+            ms = float(self.measure(self.space.from_string(best.arch)))  # type: ignore[misc,union-attr]
+            self.journal.add_measurement(best.arch, self._last_told, ms)
+            self._apply(best.arch, ms)
+            # its reward at the measured latency (the journal's too)
+            self._trials[best.number] = replace(best, reward=self.reward(best.accuracy, ms))
+            self.journal.set_reward(best.number, self._trials[best.number].reward)
+
     # ---- internals ---------------------------------------------------------------------------
+    def _pending_entry(self, trial: Trial) -> tuple[Trial, Arch, float]:
+        if trial.number not in self._pending:
+            raise HwnasError(f"trial {trial.number} is not a pending trial of this search")
+        return self._pending[trial.number]
+
     def _view(self, t: Trial) -> Trial:
         """A stored trial with its measured latency and the run's settings."""
         return replace(t, measured_latency_ms=self.measured.get(t.arch), settings=self.settings)
@@ -208,32 +261,43 @@ class Search:
         for cb in self._on_measured:
             cb(self.space.from_string(arch_s), ms)
 
-    def _check_incumbent(self, after: int) -> None:
-        """Measure the incumbent until one is measured or the measurements are spent."""
-        while self.incumbent_check and self.measure is not None and len(self.measured) < self.verify:
-            best = incumbent(self._trials, self.limit_ms, self.measured, self.qualify_ms, self.reward)
-            if best is None or best.arch in self.measured:
-                return
-            ms = float(self.measure(self.space.from_string(best.arch)))
-            self.journal.add_measurement(best.arch, after, ms)
-            self._apply(best.arch, ms)
-            # its reward at the measured latency (the journal's too); a trial's number is its index
-            self._trials[best.number] = replace(best, reward=self.reward(best.accuracy, ms))
-            self.journal.set_reward(best.number, self._trials[best.number].reward)
-
     def _replay(self) -> None:
-        """The journal's trials through the strategy: it re-proposes what it proposed, told the same."""
+        """The journal's asks, tells and failures through the strategy, in their order: it
+        re-proposes what it proposed, told the same; measurements where they were taken."""
         by_trial: dict[int, list[tuple[str, float]]] = {}
         for arch_s, after, ms in self.journal.measurements():
             by_trial.setdefault(after, []).append((arch_s, ms))
-        for t in self.journal.trials():
-            if t.accuracy is None:
-                raise HwnasError(f"{self.journal.path}: trial {t.number} has no accuracy (a damaged journal)")
-            arch = self.strategy.ask()
-            if self.space.to_string(arch) != t.arch:
-                raise HwnasError(f"cannot resume {self.journal.path}: trial {t.number} was {t.arch}, the strategy now "
-                                 f"proposes {self.space.to_string(arch)} (different code or settings)")
-            for arch_s, ms in by_trial.get(t.number, []):
-                self._apply(arch_s, ms)
-            self._trials.append(t)
-            self.strategy.tell(arch, self._told(t.accuracy, self.measured.get(t.arch, t.latency_ms)))
+        stored = {t.number: t for t in self.journal.trials()}
+        for arch_s, ms in by_trial.get(-1, []):  # measured before any trial was told
+            self._apply(arch_s, ms)
+        for kind, number in self.journal.events():
+            t = stored[number]
+            if kind == "ask":
+                self._replay_ask(t)
+            elif kind == "fail":
+                self._replay_fail(t)
+            else:
+                self._replay_tell(t, by_trial.get(number, []))
+
+    def _replay_ask(self, t: Trial) -> None:
+        arch = self.strategy.ask()
+        if self.space.to_string(arch) != t.arch:
+            raise HwnasError(f"cannot resume {self.journal.path}: trial {t.number} was {t.arch}, the strategy now "
+                             f"proposes {self.space.to_string(arch)} (different code or settings)")
+        self._pending[t.number] = (replace(t, accuracy=None, reward=None, state="pending", error=None,
+                                           settings=self.settings), arch, time.perf_counter())
+
+    def _replay_tell(self, t: Trial, measurements: list[tuple[str, float]]) -> None:
+        if t.accuracy is None:
+            raise HwnasError(f"{self.journal.path}: trial {t.number} has no accuracy (a damaged journal)")
+        _, arch, _ = self._pending.pop(t.number)
+        for arch_s, ms in measurements:
+            self._apply(arch_s, ms)
+        self._trials[t.number] = replace(t, state="complete", error=None)
+        self._last_told = t.number
+        self.strategy.tell(arch, self._told(t.accuracy, self.measured.get(t.arch, t.latency_ms)))
+
+    def _replay_fail(self, t: Trial) -> None:
+        _, arch, _ = self._pending.pop(t.number)
+        self.strategy.fail(arch)
+        self._failed[t.number] = replace(t, state="failed")

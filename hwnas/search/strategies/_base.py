@@ -54,6 +54,10 @@ class Strategy(ABC):
     def tell(self, arch: Arch, reward: float) -> None:
         """Record the reward of an asked architecture (no-op by default)."""
 
+    def fail(self, arch: Arch) -> None:
+        """An asked architecture that will never be told (its evaluation failed): forget it as
+        pending, never propose it again (no-op by default: strategies remember what they asked)."""
+
     def _sample_new(self, seen: set[Arch], tries: int = 1000) -> Arch | None:
         """A random feasible architecture not in ``seen`` (added to it), or ``None`` after
         ``tries`` draws."""
