@@ -418,6 +418,15 @@ def search(
     train_device: Annotated[str, typer.Option("--train-device", help="cpu or cuda for proxy training.")] = "cpu",
     evaluate_quantized: Annotated[bool, typer.Option("--evaluate-quantized", help="Proxy evaluator: the accuracy "
                                   "after int8 quantization (for an int8 device).")] = False,
+    workers: Annotated[int, typer.Option("--workers", help="Evaluations in flight at once (asynchronous: the "
+                       "strategy is asked while others train).")] = 1,
+    executor: Annotated[str | None, typer.Option("--executor", help="Where trials run: local (worker processes; "
+                        "the default for --workers > 1) or ray.")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="A Ray cluster (HOST:PORT; default: a "
+                           "local Ray started for the run). Device measurements run on the node that advertises "
+                           "the resource hwnas-device:<device>.")] = None,
+    trial_cpus: Annotated[int | None, typer.Option("--trial-cpus", help="CPUs (torch threads) per trial.")] = None,
+    trial_gpus: Annotated[float, typer.Option("--trial-gpus", help="GPUs per trial (Ray; training uses it).")] = 0,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -425,6 +434,7 @@ def search(
     from hwnas.jobs import check_count, create_search, parse_key_values
 
     check_count("budget", budget)
+    check_count("workers", workers)
     dev = _registry(devices_file).get(device)
     space_args = parse_key_values(space_arg, "--space-arg")
     params = parse_key_values(strategy_param, "--strategy-param")
@@ -438,23 +448,29 @@ def search(
                       space_args=space_args, strategy_params=params, hard_limit=hard_limit, qualify_band=qualify_band,
                       dataset=dataset, epochs=epochs, resolution=resolution, accuracy_csv=accuracy_csv,
                       accuracy_column=accuracy_column, train_device=train_device,
-                      allow_fingerprint_mismatch=allow_mismatch, resume=resume, evaluate_quantized=evaluate_quantized)
+                      allow_fingerprint_mismatch=allow_mismatch, resume=resume, evaluate_quantized=evaluate_quantized,
+                      executor=executor, ray_address=ray_address, trial_cpus=trial_cpus, trial_gpus=trial_gpus)
     if not as_json:
         _err().print(f"latency predictor: {s.predictor.path_} (calibrated on {s.predictor.calibration.n_models} "
                      "whole models)", highlight=False)
-    _run_search(s, budget, strategy, space, out, verify, target_ms, as_json)
+    _run_search(s, budget, strategy, space, out, verify, target_ms, as_json, workers)
 
 
 def _run_search(s: Any, budget: int, strategy: str, space: str, out: Path, verify: int, target_ms: float,
-                as_json: bool) -> None:
+                as_json: bool, workers: int = 1) -> None:
     from hwnas.jobs import measure_front, write_search
 
     err = _err()
     done = len(s.trials)
     with progress_bar(err) as bars:
         bars(f"{strategy} on {space}", done, budget)
-        s.optimize(budget, [lambda srch, t: bars(f"{strategy} on {space}", t.number + 1, budget,
-                                                 f"acc {t.accuracy:.3f} lat {t.latency_ms:.2f} ms")])
+        try:
+            s.optimize(budget, [lambda srch, t: bars(f"{strategy} on {space}", len(srch.trials), budget,
+                                                     f"acc {t.accuracy:.3f} lat {t.latency_ms:.2f} ms")],
+                       workers=workers)
+        except BaseException:
+            s.close()  # what was told stays in the journal; pending trials run again on --resume
+            raise
         measure_front(s, bars)
     s.close()
     result = write_search(s, out)

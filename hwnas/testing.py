@@ -26,7 +26,7 @@ from hwnas.profilers._ops import OpConfig
 from hwnas.profilers._timing import TimingPolicy, measure
 
 __all__ = ["deterministic_feasibility", "check_device", "check_backend", "check_latency_model", "check_strategy", "check_space", "FAST_POLICY",
-           "LocalTvmRpc", "free_port"]
+           "LocalTvmRpc", "free_port", "FakeEvaluator", "LocalRayCluster"]
 
 #: A timing policy for tests: a few runs, a few milliseconds per op. Never for reported numbers.
 FAST_POLICY = TimingPolicy(warmup_runs=2, warmup_s=0.0, min_runs=5, min_time_s=0.002, max_time_s=0.05, batch=5, rounds=2)
@@ -260,3 +260,73 @@ class LocalTvmRpc:
         for p in (self.server, self.tracker):
             if p is not None and p.poll() is None:
                 self._kill(p)
+
+
+class FakeEvaluator:
+    """A deterministic fake accuracy for testing search orchestration (workers, retries, resume):
+    a hash of the architecture's string in [0.5, 1), after ``seconds`` of sleep. Never a number to
+    report. ``fail_times`` > 0: each architecture's first ``fail_times`` attempts raise; ``die_once``:
+    the first attempt of all kills its own process (a worker that dies mid-trial); both counted in
+    files under ``marker_dir`` so that they hold across worker processes."""
+
+    def __init__(self, seconds: float = 0.0, fail_times: int = 0, die_once: bool = False,
+                 marker_dir: str | None = None) -> None:
+        if (fail_times or die_once) and marker_dir is None:
+            raise ValueError("fail_times and die_once count attempts in marker_dir")
+        self.seconds, self.fail_times, self.die_once, self.marker_dir = seconds, fail_times, die_once, marker_dir
+
+    def __call__(self, arch: Any) -> float:
+        import zlib
+        from pathlib import Path
+
+        key = "_".join(map(str, arch.choices))
+        if self.die_once:
+            marker = Path(self.marker_dir) / "died"  # type: ignore[arg-type]
+            if not marker.exists():
+                marker.write_text(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGKILL)
+        if self.fail_times:
+            tries = Path(self.marker_dir) / f"tries-{key}"  # type: ignore[arg-type]
+            n = int(tries.read_text()) if tries.exists() else 0
+            tries.write_text(str(n + 1))
+            if n < self.fail_times:
+                raise RuntimeError(f"fake failure {n + 1} of {self.fail_times} for {key}")
+        time.sleep(self.seconds)
+        return 0.5 + (zlib.crc32(key.encode()) % 1000) / 2000
+
+
+class LocalRayCluster:
+    """A real Ray cluster on localhost for tests and benchmarks: a head (``head_cpus`` CPUs) and
+    optionally a second node (``node_cpus``) advertising ``node_resources`` (e.g.
+    ``{"hwnas-device:pi4": 1}``), each started with ``ray start``; ``address`` to connect,
+    ``close()`` stops them (``ray stop --force``: every Ray process of this machine)."""
+
+    def __init__(self, head_cpus: int = 2, node_cpus: int = 0, node_resources: dict[str, float] | None = None,
+                 head_resources: dict[str, float] | None = None) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self._ray("start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(self.port),
+                  "--num-cpus", str(head_cpus), "--num-gpus", "0", "--include-dashboard", "false",
+                  "--resources", json.dumps(head_resources or {}), "--disable-usage-stats")
+        if node_cpus or node_resources:
+            self._ray("start", "--address", self.address, "--node-ip-address", "127.0.0.1", "--num-cpus",
+                      str(node_cpus), "--num-gpus", "0", "--resources", json.dumps(node_resources or {}),
+                      "--disable-usage-stats")
+
+    @staticmethod
+    def _ray(*args: str) -> None:
+        exe = os.path.join(os.path.dirname(sys.executable), "ray")
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        r = subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=180)
+        if r.returncode != 0:
+            raise RuntimeError(f"ray {args[0]} failed: {(r.stderr or r.stdout).strip()[-2000:]}")
+
+    def close(self) -> None:
+        import contextlib
+
+        with contextlib.suppress(Exception):
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
+        self._ray("stop", "--force")

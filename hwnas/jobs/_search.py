@@ -28,6 +28,7 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "space_args": None, "strategy_params": None, "hard_limit": True, "qualify_band": 0.05, "dataset": "digits",
     "epochs": 2, "resolution": 16, "accuracy_csv": None, "accuracy_column": "cifar10_test_acc", "train_device": "cpu",
     "allow_fingerprint_mismatch": False, "resume": None, "limit_ms": None, "evaluate_quantized": False,
+    "executor": None, "ray_address": None, "trial_cpus": None, "trial_gpus": 0,
 }
 
 
@@ -69,6 +70,39 @@ def _check(target_ms: float, strategy: str, objective: str, verify: int, o: dict
     if o["resolution"] is not None and o["resolution"] > 1024:
         raise ArgumentError("resolution", "takes at most 1024 (proxy training)", o["resolution"])
     check_strategy_params(strategy, dict(o["strategy_params"] or {}))
+    _check_run_options(o)
+
+
+def _check_run_options(o: dict[str, Any]) -> None:
+    """Where the trials run: a known executor, CPUs and GPUs per trial, GPUs only on Ray."""
+    from hwnas.search import list_executors
+
+    if o["executor"] is not None and o["executor"] not in list_executors():
+        raise UnknownNameError("executor", o["executor"], list_executors())
+    if o["trial_cpus"] is not None:
+        check_count("trial_cpus", o["trial_cpus"])
+    gpus = o["trial_gpus"]
+    if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or not math.isfinite(gpus) or gpus < 0:
+        raise ArgumentError("trial_gpus", "takes a number >= 0", gpus)
+    if gpus and o["executor"] != "ray":
+        raise ArgumentError("trial_gpus", "needs --executor ray (it gives each trial its GPU)", gpus)
+    if o["ray_address"] is not None and o["executor"] != "ray":
+        raise ArgumentError("ray_address", "needs --executor ray", o["ray_address"])
+
+
+def _measure(dev: Device, sp: SearchSpace, verify: int, o: dict[str, Any]) -> Callable[[Any], float] | None:
+    """The device measurement: here, or on Ray the node that holds the device (connects to Ray)."""
+    if o["executor"] == "ray":
+        from hwnas.search._parallel import connect_ray
+
+        connect_ray(o["ray_address"])
+    if not verify:
+        return None
+    if o["executor"] == "ray":
+        from hwnas.jobs._farm import measure_on_ray
+
+        return measure_on_ray(dev, sp, o["ray_address"])
+    return arch_latency_on(dev, sp)
 
 
 def _space(space: str | SearchSpace, dev: Device, evaluator: Any, o: dict[str, Any]) -> tuple[SearchSpace, dict]:
@@ -152,7 +186,10 @@ def create_search(space: str | SearchSpace, device: str | Device, *, target_ms: 
     hard limit below the target: a safety margin for the predictor's error), ``qualify_band``,
     ``dataset``, ``epochs``, ``resolution``, ``accuracy_csv``, ``accuracy_column``,
     ``train_device``, ``allow_fingerprint_mismatch``, ``resume``, ``evaluate_quantized`` (the proxy
-    evaluator's accuracy after int8 quantization, for an int8 device).
+    evaluator's accuracy after int8 quantization, for an int8 device); where ``optimize`` runs the
+    trials: ``executor`` (``local``, ``ray``; :func:`~hwnas.search.create_executor`),
+    ``ray_address`` (a Ray cluster; a local Ray when None), ``trial_cpus``, ``trial_gpus``. On Ray
+    the device measurements run on the node that advertises ``hwnas-device:<device>``.
 
     In memory, with a toy predictor (a FLOPs line through five ops) and a toy accuracy:
 
@@ -204,18 +241,28 @@ def create_search(space: str | SearchSpace, device: str | Device, *, target_ms: 
         raise
     except (TypeError, ValueError) as exc:
         raise HwnasError(f"bad strategy_params for {strategy}: {exc}") from None
+    measure = _measure(dev, sp, verify, o)  # a Ray cluster that does not answer fails here
     journal = _journal(storage, settings, o["resume"])  # last: a refused search leaves no journal
     try:
         search = Search(sp, strat, latency, reward_fn, journal, evaluator=ev, limit_ms=limit,
-                        measure=arch_latency_on(dev, sp) if verify else None,
+                        measure=measure,
                         verify=verify, incumbent_check=bool(incumbents) and limit is not None, qualify_ms=qualify_ms,
                         objective=objective, on_measured=[latency.set_measured, lambda a, ms: feasible.note_measurement()],
-                        settings=settings)
+                        settings=settings, run_options=_run_options(o))
     except BaseException:
         journal.close()
         raise
     search.predictor, search.device, search.storage = pred, dev, None if storage is None else Path(storage)
     return search
+
+
+def _run_options(o: dict[str, Any]) -> dict[str, Any]:
+    out = {"trial_cpus": o["trial_cpus"], "trial_gpus": o["trial_gpus"]} if o["trial_cpus"] or o["trial_gpus"] else {}
+    if o["executor"] is not None:
+        out["executor"] = o["executor"]
+    if o["executor"] == "ray":
+        out["address"] = o["ray_address"]
+    return out
 
 
 def measure_front(search: Search, progress: Progress = no_progress) -> None:

@@ -101,7 +101,7 @@ class Search:
                  measure: Callable[[Arch], float] | None = None, verify: int = 0, qualify_ms: float | None = None,
                  incumbent_check: bool | None = None,
                  objective: str = "mnas", on_measured: Sequence[Callable[[Arch, float], None]] = (),
-                 settings: dict[str, Any] | None = None) -> None:
+                 settings: dict[str, Any] | None = None, run_options: dict[str, Any] | None = None) -> None:
         if objective not in OBJECTIVES:
             raise UnknownNameError("objective", objective, OBJECTIVES)
         if objective == "pareto" and not strategy.multi_objective:
@@ -112,6 +112,9 @@ class Search:
         self.measure, self.verify, self.qualify_ms = measure, verify, qualify_ms
         self.incumbent_check = measure is not None if incumbent_check is None else incumbent_check
         self.settings = dict(settings or {})
+        #: where :meth:`optimize` evaluates by default: ``executor`` (a name), ``address``,
+        #: ``trial_cpus``, ``trial_gpus`` (see :func:`~hwnas.search.create_executor`)
+        self.run_options = dict(run_options or {})
         self._on_measured = list(on_measured)
         self.measured: dict[str, float] = {}
         self._trials: dict[int, Trial] = {}  # the completed ones
@@ -195,16 +198,20 @@ class Search:
                  executor: Any = None, retries: int = 2) -> list[Trial]:
         """Evaluate until the search holds ``budget`` completed trials (or the strategy is
         exhausted), ``workers`` at a time, on ``executor`` (a :class:`~hwnas.search.Executor` or
-        its registered name; default: this process for one worker, ``local`` worker processes
-        for more); ``callback(search, trial)`` after each. Each evaluation is tried ``retries``
+        its registered name; default: :attr:`run_options`'s, else this process for one worker and
+        ``local`` worker processes for more); ``callback(search, trial)`` after each. Each evaluation is tried ``retries``
         more times before the trial is recorded as failed. Returns the completed trials."""
-        from hwnas.search._parallel import run_trials
+        from hwnas.search._parallel import create_executor, run_trials
 
         if self.evaluator is None:
             raise HwnasError("optimize needs an evaluator (arch -> accuracy); or drive the search with ask/tell")
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise ArgumentError("budget", "takes a count >= 1", budget)
-        run_trials(self, budget, list(callbacks), workers=workers, executor=executor, retries=retries)
+        opts = dict(self.run_options)
+        name = executor if executor is not None else opts.pop("executor", None)
+        if isinstance(name, str) or (name is None and (workers > 1 or opts)):
+            name = create_executor(name or ("inline" if workers == 1 else "local"), workers=workers, **opts)
+        run_trials(self, budget, list(callbacks), workers=workers, executor=name, retries=retries)
         return self.trials
 
     def incumbent_due(self) -> bool:
