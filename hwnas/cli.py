@@ -116,7 +116,8 @@ def ops_show(name: str, as_json: JsonFlag = False) -> None:
 
 @app.command()
 def profile(
-    device: Annotated[str, typer.Option("--device", "-d", help="Device name (hwnas devices list).")] = "cpu-ort",
+    device: Annotated[list[str] | None, typer.Option("--device", "-d", help="Device name (hwnas devices list); "
+                      "repeat it to profile several (one after the other, or at once with --executor ray).")] = None,
     ops: Annotated[Path | None, typer.Option("--ops", help="File of op configurations (one per line or a JSON list).")] = None,
     space: Annotated[str | None, typer.Option("--space", help="Named op set (hwnas ops sets). Default: micro.")] = None,
     db: DbOption = None,
@@ -128,6 +129,9 @@ def profile(
     drift_check: Annotated[bool, typer.Option("--drift-check/--no-drift-check", help="Re-time a reference op between chunks; re-measure chunks taken while the device's speed drifted.")] = True,
     passes: Annotated[int, typer.Option("--passes", min=1, help="Measure the ops in this many passes over all of them and keep each op's fastest (contention on a shared machine slows ops in phases of seconds that one measurement falls into; no help against a slow phase of minutes: see --recheck).")] = 1,
     recheck: Annotated[int, typer.Option("--recheck", min=0, help="Afterwards, measure this many stored ops of the device again (at random) and report how far its measurements repeat; warns when fewer than 80% repeat within +-10%. 0: no check.")] = 10,
+    executor: Annotated[str | None, typer.Option("--executor", help="ray: profile the devices at once, each on the "
+                        "Ray node that advertises hwnas-device:<device> (others here, one after the other).")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="A Ray cluster (default: a local Ray).")] = None,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -136,17 +140,52 @@ def profile(
 
     if sum(map(bool, (ops, space, stored))) > 1:
         raise HwnasError("give one of --ops FILE, --space NAME and --stored")
+    names = list(dict.fromkeys(device or ["cpu-ort"]))
+    reg = _registry(devices_file)
+    devs = [reg.get(n) for n in names]
+    if executor is not None:
+        _profile_farm(devs, executor, ray_address, ops, space, stored, force, db, max_time, drift_check, passes,
+                      as_json)
+        return
     err = _err()
     _warn_governor(err)
+    for dev in devs:
+        with progress_bar(err) as bars:
+            res = profile_ops(dev, ops_file=ops, op_set_name=space, store=db, force=force,
+                              max_time_per_op=max_time, drift_check=drift_check, stored=stored, recheck=recheck,
+                              passes=passes, progress=bars, message=_say(err))
+        summary = res.summary()
+        if as_json:
+            _print_json(summary)
+        else:
+            _render.profile_result(res, summary)
+
+
+def _profile_farm(devs: list, executor: str, address: str | None, ops: Path | None, space: str | None, stored: bool,
+                  force: bool, db: Path | None, max_time: float | None, drift_check: bool, passes: int,
+                  as_json: bool) -> None:
+    from hwnas.jobs import profile_devices
+    from hwnas.profilers import op_set, read_ops_file
+
+    if executor != "ray":
+        raise HwnasError(f"hwnas profile --executor takes ray (got {executor!r}); without it devices are profiled "
+                         "one after the other here")
+    if stored or force:
+        raise HwnasError("--stored and --force profile one device at a time: leave out --executor")
+    configs = read_ops_file(ops) if ops else op_set(space or "micro")
+    err = _err()
     with progress_bar(err) as bars:
-        res = profile_ops(_registry(devices_file).get(device), ops_file=ops, op_set_name=space, store=db, force=force,
-                          max_time_per_op=max_time, drift_check=drift_check, stored=stored, recheck=recheck,
-                          passes=passes, progress=bars, message=_say(err))
-    summary = res.summary()
+        res = profile_devices(devs, configs=configs, store=db, address=address, max_time_per_op=max_time,
+                              drift_check=drift_check, passes=passes, progress=bars, message=_say(err))
     if as_json:
-        _print_json(summary)
-        return
-    _render.profile_result(res, summary)
+        _print_json({"db": res.db, "devices": res.devices})
+    else:
+        for name, d in res.devices.items():
+            err.print(f"{name}: {d['measured']} measured, {d['skipped']} already stored, fingerprint "
+                      f"{d['fingerprint']}" + (f", stopped: {d['error']}" if d["error"] else ""), highlight=False)
+    if res.failed:
+        raise HwnasError(f"{', '.join(res.failed)} stopped before the end (their measurements so far are stored; "
+                         "rerun to resume)")
 
 
 @app.command("profile-model")

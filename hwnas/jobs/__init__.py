@@ -11,6 +11,7 @@ from hwnas.jobs._common import (Message, Progress, check_count, check_device, de
                                 user_devices_file)
 from hwnas.jobs._adapt import Candidate, adapt_predictor, default_candidates
 from hwnas.jobs._export import arch_spec, export
+from hwnas.jobs._farm import FarmResult, device_resource, measure_on_ray, profile_devices
 from hwnas.jobs._profile import ProfileResult, model_summary, parse_key_values, profile_model, profile_ops
 from hwnas.jobs._predictors import (PredictorEvaluation, TrainReport, default_predictor_dir, evaluate_predictor,
                                     load_predictor, predictor_dir, predictor_info, repeat_check, space_key, train_device_predictor,
@@ -29,4 +30,5 @@ __all__ = ["Message", "Progress", "check_device", "detect_devices", "device_stat
            "run_pipeline", "search_budget", "SEARCH_OPTIONS", "arch_latency_on", "create_search", "measure_front",
            "proxyless_search", "write_search", "space_calibration_models", "space_models", "spread_archs",
            "ProfileResult", "model_summary", "parse_key_values", "profile_model", "profile_ops",
-           "adapt_predictor", "Candidate", "default_candidates"]
+           "adapt_predictor", "Candidate", "default_candidates", "FarmResult", "device_resource", "measure_on_ray",
+           "profile_devices"]

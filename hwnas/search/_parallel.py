@@ -188,6 +188,8 @@ def connect_ray(address: str | None) -> Any:
         raise HwnasError("the ray executor needs Ray: pip install 'hwnas[ray]'") from None
     if ray.is_initialized():
         return ray
+    if address is not None:
+        _check_answers(address)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                  configure_logging=True)
@@ -196,6 +198,24 @@ def connect_ray(address: str | None) -> Any:
         raise HwnasError(f"cannot connect to the Ray cluster at {where} "
                          f"({str(exc).strip().splitlines()[0]}); start it with `ray start --head`") from None
     return ray
+
+
+def _check_answers(address: str, timeout_s: float = 5.0) -> None:
+    """A cluster address (HOST:PORT of the head's GCS) must accept a connection: ``ray.init``
+    itself waits for an absent head without end."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address:
+        return
+    if not sep or not host or not port.isdigit():
+        raise ArgumentError("ray_address", "takes HOST:PORT (the head's address, as `ray start --head` prints)",
+                            address)
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise HwnasError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with "
+                         "`ray start --head` or leave out --ray-address for a local Ray") from None
 
 
 def _check_picklable(evaluator: Any) -> None:
