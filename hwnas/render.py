@@ -126,6 +126,9 @@ def search_result(s: Any, done: int, out: Path, verify: int, target_ms: float) -
                         f"incumbents; its latency is the prediction (`hwnas export --run {out}` measures it; a "
                         f"larger --verify measures more in a new run)")
     n = len(s.trials)
+    if s.failed_trials:
+        o.print(f"[yellow]{len(s.failed_trials)} trial(s) failed[/] (in the journal; the last: "
+                f"{s.failed_trials[-1].error})")
     o.print(f"{n} evaluated ({n - done} now); run directory: {out} "
             f"(journal.sqlite, best.json, trials.csv, pareto.csv, pareto.png)")
 
