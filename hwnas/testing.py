@@ -298,7 +298,8 @@ class FakeEvaluator:
 class LocalRayCluster:
     """A real Ray cluster on localhost for tests and benchmarks: a head (``head_cpus`` CPUs) and
     optionally a second node (``node_cpus``) advertising ``node_resources`` (e.g.
-    ``{"hwnas-device:pi4": 1}``), each started with ``ray start``; ``address`` to connect,
+    ``{"hwnas-device:pi4": 1}``), each started with ``ray start`` (token authentication off:
+    localhost only); ``address`` to connect,
     ``close()`` stops them (``ray stop --force``: every Ray process of this machine)."""
 
     def __init__(self, head_cpus: int = 2, node_cpus: int = 0, node_resources: dict[str, float] | None = None,
@@ -316,7 +317,9 @@ class LocalRayCluster:
     @staticmethod
     def _ray(*args: str) -> None:
         exe = os.path.join(os.path.dirname(sys.executable), "ray")
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        # Ray enables token auth on a head when ~/.ray/auth_token exists, but not on a node joining
+        # by address: say the mode for both (a localhost cluster needs no token)
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
         r = subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=180)
         if r.returncode != 0:
             raise RuntimeError(f"ray {args[0]} failed: {(r.stderr or r.stdout).strip()[-2000:]}")

@@ -39,10 +39,14 @@ def test_search_ask_tell_optimize_resume_and_export(trained, tmp_path) -> None:
     s = _search(pred, tmp_path / "run")
     t = s.ask()
     assert t.state == "pending" and t.accuracy is None and t.latency_ms > 0 and t.settings["space"] == "nb201"
-    with pytest.raises(hwnas.HwnasError, match="pending"):
-        s.ask()
+    t2 = s.ask()  # several trials may be pending at once (parallel workers); never the same architecture
+    assert t2.arch != t.arch and {p.number for p in s.pending_trials} == {t.number, t2.number}
+    s.tell(t2, _toy_accuracy(s.space.from_string(t2.arch)))  # told in completion order
     done = s.tell(t, _toy_accuracy(s.space.from_string(t.arch)))
     assert done.state == "complete" and done.accuracy == _toy_accuracy(s.space.from_string(t.arch))
+    assert not s.pending_trials
+    with pytest.raises(hwnas.HwnasError, match="pending"):
+        s.tell(t, 0.5)  # told twice
     s.optimize(6)
     first = [x.arch for x in s.trials]
     assert len(first) == 6 and len(set(first)) == 6

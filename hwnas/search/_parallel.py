@@ -193,6 +193,9 @@ def connect_ray(address: str | None) -> Any:
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                  configure_logging=True)
+    except ray.exceptions.AuthenticationError:
+        raise HwnasError(f"the Ray cluster at {address} asks for a token: set RAY_AUTH_TOKEN (or "
+                         f"~/.ray/auth_token) to the cluster's, or RAY_AUTH_MODE as the cluster was started") from None
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or "a local Ray"
         raise HwnasError(f"cannot connect to the Ray cluster at {where} "
