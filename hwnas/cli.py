@@ -482,21 +482,37 @@ def search(
                           latency_lambda, latency_beta, epochs, dataset, resolution, seed, out, resume, predictor,
                           allow_mismatch, train_device, as_json)
         return
-    s = create_search(space, dev, target_ms=target_ms, predictor=predictor, strategy=strategy, evaluator=evaluator,
+    pool = _early_pool(workers, executor, trial_cpus, trial_gpus)
+    try:
+        s = create_search(space, dev, target_ms=target_ms, predictor=predictor, strategy=strategy, evaluator=evaluator,
                       objective=objective, reward=reward_name, storage=out, seed=seed, verify=verify,
                       space_args=space_args, strategy_params=params, hard_limit=hard_limit, qualify_band=qualify_band,
                       dataset=dataset, epochs=epochs, resolution=resolution, accuracy_csv=accuracy_csv,
                       accuracy_column=accuracy_column, train_device=train_device,
                       allow_fingerprint_mismatch=allow_mismatch, resume=resume, evaluate_quantized=evaluate_quantized,
                       executor=executor, ray_address=ray_address, trial_cpus=trial_cpus, trial_gpus=trial_gpus)
+    except BaseException:
+        if pool is not None:
+            pool.close(cancel=True)
+        raise
     if not as_json:
         _err().print(f"latency predictor: {s.predictor.path_} (calibrated on {s.predictor.calibration.n_models} "
                      "whole models)", highlight=False)
-    _run_search(s, budget, strategy, space, out, verify, target_ms, as_json, workers)
+    _run_search(s, budget, strategy, space, out, verify, target_ms, as_json, workers, pool)
+
+
+def _early_pool(workers: int, executor: str | None, trial_cpus: int | None, trial_gpus: float) -> Any:
+    """The local worker processes, started before the search loads its predictor and data (their
+    start-up overlaps that work); None where the trials run elsewhere or in this process."""
+    if workers == 1 or executor not in (None, "local") or trial_gpus:
+        return None
+    from hwnas.search import create_executor
+
+    return create_executor("local", workers=workers, trial_cpus=trial_cpus)
 
 
 def _run_search(s: Any, budget: int, strategy: str, space: str, out: Path, verify: int, target_ms: float,
-                as_json: bool, workers: int = 1) -> None:
+                as_json: bool, workers: int = 1, pool: Any = None) -> None:
     from hwnas.jobs import measure_front, write_search
 
     err = _err()
@@ -506,7 +522,7 @@ def _run_search(s: Any, budget: int, strategy: str, space: str, out: Path, verif
         try:
             s.optimize(budget, [lambda srch, t: bars(f"{strategy} on {space}", len(srch.trials), budget,
                                                      f"acc {t.accuracy:.3f} lat {t.latency_ms:.2f} ms")],
-                       workers=workers)
+                       workers=workers, executor=pool)
         except BaseException:
             s.close()  # what was told stays in the journal; pending trials run again on --resume
             raise

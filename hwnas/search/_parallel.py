@@ -109,9 +109,14 @@ class ProcessExecutor(Executor):
         self._pool = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
+        """A pool whose workers start now (and import torch), not at the first trial: created before
+        the driver loads its predictor and data, their start-up overlaps that work."""
         import multiprocessing
 
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_import_trial_modules)
+        pool.submit(int)  # spawns every worker (a spawn-context pool starts them all at once)
+        return pool
 
     def submit(self, evaluator: Callable[[Arch], float], arch: Arch) -> Any:
         _check_picklable(evaluator)
@@ -133,6 +138,12 @@ class ProcessExecutor(Executor):
 
     def close(self, cancel: bool = False) -> None:
         self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+def _import_trial_modules() -> None:
+    import torch  # noqa: F401
+
+    import hwnas.search._evaluators  # noqa: F401
 
 
 class RayExecutor(Executor):
