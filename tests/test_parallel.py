@@ -185,3 +185,26 @@ def test_two_devices_profiled_at_once_store_what_one_after_the_other_does(tmp_pa
     again = profile_devices(["cpu-ort", "cpu-ort-mt"], configs=cfgs, store=farm, address=ray_cluster.address,
                             max_time_per_op=0.05, drift_check=False)
     assert all(d["measured"] == 0 and d["skipped"] == 4 for d in again.devices.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["bo", "tpe"])
+def test_cli_search_with_two_local_workers_and_a_model_based_strategy(trained, tmp_path, strategy) -> None:
+    """The CLI end to end: worker processes started before the search loads, bo/tpe proposing while
+    another trial is in flight, the journal complete and distinct; a larger budget resumes it."""
+    from hwnas.cli import main
+    from hwnas.search import create_space
+
+    space = create_space("nb201")
+    rows = ["index,arch_str,acc"] + [f"{i},{space.to_string(a)},{50 + (i % 40)}" for i, a in enumerate(space.enumerate())]
+    (tmp_path / "acc.csv").write_text("\n".join(rows) + "\n")
+    args = ["search", "--space", "nb201", "--evaluator", "table", "--accuracy-csv", str(tmp_path / "acc.csv"),
+            "--accuracy-column", "acc", "--strategy", strategy, "--strategy-param", "initial=4", "--target-ms", "1000",
+            "--verify", "0", "--predictor", str(trained / "predictor"), "--workers", "2", "--out", str(tmp_path / "run"),
+            "--json"]
+    assert main([*args, "--budget", "8"]) == 0
+    assert main([*args, "--budget", "12", "--resume"]) == 0
+    con = sqlite3.connect(tmp_path / "run" / "journal.sqlite")
+    rows = con.execute("SELECT arch, state FROM trials").fetchall()
+    con.close()
+    assert len(rows) == 12 and {s for _, s in rows} == {"complete"} and len({a for a, _ in rows}) == 12
