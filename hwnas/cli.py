@@ -415,8 +415,12 @@ def search(
     space: Annotated[str, typer.Option("--space", help="Search space: nb201, mnasnet, proxyless or mlp.")] = "nb201",
     target_ms: Annotated[float, typer.Option("--target-ms", help="Latency target T of the MNAS reward (ms).")] = 5.0,
     strategy: Annotated[str, typer.Option("--strategy", help="grid, random, evolution, guided-evolution "
-                        "(evolution screened by a surrogate), reinforce, ppo, nsga2 (multi-objective: --objective pareto), or proxyless (supernet with binary "
+                        "(evolution screened by a surrogate), reinforce, ppo, bo (Gaussian process), tpe (Optuna), "
+                        "nsga2 (multi-objective: --objective pareto), successive-halving or hyperband (proxy training "
+                        "in rungs; --sampler), or proxyless (supernet with binary "
                         "gates and a latency loss; --space proxyless).")] = "guided-evolution",
+    sampler: Annotated[str, typer.Option("--sampler", help="successive-halving/hyperband: the strategy that "
+                       "proposes each bracket's candidates (random; bo makes Hyperband BOHB-like).")] = "random",
     space_arg: Annotated[list[str] | None, typer.Option("--space-arg", help="A space setting NAME=VALUE, e.g. "
                          "resolution=64 or width=0.5 (repeatable).")] = None,
     strategy_param: Annotated[list[str] | None, typer.Option("--strategy-param", help="A strategy hyper-parameter "
@@ -477,6 +481,14 @@ def search(
     dev = _registry(devices_file).get(device)
     space_args = parse_key_values(space_arg, "--space-arg")
     params = parse_key_values(strategy_param, "--strategy-param")
+    if strategy in ("successive-halving", "hyperband"):
+        if evaluator != "proxy":
+            raise ArgumentError("evaluator", f"{strategy} trains in rungs: it needs the proxy evaluator", evaluator)
+        _search_multifidelity(strategy, sampler, dev, space, space_args, params, target_ms, dataset, resolution, seed,
+                              out, resume, predictor, allow_mismatch, train_device, as_json)
+        return
+    if sampler != "random":
+        raise ArgumentError("sampler", "is for --strategy successive-halving or hyperband", sampler)
     if strategy == "proxyless":
         _search_proxyless(dev, space, space_args, params, target_ms, supernet_epochs, warmup_epochs, latency_loss,
                           latency_lambda, latency_beta, epochs, dataset, resolution, seed, out, resume, predictor,
@@ -550,6 +562,23 @@ def _search_proxyless(dev: Any, space: str, space_args: dict, params: dict, targ
                                   allow_fingerprint_mismatch=allow_mismatch, progress=bars,
                                   message=(lambda m: None) if as_json else _say(_err()))
     _print_json(result) if as_json else _render.proxyless_result(result, epochs, target_ms, out)
+
+
+def _search_multifidelity(method: str, sampler: str, dev: Any, space: str, space_args: dict, params: dict,
+                          target_ms: float, dataset: str, resolution: int, seed: int, out: Path, resume: bool,
+                          predictor: Path | None, allow_mismatch: bool, train_device: str, as_json: bool) -> None:
+    from hwnas.jobs import multifidelity_search
+
+    with progress_bar(_err()) as bars:
+        result = multifidelity_search(method, space, dev, predictor, out, target_ms=target_ms, params=params,
+                                      sampler=sampler, space_args=space_args, dataset=dataset, resolution=resolution,
+                                      seed=seed, resume=resume, train_device=train_device,
+                                      allow_fingerprint_mismatch=allow_mismatch, progress=bars,
+                                      message=(lambda m: None) if as_json else _say(_err()))
+    if as_json:
+        _print_json(result)
+        return
+    _render.multifidelity_result(result, out)
 
 
 # ---- export -------------------------------------------------------------------------------------

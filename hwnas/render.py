@@ -143,6 +143,18 @@ def proxyless_result(result: dict[str, Any], epochs: int, target_ms: float, out:
     _out().print(f"run directory: {out} (journal.sqlite, best.json, epochs.csv, proxyless.png, supernet.pt)")
 
 
+def multifidelity_result(result: dict[str, Any], out: Path) -> None:
+    b, mf = result["best"], result["multi_fidelity"]
+    if b is None:
+        _out().print("no candidate reached the full epochs within the limit")
+    else:
+        _out().print(f"best: [bold]{b['arch']}[/] accuracy {b['accuracy']:.4f} at the full epochs, predicted "
+                     f"{b['latency_ms']:.3f} ms")
+    _out().print(f"{mf['evaluations']} rung evaluations, {mf['epochs_trained']} epochs trained in "
+                 f"{mf['seconds']:.0f} s; run directory: {out} (journal.sqlite, rungs.csv, best.json, trials.csv, "
+                 f"checkpoints/)")
+
+
 def device_list(rows: list[dict[str, Any]]) -> None:
     t = Table("device", "runtime", "here", "description")
     for r in rows:

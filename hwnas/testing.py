@@ -26,7 +26,7 @@ from hwnas.profilers._ops import OpConfig
 from hwnas.profilers._timing import TimingPolicy, measure
 
 __all__ = ["deterministic_feasibility", "check_device", "check_backend", "check_latency_model", "check_strategy", "check_space", "FAST_POLICY",
-           "LocalTvmRpc", "free_port", "FakeEvaluator", "LocalRayCluster"]
+           "LocalTvmRpc", "free_port", "FakeEvaluator", "FakeFidelityEvaluator", "LocalRayCluster"]
 
 #: A timing policy for tests: a few runs, a few milliseconds per op. Never for reported numbers.
 FAST_POLICY = TimingPolicy(warmup_runs=2, warmup_s=0.0, min_runs=5, min_time_s=0.002, max_time_s=0.05, batch=5, rounds=2)
@@ -293,6 +293,36 @@ class FakeEvaluator:
                 raise RuntimeError(f"fake failure {n + 1} of {self.fail_times} for {key}")
         time.sleep(self.seconds)
         return 0.5 + (zlib.crc32(key.encode()) % 1000) / 2000
+
+
+class FakeFidelityEvaluator:
+    """A deterministic fake of an evaluator that trains in rungs (``train_to``), for testing
+    multi-fidelity orchestration only, never for a number: the accuracy grows with the epochs
+    towards a per-architecture ceiling; the checkpoint file records the epochs reached (a rung
+    continues from it: ``trained`` counts the epochs actually trained). ``stop_after`` raises
+    KeyboardInterrupt at that many evaluations (a killed run)."""
+
+    supports_fidelity = True
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.stop_after, self.calls, self.trained = stop_after, 0, 0
+
+    def train_to(self, arch: Any, epochs: int, max_epochs: int, checkpoint: Any = None) -> float:
+        import zlib
+        from pathlib import Path
+
+        if self.stop_after is not None and self.calls >= self.stop_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        start = 0
+        if checkpoint is not None and Path(checkpoint).exists():
+            start = int(Path(checkpoint).read_text())
+        self.trained += epochs - start
+        if checkpoint is not None:
+            Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
+            Path(checkpoint).write_text(str(epochs))
+        ceiling = 0.5 + (zlib.crc32("_".join(map(str, arch.choices)).encode()) % 1000) / 2000
+        return ceiling * (1 - 0.5 ** epochs)
 
 
 class LocalRayCluster:

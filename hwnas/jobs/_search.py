@@ -56,7 +56,8 @@ def _check(target_ms: float, strategy: str, objective: str, verify: int, o: dict
     if isinstance(target_ms, bool) or not isinstance(target_ms, (int, float)) or math.isnan(target_ms) or target_ms <= 0:
         raise ArgumentError("target_ms", "takes a latency > 0 (ms; inf for no target)", target_ms)
     if strategy not in list_strategies():
-        raise UnknownNameError("strategy", strategy, [*list_strategies(), "proxyless"])
+        raise UnknownNameError("strategy", strategy, [*list_strategies(), "proxyless", "successive-halving",
+                                                      "hyperband"])
     if objective not in OBJECTIVES:
         raise UnknownNameError("objective", objective, OBJECTIVES)
     if objective == "pareto" and not strategy_class(strategy).multi_objective:

@@ -10,6 +10,8 @@ from hwnas.search._evaluators import (ProxyTrainingEvaluator, TableEvaluator, cr
                                       list_evaluators, load_dataset, register_evaluator)
 from hwnas.search._parallel import (EvaluationFailed, Executor, InlineExecutor, ProcessExecutor, RayExecutor,
                                     create_executor, evaluate_trial, list_executors, register_executor, run_trials)
+from hwnas.search._multifidelity import (MULTI_FIDELITY, MultiFidelitySearch, Rung, RungJournal, RungResult,
+                                         hyperband_schedule, successive_halving_schedule)
 from hwnas.search._objective import MnasReward, pareto_front, reward_preset
 from hwnas.search._run import (OBJECTIVES, Journal, Limits, Trial, best_and_front, check_budget_feasible, feasibility,
                                incumbent, strategy_reward)
@@ -29,4 +31,5 @@ __all__ = ["MnasReward", "pareto_front", "reward_preset", "OBJECTIVES", "Journal
            "strategy_names", "ProxyTrainingEvaluator", "TableEvaluator", "create_evaluator", "register_evaluator",
            "list_evaluators", "load_dataset", "dataset_classes", "Executor", "InlineExecutor", "ProcessExecutor",
            "RayExecutor", "EvaluationFailed", "create_executor", "evaluate_trial", "list_executors", "register_executor",
-           "run_trials"]
+           "run_trials", "MULTI_FIDELITY", "MultiFidelitySearch", "Rung", "RungJournal", "RungResult",
+           "hyperband_schedule", "successive_halving_schedule"]

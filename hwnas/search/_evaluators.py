@@ -202,6 +202,37 @@ class ProxyTrainingEvaluator:
 
     def train(self, arch: Arch):  # noqa: ANN201
         """The trained module (eval mode) and its validation accuracy."""
+        run = self._start(arch, self.epochs)
+        run.epochs_to(self.epochs)
+        return run.model.eval(), run.accuracy()
+
+    #: :meth:`train_to` continues a candidate's training from a checkpoint (multi-fidelity search)
+    supports_fidelity = True
+
+    def train_to(self, arch: Arch, epochs: int, max_epochs: int, checkpoint: str | Path | None = None) -> float:
+        """Validation accuracy after ``epochs`` epochs of a ``max_epochs`` schedule (the learning rate
+        follows the ``max_epochs`` cycle, so each rung is a prefix of the full training). With a
+        ``checkpoint`` file holding an earlier rung, training continues from it (and the file is
+        rewritten at ``epochs``): the result equals training straight to ``epochs``."""
+        import torch
+
+        if not 1 <= epochs <= max_epochs:
+            raise HwnasError(f"train_to needs 1 <= epochs <= max_epochs (got {epochs}, {max_epochs})")
+        run = self._start(arch, max_epochs)
+        path = Path(checkpoint) if checkpoint is not None else None
+        if path is not None and path.exists():
+            state = torch.load(path, map_location=self.device, weights_only=False)
+            if state["epochs"] <= epochs and state["max_epochs"] == max_epochs:
+                run.load(state)
+        run.epochs_to(epochs)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            torch.save({**run.state(), "max_epochs": max_epochs}, tmp)
+            tmp.replace(path)  # a run killed while writing keeps the earlier rung's file
+        return run.accuracy()
+
+    def _start(self, arch: Arch, total_epochs: int) -> _TrainingRun:
         import torch
 
         xt, yt, xv, yv, classes = self._data_for(arch)
@@ -211,27 +242,61 @@ class ProxyTrainingEvaluator:
         else:
             kw = {"resolution": None if self.searches_resolution else self.resolution}
         model = self.space.build_module(arch, classes=classes, **kw).to(self.device)
-        opt = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=0.9, weight_decay=5e-4)
-        steps = self.epochs * ((len(yt) + self.batch_size - 1) // self.batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr * 5, total_steps=max(1, steps))
-        g = torch.Generator().manual_seed(self.seed)
-        model.train()
-        for _ in range(self.epochs):
-            perm = torch.randperm(len(yt), generator=g)
+        return _TrainingRun(model, (xt, yt, xv, yv), self.batch_size, self.lr, total_epochs, self.seed, self.device)
+
+
+class _TrainingRun:
+    """One candidate's training: SGD with a one-cycle schedule over ``total_epochs``, a seeded
+    shuffle; its state (model, optimiser, schedule, shuffle, epochs done) saves and loads."""
+
+    def __init__(self, model: Any, data: tuple, batch_size: int, lr: float, total_epochs: int, seed: int,
+                 device: str) -> None:
+        import torch
+
+        self.model, self.data, self.batch_size, self.device = model, data, batch_size, device
+        n = len(data[1])
+        self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+        steps = total_epochs * ((n + batch_size - 1) // batch_size)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=lr * 5, total_steps=max(1, steps))
+        self.gen = torch.Generator().manual_seed(seed)
+        self.done = 0
+
+    def epochs_to(self, epochs: int) -> None:
+        import torch
+
+        xt, yt = self.data[0], self.data[1]
+        self.model.train()
+        for _ in range(self.done, epochs):
+            perm = torch.randperm(len(yt), generator=self.gen)
             for i in range(0, len(yt), self.batch_size):
                 idx = perm[i: i + self.batch_size]
                 x, y = xt[idx].to(self.device), yt[idx].to(self.device)
-                loss = torch.nn.functional.cross_entropy(model(x), y)
-                opt.zero_grad()
+                loss = torch.nn.functional.cross_entropy(self.model(x), y)
+                self.opt.zero_grad()
                 loss.backward()
-                opt.step()
-                sched.step()
-        model.eval()
+                self.opt.step()
+                self.sched.step()
+        self.done = max(self.done, epochs)
+
+    def accuracy(self) -> float:
+        import torch
+
+        xv, yv = self.data[2], self.data[3]
+        self.model.eval()
         with torch.no_grad():
-            pred = torch.cat([model(xv[i: i + 256].to(self.device)).argmax(1).cpu() for i in range(0, len(yv), 256)])
-        return model, float((pred == yv).float().mean())
+            pred = torch.cat([self.model(xv[i: i + 256].to(self.device)).argmax(1).cpu() for i in range(0, len(yv), 256)])
+        return float((pred == yv).float().mean())
 
+    def state(self) -> dict[str, Any]:
+        return {"epochs": self.done, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict(), "gen": self.gen.get_state()}
 
+    def load(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.gen.set_state(state["gen"])
+        self.done = int(state["epochs"])
 
 
 #: evaluator factories ``(space, **options) -> (arch -> accuracy)``, by name

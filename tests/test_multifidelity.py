@@ -1,0 +1,132 @@
+"""Multi-fidelity search: successive halving and Hyperband schedules, training in rungs that
+continue from checkpoints (real torch), promotions, the journal, resume mid-bracket, bad input.
+Orchestration tests use hwnas.testing.FakeFidelityEvaluator (a named fake; never a number)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from hwnas.errors import ArgumentError, HwnasError, UnknownNameError
+from hwnas.jobs import multifidelity_schedule
+from hwnas.search import (MultiFidelitySearch, Rung, RungJournal, create_space, create_strategy, hyperband_schedule,
+                          successive_halving_schedule)
+from hwnas.testing import FakeFidelityEvaluator
+
+
+def _shape(brackets):  # noqa: ANN001, ANN202
+    return [[(r.n, r.epochs) for r in rungs] for rungs in brackets]
+
+
+def test_schedules() -> None:
+    assert _shape(hyperband_schedule(9, 3)) == [[(9, 1), (3, 3), (1, 9)], [(5, 3), (1, 9)], [(3, 9)]]
+    assert _shape(hyperband_schedule(27, 3))[0] == [(27, 1), (9, 3), (3, 9), (1, 27)]
+    assert _shape([successive_halving_schedule(8, 2, 1, 8)]) == [[(8, 1), (4, 2), (2, 4), (1, 8)]]
+    assert _shape([successive_halving_schedule(9, 3, 1, 5)]) == [[(9, 1), (3, 5)]]  # the last rung: max_epochs
+    for method, params, match in (("hyperband", {"eta": 1}, "eta"), ("hyperband", {"max_epochs": 2}, "minimum"),
+                                  ("successive-halving", {"n": 2}, "n"), ("hyperband", {"eta": 2.5}, "eta"),
+                                  ("successive-halving", {"R": 9}, "no parameter 'R'")):
+        with pytest.raises(ArgumentError, match=match):
+            multifidelity_schedule(method, params)
+    with pytest.raises(UnknownNameError, match="hyperband, successive-halving"):
+        multifidelity_schedule("bohb", {})
+
+
+def _run(tmp_path, ev, brackets, sampler="random", resume=True):  # noqa: ANN001, ANN202
+    space = create_space("nb201")
+    journal = RungJournal(tmp_path / "j.sqlite", {"s": sampler}, resume)
+    mf = MultiFidelitySearch(space, create_strategy(sampler, space, seed=2), ev, lambda a: 1.0, brackets, journal,
+                             tmp_path / "ckpt")
+    try:
+        return mf.run(), journal.results()
+    finally:
+        journal.close()
+
+
+def test_successive_halving_promotes_the_best_and_continues_from_checkpoints(tmp_path) -> None:
+    ev = FakeFidelityEvaluator()
+    best, rows = _run(tmp_path, ev, [successive_halving_schedule(9, 3, 1, 9)])
+    by_rung = [[r for r in rows if r.rung == k] for k in range(3)]
+    assert [len(x) for x in by_rung] == [9, 3, 1]
+    top3 = sorted(by_rung[0], key=lambda r: -r.accuracy)[:3]
+    assert {r.arch for r in by_rung[1]} == {r.arch for r in top3}  # the best third promoted
+    assert by_rung[2][0].arch == max(by_rung[1], key=lambda r: r.accuracy).arch
+    assert best == by_rung[2][0] and best.epochs == 9
+    assert ev.trained == 9 * 1 + 3 * 2 + 1 * 6  # promoted candidates continue: 21 epochs, not 9 + 9 + 9
+
+
+@pytest.mark.parametrize("sampler", ["random", "bo"])
+def test_a_killed_hyperband_run_resumes_at_its_rung(tmp_path, sampler) -> None:
+    brackets = hyperband_schedule(9, 3)
+    whole_best, whole = _run(tmp_path / "a", FakeFidelityEvaluator(), brackets, sampler)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", FakeFidelityEvaluator(stop_after=11), brackets, sampler)  # mid bracket 0, rung 1
+    ev = FakeFidelityEvaluator()
+    best, rows = _run(tmp_path / "b", ev, brackets, sampler)
+    assert ev.calls == len(whole) - 11  # nothing journalled is trained again
+    assert [(r.bracket, r.rung, r.arch, r.accuracy) for r in rows] == [(r.bracket, r.rung, r.arch, r.accuracy)
+                                                                         for r in whole]
+    assert (best.arch, best.accuracy, best.epochs) == (whole_best.arch, whole_best.accuracy, whole_best.epochs)
+
+
+def test_journal_refuses_other_settings_and_needs_resume(tmp_path) -> None:
+    _run(tmp_path, FakeFidelityEvaluator(), [successive_halving_schedule(3, 3, 1, 3)])
+    with pytest.raises(HwnasError, match="settings differ"):
+        RungJournal(tmp_path / "j.sqlite", {"s": "bo"})
+    with pytest.raises(HwnasError, match="--resume"):
+        RungJournal(tmp_path / "j.sqlite", {"s": "random"}, resume=False)
+
+
+def test_an_evaluator_without_rungs_is_refused() -> None:
+    space = create_space("nb201")
+    with pytest.raises(HwnasError, match="cannot train in rungs"):
+        MultiFidelitySearch(space, create_strategy("random", space), lambda a: 0.5, lambda a: 1.0,
+                            [[Rung(0, 0, 3, 1)]], RungJournal(None, {}), None)
+
+
+def test_training_in_rungs_equals_training_straight_through(tmp_path) -> None:
+    from hwnas.search import ProxyTrainingEvaluator
+
+    space = create_space("mlp")
+    arch = space.sample(__import__("numpy").random.default_rng(0))
+    ev = ProxyTrainingEvaluator(space, epochs=3)
+    straight = ev.train_to(arch, 3, 3)
+    ck = tmp_path / "c.pt"
+    ev.train_to(arch, 1, 3, ck)
+    assert ev.train_to(arch, 3, 3, ck) == straight
+    assert ev.train(arch)[1] == straight  # the plain evaluator is the full-epoch rung
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--strategy-param", "eta=1"], "eta"),
+    (["--strategy-param", "max_epochs=2"], "minimum"),
+    (["--sampler", "nope"], "Known strategies"),
+    (["--evaluator", "table"], "proxy evaluator"),
+])
+def test_bad_multifidelity_input_is_one_line_exit_2(tmp_path, args, match) -> None:
+    r = subprocess.run([sys.executable, "-m", "hwnas", "search", "--space", "mlp", "--strategy", "hyperband",
+                        "--target-ms", "1000", "--out", str(tmp_path / "r"), *args], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert match in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "r" / "journal.sqlite").exists()
+
+
+@pytest.mark.slow
+def test_cli_hyperband_with_proxy_training_writes_a_run_that_resumes(trained, tmp_path) -> None:
+    from hwnas.cli import main
+
+    args = ["search", "--space", "mlp", "--strategy", "hyperband", "--strategy-param", "max_epochs=3",
+            "--sampler", "bo", "--target-ms", "1000", "--predictor", str(trained / "predictor"),
+            "--out", str(tmp_path / "run"), "--json"]
+    assert main(args) == 0
+    import json
+
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert best["best"]["arch"] and best["multi_fidelity"]["evaluations"] == 3 + 1 + 2  # 3x1 -> 1x3, 2x3
+    assert (tmp_path / "run" / "rungs.csv").exists() and list((tmp_path / "run" / "checkpoints").glob("*.pt"))
+    assert main([*args, "--resume"]) == 0  # everything journalled: nothing trained again, the same best
+    again = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert again["best"]["arch"] == best["best"]["arch"]
+    assert main(args) == 2  # the run exists: --resume needed
