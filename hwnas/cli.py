@@ -419,6 +419,9 @@ def search(
                         "nsga2 (multi-objective: --objective pareto), successive-halving or hyperband (proxy training "
                         "in rungs; --sampler), or proxyless (supernet with binary "
                         "gates and a latency loss; --space proxyless).")] = "guided-evolution",
+    inherit: Annotated[int | None, typer.Option("--inherit", help="evolution, guided-evolution: a child starts from "
+                       "its parent's trained weights (Net2Net-style) and trains this many epochs (fewer than "
+                       "--epochs).")] = None,
     sampler: Annotated[str, typer.Option("--sampler", help="successive-halving/hyperband: the strategy that "
                        "proposes each bracket's candidates (random; bo makes Hyperband BOHB-like).")] = "random",
     space_arg: Annotated[list[str] | None, typer.Option("--space-arg", help="A space setting NAME=VALUE, e.g. "
@@ -494,6 +497,8 @@ def search(
                           latency_lambda, latency_beta, epochs, dataset, resolution, seed, out, resume, predictor,
                           allow_mismatch, train_device, as_json)
         return
+    if inherit is not None and workers > 1:
+        raise ArgumentError("inherit", "runs with one worker (a child waits for its parent's weights)", inherit)
     pool = _early_pool(workers, executor, trial_cpus, trial_gpus)
     try:
         s = create_search(space, dev, target_ms=target_ms, predictor=predictor, strategy=strategy, evaluator=evaluator,
@@ -502,7 +507,8 @@ def search(
                       dataset=dataset, epochs=epochs, resolution=resolution, accuracy_csv=accuracy_csv,
                       accuracy_column=accuracy_column, train_device=train_device,
                       allow_fingerprint_mismatch=allow_mismatch, resume=resume, evaluate_quantized=evaluate_quantized,
-                      executor=executor, ray_address=ray_address, trial_cpus=trial_cpus, trial_gpus=trial_gpus)
+                      executor=executor, ray_address=ray_address, trial_cpus=trial_cpus, trial_gpus=trial_gpus,
+                      inherit_epochs=inherit)
     except BaseException:
         if pool is not None:
             pool.close(cancel=True)

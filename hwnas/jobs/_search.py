@@ -28,7 +28,7 @@ SEARCH_OPTIONS: dict[str, Any] = {
     "space_args": None, "strategy_params": None, "hard_limit": True, "qualify_band": 0.05, "dataset": "digits",
     "epochs": 2, "resolution": 16, "accuracy_csv": None, "accuracy_column": "cifar10_test_acc", "train_device": "cpu",
     "allow_fingerprint_mismatch": False, "resume": None, "limit_ms": None, "evaluate_quantized": False,
-    "executor": None, "ray_address": None, "trial_cpus": None, "trial_gpus": 0,
+    "executor": None, "ray_address": None, "trial_cpus": None, "trial_gpus": 0, "inherit_epochs": None,
 }
 
 
@@ -72,6 +72,11 @@ def _check(target_ms: float, strategy: str, objective: str, verify: int, o: dict
         raise ArgumentError("resolution", "takes at most 1024 (proxy training)", o["resolution"])
     check_strategy_params(strategy, dict(o["strategy_params"] or {}))
     _check_run_options(o)
+    if o["inherit_epochs"] is not None:
+        check_count("inherit_epochs", o["inherit_epochs"], 1)
+        if o["executor"] not in (None, "inline"):
+            raise ArgumentError("inherit_epochs", "runs its trials in this process (a child needs its parent's "
+                                "weights file): leave out the executor", o["inherit_epochs"])
 
 
 def _check_run_options(o: dict[str, Any]) -> None:
@@ -153,6 +158,25 @@ def _evaluator(evaluator: Any, sp: SearchSpace, seed: int, o: dict[str, Any]) ->
     return create_evaluator(evaluator, sp)
 
 
+def _inheriting(ev: Any, strat: Any, sp: SearchSpace, storage: str | Path | None, epochs: int) -> Any:
+    """The evaluator wrapped for weight inheritance: children train ``epochs`` from their parent's
+    weights, kept in the run directory's ``weights/`` (a temporary folder for a search in memory)."""
+    import tempfile
+
+    from hwnas.search._inherit import InheritingEvaluator
+    from hwnas.search.strategies import Strategy
+
+    if type(strat).parent_of is Strategy.parent_of:
+        raise ArgumentError("inherit_epochs", f"needs a strategy that breeds children (evolution, guided-evolution); "
+                            f"{strat.name} does not", epochs)
+    if storage is None:
+        holder = tempfile.TemporaryDirectory(prefix="hwnas-weights-")
+        wrapped = InheritingEvaluator(ev, holder.name, epochs, strat.parent_of, sp)
+        wrapped._holder = holder  # removed with the evaluator
+        return wrapped
+    return InheritingEvaluator(ev, Path(storage) / "weights", epochs, strat.parent_of, sp)
+
+
 def _journal(storage: str | Path | None, settings: dict[str, Any], resume: bool | None) -> Journal:
     """The run's journal: in memory, new, or (``resume`` True or None) continued. A file, or a
     non-empty folder that holds no search, is the user's and is refused."""
@@ -187,7 +211,9 @@ def create_search(space: str | SearchSpace, device: str | Device, *, target_ms: 
     hard limit below the target: a safety margin for the predictor's error), ``qualify_band``,
     ``dataset``, ``epochs``, ``resolution``, ``accuracy_csv``, ``accuracy_column``,
     ``train_device``, ``allow_fingerprint_mismatch``, ``resume``, ``evaluate_quantized`` (the proxy
-    evaluator's accuracy after int8 quantization, for an int8 device); where ``optimize`` runs the
+    evaluator's accuracy after int8 quantization, for an int8 device), ``inherit_epochs`` (evolution:
+    a child trains this many epochs from its parent's weights, :mod:`hwnas.search._inherit`; one
+    worker); where ``optimize`` runs the
     trials: ``executor`` (``local``, ``ray``; :func:`~hwnas.search.create_executor`),
     ``ray_address`` (a Ray cluster; a local Ray when None), ``trial_cpus``, ``trial_gpus``. On Ray
     the device measurements run on the node that advertises ``hwnas-device:<device>``.
@@ -242,6 +268,9 @@ def create_search(space: str | SearchSpace, device: str | Device, *, target_ms: 
         raise
     except (TypeError, ValueError) as exc:
         raise HwnasError(f"bad strategy_params for {strategy}: {exc}") from None
+    if o["inherit_epochs"]:
+        settings["inherit_epochs"] = o["inherit_epochs"]
+        ev = _inheriting(ev, strat, sp, storage, o["inherit_epochs"])
     measure = _measure(dev, sp, verify, o)  # a Ray cluster that does not answer fails here
     journal = _journal(storage, settings, o["resume"])  # last: a refused search leaves no journal
     try:

@@ -208,6 +208,18 @@ class ProxyTrainingEvaluator:
 
     #: :meth:`train_to` continues a candidate's training from a checkpoint (multi-fidelity search)
     supports_fidelity = True
+    #: :meth:`train_inherited` starts a child from its parent's trained weights (``--inherit``)
+    supports_inheritance = True
+
+    def train_inherited(self, arch: Arch, parent_state: dict[str, Any], epochs: int):  # noqa: ANN201
+        """The module trained ``epochs`` epochs from ``parent_state`` (weights inherited by
+        :func:`hwnas.search._inherit.inherit_weights`), its validation accuracy, and what was inherited."""
+        from hwnas.search._inherit import inherit_weights
+
+        run = self._start(arch, epochs)
+        stats = inherit_weights(run.model, parent_state)
+        run.epochs_to(epochs)
+        return run.model.eval(), run.accuracy(), stats
 
     def train_to(self, arch: Arch, epochs: int, max_epochs: int, checkpoint: str | Path | None = None) -> float:
         """Validation accuracy after ``epochs`` epochs of a ``max_epochs`` schedule (the learning rate

@@ -207,6 +207,9 @@ class Search:
             raise HwnasError("optimize needs an evaluator (arch -> accuracy); or drive the search with ask/tell")
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise ArgumentError("budget", "takes a count >= 1", budget)
+        if workers > 1 and getattr(self.evaluator, "parent_of", None) is not None:
+            raise ArgumentError("workers", "is 1 with weight inheritance (a child waits for its parent's weights)",
+                                workers)
         opts = dict(self.run_options)
         name = executor if executor is not None else opts.pop("executor", None)
         if isinstance(name, str) or (name is None and (workers > 1 or opts)):

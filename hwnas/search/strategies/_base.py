@@ -58,6 +58,11 @@ class Strategy(ABC):
         """An asked architecture that will never be told (its evaluation failed): forget it as
         pending, never propose it again (no-op by default: strategies remember what they asked)."""
 
+    def parent_of(self, arch: Arch) -> Arch | None:
+        """The evaluated architecture ``arch`` was bred from (weight inheritance: it may start from
+        that one's trained weights), or None (a random sample; strategies that do not breed)."""
+        return None
+
     def _sample_new(self, seen: set[Arch], tries: int = 1000) -> Arch | None:
         """A random feasible architecture not in ``seen`` (added to it), or ``None`` after
         ``tries`` draws."""

@@ -120,6 +120,8 @@ class RegularizedEvolution(Strategy):
         self._seen: set[Arch] = set()
         self._told_x: list[np.ndarray] = []
         self._told_y: list[float] = []
+        self._bred: dict[Arch, Arch] = {}  # this ask's children -> the parent each was bred from
+        self._parent: dict[Arch, Arch] = {}  # proposed children -> parent (weight inheritance)
 
     def _tournament(self) -> Arch:
         pool = self.population
@@ -131,7 +133,7 @@ class RegularizedEvolution(Strategy):
         children: list[Arch] = []
         failures = 0
         while len(children) < k and failures < 1000:
-            child = self._tournament()
+            child = parent = self._tournament()
             if self.crossover_prob and self.rng.random() < self.crossover_prob:
                 child = self.space.crossover(child, self._tournament(), self.rng)
             # a parent whose every neighbour was seen (an elitist population converges there) gets
@@ -140,6 +142,7 @@ class RegularizedEvolution(Strategy):
                 child = self.space.mutate(child, self.rng)
             if child not in self._seen and child not in children and self.feasible(child):
                 children.append(child)
+                self._bred[child] = parent
             else:
                 failures += 1
         return children
@@ -179,7 +182,13 @@ class RegularizedEvolution(Strategy):
             raise SearchExhausted("evolution found no new feasible child in 1000 tries")
         child = children[0] if len(children) == 1 else self._surrogate_best(children)
         self._seen.add(child)
+        if child in self._bred:
+            self._parent[child] = self._bred[child]
+        self._bred.clear()
         return child
+
+    def parent_of(self, arch: Arch) -> Arch | None:
+        return self._parent.get(arch)
 
     def tell(self, arch: Arch, reward: float) -> None:
         self._seen.add(arch)

@@ -1,0 +1,149 @@
+"""Weight inheritance: a child network starts from its parent's trained weights (Net2Net-style,
+function-preserving where the structure allows) and trains for fewer epochs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hwnas.errors import HwnasError
+from hwnas.search.spaces._base import Arch, SearchSpace
+
+__all__ = ["inherit_weights", "InheritStats", "InheritingEvaluator"]
+
+
+@dataclass(frozen=True)
+class InheritStats:
+    """How much of a child came from its parent: parameter elements copied, layers initialised as
+    identities (new depth), and the child's parameter elements in all."""
+
+    copied: int
+    identity_layers: int
+    total: int
+
+    @property
+    def fraction(self) -> float:
+        return self.copied / self.total if self.total else 0.0
+
+
+def _weighted(module: Any) -> bool:
+    import torch.nn as nn
+
+    return isinstance(module, (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d))
+
+
+def _heads(child: Any, parent_state: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The classifier of each: the last Linear layer (matched to each other whatever their names)."""
+    import torch.nn as nn
+
+    c = [n for n, m in child.named_modules() if isinstance(m, nn.Linear)]
+    p = [k[: -len(".weight")] for k, v in parent_state.items() if k.endswith(".weight") and v.dim() == 2]
+    return (c[-1] if c else None), (p[-1] if p else None)
+
+
+def _overlap(dst: Any, src: Any) -> int:
+    """Copy ``src`` into ``dst`` where they overlap: leading output and input channels, kernels
+    centred (a larger kernel gets the parent's in its centre, zeros around: the same function). A
+    layer with more inputs than its parent gets zero weights from the extra inputs (the new units
+    of a widened layer before it add nothing at first: Net2Net's function-preserving widening, with
+    zero outgoing weights instead of divided copies). Returns the elements copied."""
+    import torch
+
+    if dst.dim() != src.dim():
+        return 0
+    n = [min(d, s) for d, s in zip(dst.shape, src.shape)]
+    idx_dst = [slice(0, k) for k in n[:2]] + [slice((d - k) // 2, (d - k) // 2 + k) for d, k in zip(dst.shape[2:], n[2:])]
+    idx_src = [slice(0, k) for k in n[:2]] + [slice((s - k) // 2, (s - k) // 2 + k) for s, k in zip(src.shape[2:], n[2:])]
+    with torch.no_grad():
+        if dst.dim() >= 2 and dst.shape[1] > src.shape[1]:
+            dst[:, src.shape[1]:] = 0
+        if dst.dim() == 4 and tuple(dst.shape[2:]) != tuple(src.shape[2:]):
+            dst[: n[0], : n[1]] = 0  # the kernel's ring around the parent's centre
+        dst[tuple(idx_dst)] = src[tuple(idx_src)].to(dst.dtype)
+    return int(torch.Size(n).numel())
+
+
+def _identity(module: Any) -> None:
+    """Initialise a new Linear or Conv2d as the identity on its overlapping channels (Net2Net's
+    deepening: with a ReLU after a ReLU, the same function when the widths agree)."""
+    import torch
+    import torch.nn as nn
+
+    with torch.no_grad():
+        module.weight.zero_()
+        n = min(module.weight.shape[0], module.weight.shape[1])
+        if isinstance(module, nn.Linear):
+            module.weight[:n, :n] = torch.eye(n)
+        else:
+            kh, kw = module.weight.shape[2:]
+            module.weight[torch.arange(n), torch.arange(n), kh // 2, kw // 2] = 1.0
+        if module.bias is not None:
+            module.bias.zero_()
+
+
+def inherit_weights(child: Any, parent_state: dict[str, Any]) -> InheritStats:
+    """Start ``child`` (a torch module) from ``parent_state`` (its parent's trained ``state_dict``):
+    layers matched by name (the classifiers, the last Linear of each, to each other), each tensor
+    copied on its overlap (:func:`_overlap`); a Linear or Conv2d the parent lacks starts as an
+    identity (:func:`_identity`); anything else keeps its fresh initialisation."""
+    import torch.nn as nn
+
+    head_c, head_p = _heads(child, parent_state)
+    copied = identities = 0
+    for name, module in child.named_modules():
+        if not _weighted(module):
+            continue
+        src = head_p if name == head_c else (None if name == head_p else name)
+        tensors = {**dict(module.named_parameters(recurse=False)), **dict(module.named_buffers(recurse=False))}
+        matched = src is not None and f"{src}.weight" in parent_state
+        if not matched:
+            if isinstance(module, (nn.Linear, nn.Conv2d)) and (module.groups if isinstance(module, nn.Conv2d) else 1) == 1:
+                _identity(module)
+                identities += 1
+            continue
+        for key, t in tensors.items():
+            p = parent_state.get(f"{src}.{key}")
+            if p is not None and key != "num_batches_tracked":
+                copied += _overlap(t.data, p)
+    total = sum(p.numel() for p in child.parameters())
+    return InheritStats(copied, identities, total)
+
+
+class InheritingEvaluator:
+    """An accuracy evaluator for a strategy that breeds children (``parent_of``): a child whose
+    parent's trained weights are in ``weights_dir`` trains ``epochs`` epochs from them
+    (:func:`inherit_weights`); any other candidate trains from scratch with ``base``'s epochs. Every
+    trained network's weights are saved there for its own children. Runs in this process (the
+    parent map is the strategy's)."""
+
+    def __init__(self, base: Any, weights_dir: str | Path, epochs: int, parent_of: Callable[[Arch], Arch | None],
+                 space: SearchSpace) -> None:
+        if not getattr(base, "supports_inheritance", False):
+            raise HwnasError(f"the evaluator {type(base).__name__} cannot start from a parent's weights "
+                             "(--inherit needs the proxy evaluator)")
+        self.base, self.dir, self.epochs, self.parent_of, self.space = base, Path(weights_dir), epochs, parent_of, space
+        self.inherited: dict[Arch, InheritStats] = {}
+
+    def _path(self, arch: Arch) -> Path:
+        import zlib
+
+        return self.dir / f"{zlib.crc32(self.space.to_string(arch).encode()):08x}.pt"
+
+    def __call__(self, arch: Arch) -> float:
+        import torch
+
+        parent = self.parent_of(arch)
+        path = None if parent is None else self._path(parent)
+        if path is not None and path.exists():
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            module, acc, stats = self.base.train_inherited(arch, state, self.epochs)
+            self.inherited[arch] = stats
+        else:
+            module, acc = self.base.train(arch)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._path(arch).with_suffix(".tmp")
+        torch.save({k: v.cpu() for k, v in module.state_dict().items()}, tmp)
+        tmp.replace(self._path(arch))
+        return acc

@@ -1,0 +1,75 @@
+"""Weight inheritance: children start from their parent's trained weights (Net2Net-style widening
+and deepening keep the parent's function), evolution with ``inherit_epochs``, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hwnas.errors import ArgumentError, HwnasError
+from hwnas.search import create_space
+from hwnas.search._inherit import inherit_weights
+
+
+@pytest.mark.parametrize("parent, child, identities", [
+    ([1, 1, 0, 0, 0, 0, 0], [1, 3, 0, 0, 0, 0, 0], 0),  # the first hidden layer widened 32 -> 128
+    ([1, 1, 0, 0, 0, 0, 0], [2, 1, 0, 0, 0, 0, 0], 1),  # one hidden layer more (16 wide): an identity
+    ([1, 1, 0, 0, 0, 0, 0], [2, 3, 0, 2, 0, 0, 0], 1),  # wider and deeper at once
+])
+def test_widening_and_deepening_keep_the_parents_function(parent, child, identities) -> None:
+    space = create_space("mlp")
+    torch.manual_seed(0)
+    p = space.build_module(space.make(parent), resolution=64)
+    c = space.build_module(space.make(child), resolution=64)
+    stats = inherit_weights(c, p.state_dict())
+    x = torch.randn(8, 64)
+    assert torch.allclose(p(x), c(x), atol=1e-5)
+    assert stats.identity_layers == identities and 0 < stats.fraction <= 1
+
+
+def test_a_larger_kernel_gets_the_parents_in_its_centre() -> None:
+    torch.manual_seed(0)
+    p = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.BatchNorm2d(8))
+    c = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 5, padding=2), torch.nn.BatchNorm2d(8))
+    p.eval(), c.eval()
+    inherit_weights(c, p.state_dict())
+    x = torch.randn(2, 4, 9, 9)
+    assert torch.allclose(p(x), c(x), atol=1e-5)
+
+
+def test_evolution_children_inherit_and_bad_options(tmp_path) -> None:
+    from hwnas.jobs import create_search
+    from hwnas.latency_models import FlopsLinearModel, LatencyPredictor
+    from hwnas.profilers import OpConfig
+
+    ops = [OpConfig.parse(s) for s in ("pwconv_i16_o32_r16_arelu", "dwconv_i32_r16_k3_s1_arelu",
+                                       "conv_i16_o16_r32_k3_s1_g1_arelu")]
+    pred = LatencyPredictor(FlopsLinearModel().fit(ops, [0.05, 0.03, 0.2]))
+    kw = {"target_ms": 1e6, "predictor": pred, "epochs": 2, "seed": 1}
+    s = create_search("mlp", "cpu-ort", strategy="evolution", inherit_epochs=1, storage=tmp_path / "run",
+                      strategy_params={"population_size": 3, "tournament_size": 3}, **kw)
+    s.optimize(6)
+    assert s.evaluator.inherited, "children after the first population inherit"
+    child = next(iter(s.evaluator.inherited))
+    assert s.strategy.parent_of(child) is not None
+    assert len(list((tmp_path / "run" / "weights").glob("*.pt"))) == 6
+    assert s.settings["inherit_epochs"] == 1
+    with pytest.raises(ArgumentError, match="workers"):
+        s.optimize(8, workers=2)
+    with pytest.raises(ArgumentError, match="breeds children"):
+        create_search("mlp", "cpu-ort", strategy="random", inherit_epochs=1, **kw)
+    with pytest.raises(HwnasError, match="proxy evaluator"):
+        create_search("mlp", "cpu-ort", strategy="evolution", inherit_epochs=1, evaluator=lambda a: 0.5, **kw)
+    with pytest.raises(ArgumentError, match="inherit_epochs"):
+        create_search("mlp", "cpu-ort", strategy="evolution", inherit_epochs=0, **kw)
+
+
+@pytest.mark.parametrize("args, match", [(["--inherit", "0"], "inherit"), (["--inherit", "1", "--workers", "2"], "one worker")])
+def test_bad_inherit_on_the_command_line_is_one_line(tmp_path, args, match) -> None:
+    r = subprocess.run([sys.executable, "-m", "hwnas", "search", "--space", "mlp", "--strategy", "evolution",
+                        "--target-ms", "1000", "--out", str(tmp_path / "r"), *args], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and match in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
