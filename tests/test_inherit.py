@@ -34,9 +34,9 @@ def test_a_larger_kernel_gets_the_parents_in_its_centre() -> None:
     torch.manual_seed(0)
     p = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, padding=1), torch.nn.BatchNorm2d(8))
     c = torch.nn.Sequential(torch.nn.Conv2d(4, 8, 5, padding=2), torch.nn.BatchNorm2d(8))
-    p.eval(), c.eval()
     inherit_weights(c, p.state_dict())
-    x = torch.randn(2, 4, 9, 9)
+    assert torch.equal(c[1].running_var, torch.ones(8))  # running statistics are not inherited
+    x = torch.randn(2, 4, 9, 9)  # training mode: BatchNorm on the batch's statistics
     assert torch.allclose(p(x), c(x), atol=1e-5)
 
 

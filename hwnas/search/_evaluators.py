@@ -213,12 +213,15 @@ class ProxyTrainingEvaluator:
 
     def train_inherited(self, arch: Arch, parent_state: dict[str, Any], epochs: int):  # noqa: ANN201
         """The module trained ``epochs`` epochs from ``parent_state`` (weights inherited by
-        :func:`hwnas.search._inherit.inherit_weights`), its validation accuracy, and what was inherited."""
+        :func:`hwnas.search._inherit.inherit_weights`), its validation accuracy, and what was inherited.
+        BatchNorm statistics are re-estimated on the training images after training (as once-for-all
+        networks do): a few epochs from inherited weights leave the running averages behind."""
         from hwnas.search._inherit import inherit_weights
 
         run = self._start(arch, epochs)
         stats = inherit_weights(run.model, parent_state)
         run.epochs_to(epochs)
+        run.recalibrate_batchnorm()
         return run.model.eval(), run.accuracy(), stats
 
     def train_to(self, arch: Arch, epochs: int, max_epochs: int, checkpoint: str | Path | None = None) -> float:
@@ -289,6 +292,25 @@ class _TrainingRun:
                 self.opt.step()
                 self.sched.step()
         self.done = max(self.done, epochs)
+
+    def recalibrate_batchnorm(self) -> None:
+        """BatchNorm running statistics as the exact average over one pass of the training images."""
+        import torch
+
+        bns = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not bns:
+            return
+        saved = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average
+        self.model.train()
+        xt = self.data[0]
+        with torch.no_grad():
+            for i in range(0, len(xt), self.batch_size):
+                self.model(xt[i: i + self.batch_size].to(self.device))
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
 
     def accuracy(self) -> float:
         import torch

@@ -96,7 +96,9 @@ def inherit_weights(child: Any, parent_state: dict[str, Any]) -> InheritStats:
         if not _weighted(module):
             continue
         src = head_p if name == head_c else (None if name == head_p else name)
-        tensors = {**dict(module.named_parameters(recurse=False)), **dict(module.named_buffers(recurse=False))}
+        # parameters only: a parent's BatchNorm statistics describe the parent's activations (a
+        # child's differ; copied, they left nb201 children at chance accuracy after training)
+        tensors = dict(module.named_parameters(recurse=False))
         matched = src is not None and f"{src}.weight" in parent_state
         if not matched:
             if isinstance(module, (nn.Linear, nn.Conv2d)) and (module.groups if isinstance(module, nn.Conv2d) else 1) == 1:
@@ -105,7 +107,7 @@ def inherit_weights(child: Any, parent_state: dict[str, Any]) -> InheritStats:
             continue
         for key, t in tensors.items():
             p = parent_state.get(f"{src}.{key}")
-            if p is not None and key != "num_batches_tracked":
+            if p is not None:
                 copied += _overlap(t.data, p)
     total = sum(p.numel() for p in child.parameters())
     return InheritStats(copied, identities, total)
