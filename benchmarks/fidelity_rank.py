@@ -4,7 +4,8 @@ after each rung's epochs and after the full epochs (what successive halving and 
     python benchmarks/fidelity_rank.py [--space mlp] [--candidates 20] [--rungs 1 3 9 27] [--json OUT]
 
 Each candidate (random, seeded) is trained once through the rungs (``train_to`` continuing from its
-checkpoint: every rung a prefix of one full-epoch training, as in a multi-fidelity run). Also
+checkpoint: every rung a prefix of one full-epoch training, as in a multi-fidelity run; with
+``--restart`` each rung is a training of its own, from scratch, over that many epochs). Also
 reported: how often the full-epoch best is among the top 1/3 at each rung (it survives a promotion
 with eta = 3). torch uses one thread.
 """
@@ -30,6 +31,8 @@ def main() -> None:
     ap.add_argument("--rungs", type=int, nargs="+", default=[1, 3, 9, 27])
     ap.add_argument("--resolution", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--restart", action="store_true", help="each rung trained from scratch with its own schedule "
+                    "of that many epochs (instead of a prefix of the full one)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -41,7 +44,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         for i, a in enumerate(archs):
             for j, e in enumerate(args.rungs):
-                acc[i, j] = ev.train_to(a, e, args.rungs[-1], Path(d) / f"{i}.pt")
+                acc[i, j] = (ev.train_to(a, e, e) if args.restart
+                             else ev.train_to(a, e, args.rungs[-1], Path(d) / f"{i}.pt"))
             print(json.dumps({"arch": space.to_string(a), "accuracy": acc[i].round(4).tolist()}), flush=True)
     best = int(np.argmax(acc[:, -1]))
     out = {"rungs": args.rungs, "candidates": len(archs),
