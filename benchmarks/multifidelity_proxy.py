@@ -3,6 +3,8 @@
     python benchmarks/multifidelity_proxy.py --predictor DIR [--space mlp] [--max-epochs 9] [--eta 3]
         [--seeds 5] [--target-ms 1000] [--json OUT]
 
+``--restart``: the multi-fidelity runs train each rung from scratch over its own epochs.
+
 Per seed, in this order: ``hyperband`` (sampler random), ``hyperband`` with ``--sampler bo``
 (BOHB-like), ``successive-halving`` (n = eta^3, 1 -> max epochs), each a real run
 (:func:`hwnas.jobs.multifidelity_search`, checkpoints and journal in a temporary folder); then
@@ -28,6 +30,7 @@ import torch
 def multifidelity(args: argparse.Namespace, method: str, sampler: str, seed: int, params: dict) -> dict:
     from hwnas.jobs import multifidelity_search
 
+    params = {**params, "restart": args.restart}
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         r = multifidelity_search(method, args.space, "cpu-ort", args.predictor, Path(d) / "run", target_ms=args.target_ms,
@@ -66,6 +69,7 @@ def main() -> None:
     ap.add_argument("--eta", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--target-ms", type=float, default=1000.0)
+    ap.add_argument("--restart", action="store_true", help="the multi-fidelity runs' rungs train from scratch")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)

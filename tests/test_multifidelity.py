@@ -130,3 +130,18 @@ def test_cli_hyperband_with_proxy_training_writes_a_run_that_resumes(trained, tm
     again = json.loads((tmp_path / "run" / "best.json").read_text())
     assert again["best"]["arch"] == best["best"]["arch"]
     assert main(args) == 2  # the run exists: --resume needed
+
+
+def test_restarted_rungs_train_from_scratch(tmp_path) -> None:
+    from hwnas.search._multifidelity import schedule_text
+
+    space = create_space("nb201")
+    ev = FakeFidelityEvaluator()
+    journal = RungJournal(tmp_path / "j.sqlite", {})
+    mf = MultiFidelitySearch(space, create_strategy("random", space, seed=2), ev, lambda a: 1.0,
+                             [successive_halving_schedule(9, 3, 1, 9)], journal, None, restart=True)
+    mf.run()
+    assert ev.trained == 9 * 1 + 3 * 3 + 1 * 9  # no checkpoint: every rung from scratch
+    assert "27 training epochs" in schedule_text([successive_halving_schedule(9, 3, 1, 9)], restart=True)
+    with pytest.raises(ArgumentError, match="restart"):
+        multifidelity_schedule("hyperband", {"restart": 2})

@@ -29,6 +29,8 @@ def multifidelity_schedule(method: str, params: dict[str, Any] | None = None) ->
         raise ArgumentError("strategy_params", f"for {method} has no parameter {bad[0]!r}; its parameters: "
                             f"{', '.join(known)}")
     p = {**known, **(params or {})}
+    if not isinstance(p["restart"], bool):
+        raise ArgumentError("restart", "takes true or false", p["restart"])
     if method == "hyperband":
         return hyperband_schedule(p["max_epochs"], p["eta"], p["min_epochs"])
     return [successive_halving_schedule(p["n"], p["eta"], p["min_epochs"], p["max_epochs"])]
@@ -58,7 +60,7 @@ def multifidelity_search(method: str, space: str | SearchSpace, device: str | De
     settings = {**s.settings, "strategy": method, "sampler": sampler, "multi_fidelity": dict(params or {})}
     run.path.mkdir(parents=True, exist_ok=True)
     journal = RungJournal(run.journal, settings, resume)
-    message(schedule_text(brackets))
+    message(schedule_text(brackets, bool((params or {}).get("restart", False))))
     total = sum(r.n for rungs in brackets for r in rungs)
     done = [0]
 
@@ -68,9 +70,11 @@ def multifidelity_search(method: str, space: str | SearchSpace, device: str | De
                  f"bracket {r.bracket} rung {r.rung}: {r.epochs} ep acc {r.accuracy:.3f}")
 
     try:
-        mf = MultiFidelitySearch(s.space, s.strategy, s.evaluator, s.latency, brackets, journal, run.path / "checkpoints")
+        restart = bool((params or {}).get("restart", False))
+        mf = MultiFidelitySearch(s.space, s.strategy, s.evaluator, s.latency, brackets, journal,
+                                 None if restart else run.path / "checkpoints", restart)
         mf.run(on_result)
-        return _write(run, s, journal.results(), max_epochs, settings, brackets)
+        return _write(run, s, journal.results(), max_epochs, settings, brackets, restart)
     finally:
         journal.close()
 
@@ -94,7 +98,7 @@ def _check_run_dir(run: RunDir, resume: bool) -> None:
 
 
 def _write(run: RunDir, s: Any, results: list[RungResult], max_epochs: int, settings: dict[str, Any],
-           brackets: list[list[Rung]]) -> dict[str, Any]:
+           brackets: list[list[Rung]], restart: bool = False) -> dict[str, Any]:
     import pandas as pd
 
     from hwnas._files import atomic_write_text
@@ -105,7 +109,8 @@ def _write(run: RunDir, s: Any, results: list[RungResult], max_epochs: int, sett
     trials = [_trial(i, r, s, settings) for i, r in enumerate(full)]
     best, front = best_and_front(trials, s.limit_ms)
     extra = {"multi_fidelity": {"schedule": [[r.__dict__ for r in rungs] for rungs in brackets],
-                                "evaluations": len(results), "epochs_trained": _epochs_trained(results),
+                                "evaluations": len(results),
+                                "epochs_trained": sum(r.epochs for r in results) if restart else _epochs_trained(results),
                                 "seconds": sum(r.seconds for r in results)}}
     target = settings.get("target_ms") or max((t.latency_ms for t in trials), default=0.0)
     return run.write(s.space.name, trials, best, front, settings, target, getattr(s.predictor, "fingerprint", None),

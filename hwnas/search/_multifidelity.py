@@ -23,8 +23,9 @@ __all__ = ["Rung", "successive_halving_schedule", "hyperband_schedule", "RungJou
            "RungResult", "MULTI_FIDELITY"]
 
 #: the multi-fidelity methods and their parameters (name -> default)
-MULTI_FIDELITY = {"successive-halving": {"n": 9, "eta": 3, "min_epochs": 1, "max_epochs": 9},
-                  "hyperband": {"max_epochs": 9, "eta": 3, "min_epochs": 1}}
+#: (``restart``: each rung trains from scratch with a schedule of its own instead of continuing)
+MULTI_FIDELITY = {"successive-halving": {"n": 9, "eta": 3, "min_epochs": 1, "max_epochs": 9, "restart": False},
+                  "hyperband": {"max_epochs": 9, "eta": 3, "min_epochs": 1, "restart": False}}
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,13 @@ def hyperband_schedule(max_epochs: int, eta: int, min_epochs: int = 1) -> list[l
     return brackets
 
 
-def schedule_text(brackets: list[list[Rung]]) -> str:
+def schedule_text(brackets: list[list[Rung]], restart: bool = False) -> str:
     """One line per bracket: ``bracket 0: 9 x 1 ep -> 3 x 3 ep -> 1 x 9 ep``, and the epochs in all."""
     lines = [f"bracket {rungs[0].bracket}: " + " -> ".join(f"{r.n} x {r.epochs} ep" for r in rungs)
              for rungs in brackets]
+    if restart:
+        total = sum(r.n * r.epochs for rungs in brackets for r in rungs)
+        return "\n".join([*lines, f"{total} training epochs in all (each rung trains from scratch)"])
     total = sum(r.n * (r.epochs - (rungs[i - 1].epochs if i else 0)) for rungs in brackets for i, r in enumerate(rungs))
     return "\n".join([*lines, f"{total} training epochs in all (a promoted candidate continues from its checkpoint)"])
 
@@ -150,16 +154,20 @@ class MultiFidelitySearch:
     (``evaluator.train_to``, continuing from ``checkpoints``), promotes the most accurate ``n`` of
     the next rung, and tells the sampler each candidate's accuracy at the last rung it reached when
     it leaves the bracket. The result is the most accurate candidate trained to the full epochs.
+    ``restart``: each rung trains from scratch over its own epochs (ranks candidates better at
+    short rungs, BENCHMARKS.md; costs the sum of the rungs' epochs).
     Deterministic given the sampler's seed and the accuracies: a resumed run replays the journal."""
 
     def __init__(self, space: SearchSpace, sampler: Strategy, evaluator: Any, latency: Callable[[Arch], float],
-                 brackets: list[list[Rung]], journal: RungJournal, checkpoints: Path | None) -> None:
+                 brackets: list[list[Rung]], journal: RungJournal, checkpoints: Path | None,
+                 restart: bool = False) -> None:
         if not getattr(evaluator, "supports_fidelity", False):
             raise HwnasError(f"the evaluator {type(evaluator).__name__} cannot train in rungs (no train_to); "
                              "multi-fidelity search needs the proxy evaluator")
         self.space, self.sampler, self.evaluator, self.latency = space, sampler, evaluator, latency
         self.brackets, self.journal, self.checkpoints = brackets, journal, checkpoints
         self.max_epochs = max(r.epochs for rungs in brackets for r in rungs)
+        self.restart = restart
 
     def run(self, on_result: Callable[[RungResult, bool], None] | None = None) -> RungResult | None:
         """Every bracket; ``on_result(result, resumed)`` after each rung evaluation. The best
@@ -183,7 +191,10 @@ class MultiFidelitySearch:
         done = self.journal.get(rung, text)
         if done is None:
             t0 = time.perf_counter()
-            acc = float(self.evaluator.train_to(arch, rung.epochs, self.max_epochs, self._checkpoint(text)))
+            if self.restart:  # a training of its own over the rung's epochs
+                acc = float(self.evaluator.train_to(arch, rung.epochs, rung.epochs))
+            else:
+                acc = float(self.evaluator.train_to(arch, rung.epochs, self.max_epochs, self._checkpoint(text)))
             done = RungResult(rung.bracket, rung.rung, text, rung.epochs, acc, float(self.latency(arch)),
                               time.perf_counter() - t0)
             self.journal.add(done)
