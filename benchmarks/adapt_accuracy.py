@@ -25,10 +25,13 @@ from pathlib import Path
 import hwnas
 from hwnas.errors import HwnasError
 from hwnas.jobs import load_predictor
+from hwnas.latency_models import AdaptedPredictor
 
 
 #: which held-out set scores the predictors (``--heldout-set``)
 HELDOUT = ["first"]
+#: the transfer views compared on the same measured networks (``--variants``)
+VARIANTS: list[tuple[str, ...]] = []
 
 
 def _bar(prefix: str):  # noqa: ANN202
@@ -79,10 +82,26 @@ def adapt(target: str, sources: list[str], ks: list[int], out: Path, passes: int
         ev = hwnas.evaluate_predictor(target, predictor=pred, store=d / "scratch.sqlite", model_passes=passes,
                                       heldout=HELDOUT[0])
         loo = pred.loo()
-        entry[str(k)] = {"sources": sources, "adapt_s": spent, "heldout": ev.metrics,
-                         "loo_mape": float(abs(loo).mean()), "loo_acc10": float((abs(loo) <= 0.1).mean())}
+        entry[str(k)] = {"sources": sources, "views": list(pred.views), "adapt_s": spent, "heldout": ev.metrics,
+                         "loo_mape": float(abs(loo).mean()), "loo_acc10": float((abs(loo) <= 0.1).mean()),
+                         "variants": variants(target, pred, d, passes)}
         print(f"{target} K={k} from {'+'.join(sources)}: {spent / 60:.1f} min, held-out {_fmt(ev.metrics)}",
               flush=True)
+
+
+def variants(target: str, pred: AdaptedPredictor, d: Path, passes: int) -> dict:
+    """The same measured networks fitted with each of --variants' views, scored on the held-out models."""
+    out = {}
+    for views in VARIANTS:
+        alt = AdaptedPredictor(pred.sources, pred.source_names, pred.X, pred.S, pred.y, pred.fingerprint,
+                               pred.measured, pred.G, views)
+        ev = hwnas.evaluate_predictor(target, predictor=alt, store=d / "scratch.sqlite", model_passes=passes,
+                                      heldout=HELDOUT[0])
+        loo = alt.loo()
+        out["+".join(views)] = {"heldout": ev.metrics, "loo_mape": float(abs(loo).mean())}
+        print(f"    views {'+'.join(views)}: held-out {_fmt(ev.metrics)}, leave-one-out MAPE "
+              f"{100 * abs(loo).mean():.1f}%", flush=True)
+    return out
 
 
 def _fmt(m: dict) -> str:
@@ -112,8 +131,12 @@ def main() -> int:
     ap.add_argument("--json", dest="json_out", type=Path)
     ap.add_argument("--heldout-set", default="first", help="first, second or third (HELDOUT_SETS): a later set "
                     "checks a choice made while looking at an earlier one")
+    ap.add_argument("--variants", nargs="*", default=["multiplicative,additive", "multiplicative,parts", "parts",
+                                                      "multiplicative,additive,parts"],
+                    help="transfer views to compare on the same networks, each comma-separated")
     args = ap.parse_args()
     HELDOUT[0] = args.heldout_set
+    VARIANTS[:] = [tuple(v.split(",")) for v in args.variants]
     targets = args.targets or args.devices
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / ("log.json" if args.heldout_set == "first" else f"log-{args.heldout_set}.json")

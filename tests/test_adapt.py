@@ -52,6 +52,34 @@ def test_adapted_predictor_is_saved_loaded_and_predicts(adapted) -> None:
     assert again.predict_architecture(space.op_configs(arch)) > 0
     with pytest.raises(hwnas.HwnasError, match="no per-layer latency table"):
         again.layer_table(space.layer_options())
+    assert again.views == pred.views == ("multiplicative", "parts") and again.G.shape == (5, 5)
+    # the same arch through both paths: op configurations and its ONNX graph
+    onnx_ms = again.predict_onnx(space.to_onnx(arch)).latency_ms
+    assert onnx_ms == pytest.approx(again.predict_architecture(space.op_configs(arch)), rel=0.05)
+
+
+def test_an_adapted_predictor_of_format_1_still_loads(adapted, tmp_path) -> None:
+    """Saved before the parts view: no G, the multiplicative and additive views."""
+    import json
+    import shutil
+
+    d, pred, _ = adapted
+    old = tmp_path / "old"
+    shutil.copytree(d / "pred", old)
+    meta = json.loads((old / "adapted.json").read_text())
+    meta["format"] = 1
+    del meta["views"], meta["G"]
+    (old / "adapted.json").write_text(json.dumps(meta))
+    again = AdaptedPredictor.load(old)
+    assert again.views == ("multiplicative", "additive") and again.G is None
+    assert again.predict_onnx(zoo.create("squeezenet", 0.5, 32, 10).onnx).latency_ms > 0
+
+
+def test_adapt_refuses_unknown_views(trained, tmp_path) -> None:
+    with pytest.raises(hwnas.HwnasError, match="views takes one or more of multiplicative, additive, parts; got ratio"):
+        hwnas.adapt_predictor("cpu-torch", [f"cpu-ort={trained / 'predictor'}"], views=("ratio",),
+                              candidates=_candidates(), store=tmp_path / "s.sqlite", out=tmp_path / "p")
+    assert not (tmp_path / "p").exists() and not (tmp_path / "s.sqlite").exists()
 
 
 def test_adaptation_resumes_from_its_store(adapted, trained) -> None:
@@ -93,12 +121,34 @@ def test_loo_and_features() -> None:
     S = rng.uniform(1, 10, (12, 2))
     X = rng.normal(size=(12, 3))
     y = 3 * S[:, 0]
-    assert np.abs(loo_errors(X, S, y)).max() < 0.05
+    G = np.column_stack([S[:, 0] * 0.6, S[:, 0] * 0.4, np.ones(12)])
+    assert np.abs(loo_errors(X, S, y, views=("multiplicative", "additive"))).max() < 0.05
+    assert np.abs(loo_errors(X, S, y, G)).max() < 0.05
     with pytest.raises(hwnas.HwnasError, match="at least 3"):
-        loo_errors(X[:2], S[:2], y[:2])
+        loo_errors(X[:2], S[:2], y[:2], G[:2])
+    with pytest.raises(ValueError, match="needs the latency's additive parts"):
+        loo_errors(X, S, y)
     f = network_features([OpConfig.parse("conv_i16_o32_r14_k3_s1_arelu"), OpConfig.parse("dwconv_i32_r14_k3_s1_arelu")])
     assert f.shape == (7,) and f[3] == 2 and f[4] == 1 and f[5] == 1
     assert isinstance(TransferLatencyModel(), TransferLatencyModel)
+
+
+def test_parts_view_finds_a_ratio_per_kind_of_work() -> None:
+    """Dense work 2x faster, depthwise 1.2x slower, 0.05 ms per run: the parts view recovers it
+    from 8 networks where one ratio for the whole network cannot."""
+    rng = np.random.default_rng(1)
+    dense, dw = rng.uniform(0.5, 5, 40), rng.uniform(0.1, 3, 40)
+    S = (dense + dw)[:, None]
+    G = np.column_stack([dense, dw, np.ones(40)])
+    y = dense / 2 + 1.2 * dw + 0.05
+    X = np.zeros((40, 1))
+    parts = TransferLatencyModel(views=("parts",)).fit(X[:8], S[:8], y[:8], G[:8])
+    assert np.allclose(parts.parts_, [0.5, 1.2, 0.05], rtol=1e-6)
+    assert np.abs(parts.predict(X[8:], S[8:], G[8:]) / y[8:] - 1).max() < 1e-6
+    whole = TransferLatencyModel(views=("multiplicative",)).fit(X[:8], S[:8], y[:8])
+    assert np.abs(whole.predict(X[8:], S[8:]) / y[8:] - 1).max() > 0.1
+    with pytest.raises(ValueError, match="views takes one or more of multiplicative, additive, parts"):
+        TransferLatencyModel(views=("ratio",)).fit(X[:8], S[:8], y[:8], G[:8])
 
 
 def _sha(p: Path) -> str | None:

@@ -26,12 +26,15 @@ from hwnas.jobs._predictors import _save_replacing, load_predictor, predictor_di
 from hwnas.jobs._space_models import space_calibration_models
 from hwnas.latency_models import calibration_models
 from hwnas.latency_models._adapt import (
+    ADAPT_VIEWS,
     MIN_SAMPLES,
     AdaptedPredictor,
     loo_errors,
     spread_order,
     transfer_inputs,
+    transfer_parts,
 )
+from hwnas.latency_models._transfer import VIEWS
 from hwnas.latency_models._predictor import kernel_configs
 from hwnas.profilers import (
     DriftPolicy,
@@ -64,10 +67,12 @@ def default_candidates(space: Any = None, space_models: int = 40) -> list[Candid
     return out
 
 
-def _inputs(sources: Sequence[Any], cands: Sequence[Candidate]) -> tuple[np.ndarray, np.ndarray]:
-    """The transfer model's inputs of each candidate, from the sources' ONNX predictions and its kernels."""
+def _inputs(sources: Sequence[Any], cands: Sequence[Candidate]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The transfer model's inputs (X, S, G) of each candidate, from the sources' ONNX predictions
+    and its kernels."""
     totals = [np.array([s.predict_onnx(c.onnx).latency_ms for c in cands]) for s in sources]
-    return transfer_inputs(sources, [kernel_configs(c.onnx) for c in cands], totals)
+    configs = [kernel_configs(c.onnx) for c in cands]
+    return (*transfer_inputs(sources, configs, totals), transfer_parts(sources, configs))
 
 
 def _source(text: str) -> tuple[str, str | None]:
@@ -80,15 +85,20 @@ def adapt_predictor(device: str | Device, sources: Sequence[str], *, samples: in
                     space: str | None = None, space_args: dict[str, Any] | None = None, store: Any = None,
                     candidates: Sequence[Candidate] | None = None, out: str | Path | None = None,
                     overwrite: bool = True, max_time_per_op: float | None = None, model_passes: int = 2,
-                    drift_check: bool = True, progress: Progress = no_progress,
-                    message: Message = no_message) -> AdaptedPredictor:
+                    drift_check: bool = True, views: Sequence[str] = ADAPT_VIEWS,
+                    progress: Progress = no_progress, message: Message = no_message) -> AdaptedPredictor:
     """Measure ``samples`` networks whole on ``device`` (chosen to spread over the sources'
     predicted latencies and over families), fit the transfer model on the ``sources``' predictions
     (each ``DEVICE``, its predictor where :func:`load_predictor` finds it, or ``DEVICE=DIR``)
     and save it where :func:`load_predictor` finds the device's predictor (``out`` to choose).
     Measurements go into ``store`` (a rerun reuses them); after each ``batch`` the leave-one-out
-    error is reported through ``message``. Returns the predictor (``path_``: where it was saved)."""
+    error is reported through ``message``. ``views``: the transfer model's views (see
+    :class:`~hwnas.latency_models.TransferLatencyModel`). Returns the predictor (``path_``: where it
+    was saved)."""
     check_count("samples", samples, MIN_SAMPLES)
+    bad = [v for v in views if v not in VIEWS]
+    if bad or not views:
+        raise HwnasError(f"views takes one or more of {', '.join(VIEWS)}; got {', '.join(map(str, views)) or 'none'}")
     check_count("batch", batch, 1)
     dev = get_device(device)
     get_backend(dev.runtime).require(dev)
@@ -108,21 +118,22 @@ def adapt_predictor(device: str | Device, sources: Sequence[str], *, samples: in
     cands = list(candidates) if candidates is not None else default_candidates(sp)
     if samples > len(cands):
         raise HwnasError(f"samples={samples} is more than the {len(cands)} candidate networks")
-    X, S = _inputs(preds, cands)
+    X, S, G = _inputs(preds, cands)
     chosen = spread_order(np.log(S[:, 0]), [c.family for c in cands])[:samples]
     y = _measure(dev, [cands[i] for i in chosen], store, batch, max_time_per_op, model_passes, drift_check,
-                 progress, message, X[chosen], S[chosen])
+                 progress, message, (X[chosen], S[chosen], G[chosen], tuple(views)))
     pred = AdaptedPredictor(preds, names, X[chosen], S[chosen], y, fingerprint(dev).to_dict(),
-                            [cands[i].name for i in chosen])
+                            [cands[i].name for i in chosen], G[chosen], views)
     _save_replacing(pred, target)
     return pred
 
 
 def _measure(dev: Device, chosen: list[Candidate], store: Any, batch: int, max_time_per_op: float | None,
-             passes: int, drift_check: bool, progress: Progress, message: Message, X: np.ndarray,
-             S: np.ndarray) -> np.ndarray:
+             passes: int, drift_check: bool, progress: Progress, message: Message,
+             fit: tuple[np.ndarray, np.ndarray, np.ndarray, tuple[str, ...]]) -> np.ndarray:
     """The chosen networks measured whole on the device in batches, the fit's leave-one-out error
-    reported after each batch once there are enough."""
+    reported after each batch once there are enough (``fit``: the chosen rows' X, S, G and the views)."""
+    X, S, G, views = fit
     y: list[float] = []
     count = [0]
 
@@ -140,7 +151,7 @@ def _measure(dev: Device, chosen: list[Candidate], store: Any, batch: int, max_t
                                   on_done=tick)
             y += [m.latency_ms for m in done]
             if len(y) >= MIN_SAMPLES:
-                err = loo_errors(X[: len(y)], S[: len(y)], np.array(y))
+                err = loo_errors(X[: len(y)], S[: len(y)], np.array(y), G[: len(y)], views)
                 message(f"{len(y)} networks: leave-one-out MAPE {100 * np.mean(np.abs(err)):.1f}%, "
                         f"within +-10% {100 * np.mean(np.abs(err) <= 0.1):.0f}%")
     return np.array(y)

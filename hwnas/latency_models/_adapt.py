@@ -1,8 +1,9 @@
 """A new device's latency predictor from a few whole-network measurements (few-shot adaptation).
 
 Other devices' predictors (the *sources*) predict each network; a :class:`TransferLatencyModel`
-learns the new device's latency from those predictions and the network's MACs. The same transfer model
-serves NAS-Bench-201's tables, where the sources are the table's other devices.
+learns the new device's latency from those predictions, the network's MACs and the parts of the
+sources' predictions (dense convolutions, depthwise ones, the rest, the kernel count). The same
+transfer model serves NAS-Bench-201's tables, where the sources are the table's other devices.
 """
 
 from __future__ import annotations
@@ -29,12 +30,16 @@ from hwnas.latency_models._predictor import (
 from hwnas.latency_models._transfer import TransferLatencyModel
 from hwnas.profilers import OpConfig
 
-__all__ = ["AdaptedPredictor", "network_features", "transfer_inputs", "spread_order", "loo_errors",
-           "load_any_predictor", "ADAPTED_FILE", "MIN_SAMPLES"]
+__all__ = ["AdaptedPredictor", "network_features", "transfer_inputs", "transfer_parts", "spread_order",
+           "loo_errors", "load_any_predictor", "ADAPTED_FILE", "MIN_SAMPLES", "ADAPT_VIEWS"]
 
 #: the file that marks a predictor directory as adapted
 ADAPTED_FILE = "adapted.json"
-ADAPTED_FORMAT = 1
+ADAPTED_FORMAT = 2
+#: the transfer model's views for an adapted predictor (BENCHMARKS.md, "Few-shot adaptation")
+ADAPT_VIEWS: tuple[str, ...] = ("multiplicative", "parts")
+#: the views of predictors saved in format 1 (before the parts view)
+_FORMAT1_VIEWS = ("multiplicative", "additive")
 #: fewest measured networks a fit (and its leave-one-out check) needs
 MIN_SAMPLES = 3
 
@@ -69,6 +74,27 @@ def transfer_inputs(sources: Sequence[LatencyPredictor], archs: Sequence[Sequenc
     return X, S
 
 
+def transfer_parts(sources: Sequence[LatencyPredictor], archs: Sequence[Sequence[OpConfig]]) -> np.ndarray:
+    """The parts view's inputs (ms): per source, its uncalibrated predicted time of the network's
+    dense kernels (conv, pointwise conv, linear), depthwise kernels and the rest; then the number of
+    kernels and a constant 1 (a per-kernel and a per-run overhead)."""
+    kernels = [expand_kernels(list(a)) for a in archs]
+    cols = []
+    for s in sources:
+        ms = _kernel_ms(s, kernels)
+        for g in range(3):
+            cols.append([sum(t for t, c in zip(m, ks) if _group(c) == g) for m, ks in zip(ms, kernels)])
+    cols += [[len(ks) for ks in kernels], [1.0] * len(kernels)]
+    return np.array(cols, float).T.reshape(len(archs), -1)
+
+
+def _kernel_ms(source: LatencyPredictor, kernels: list[list[OpConfig]]) -> list[np.ndarray]:
+    """The source's op-level prediction of each network's kernels, each distinct kernel predicted once."""
+    uniq = list(dict.fromkeys(k for ks in kernels for k in ks))
+    pred = dict(zip(uniq, source.predict_configs(uniq).latency_ms)) if uniq else {}
+    return [np.array([pred[k] for k in ks]) for ks in kernels]
+
+
 def spread_order(log_ms: np.ndarray, families: Sequence[str], seed: int = 0) -> list[int]:
     """An order of candidates whose every prefix spreads over the predicted latency range and the
     families: the median first, then each time the candidate farthest (in log latency) from those
@@ -91,17 +117,23 @@ def spread_order(log_ms: np.ndarray, families: Sequence[str], seed: int = 0) -> 
     return order
 
 
-def loo_errors(X: np.ndarray, S: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Leave-one-out relative errors (predicted / measured - 1) of the transfer fit."""
+def loo_errors(X: np.ndarray, S: np.ndarray, y: np.ndarray, G: np.ndarray | None = None,
+               views: Sequence[str] = ADAPT_VIEWS) -> np.ndarray:
+    """Leave-one-out relative errors (predicted / measured - 1) of the transfer fit (``views``;
+    ``G``: the parts, needed by the parts view)."""
     n = len(y)
     if n < MIN_SAMPLES:
         raise HwnasError(f"the transfer fit needs at least {MIN_SAMPLES} measured networks; got {n}")
     err = np.empty(n)
     for i in range(n):
         keep = np.arange(n) != i
-        m = TransferLatencyModel().fit(X[keep], S[keep], y[keep])
-        err[i] = float(m.predict(X[i: i + 1], S[i: i + 1])[0]) / y[i] - 1
+        m = TransferLatencyModel(views=tuple(views)).fit(X[keep], S[keep], y[keep], _rows(G, keep))
+        err[i] = float(m.predict(X[i: i + 1], S[i: i + 1], _rows(G, slice(i, i + 1)))[0]) / y[i] - 1
     return err
+
+
+def _rows(G: np.ndarray | None, idx: Any) -> np.ndarray | None:
+    return None if G is None else G[idx]
 
 
 @dataclass(frozen=True)
@@ -120,14 +152,17 @@ class AdaptedPredictor:
     a trained predictor)."""
 
     def __init__(self, sources: Sequence[LatencyPredictor], names: Sequence[str], X: np.ndarray, S: np.ndarray,
-                 y: np.ndarray, fingerprint: dict[str, Any], measured: Sequence[str] = ()) -> None:
+                 y: np.ndarray, fingerprint: dict[str, Any], measured: Sequence[str] = (),
+                 G: np.ndarray | None = None, views: Sequence[str] = ADAPT_VIEWS) -> None:
         if len(y) < MIN_SAMPLES:
             raise HwnasError(f"an adapted predictor needs at least {MIN_SAMPLES} measured networks; got {len(y)}")
         self.sources, self.source_names = list(sources), list(names)
         self.X, self.S, self.y = np.asarray(X, float), np.asarray(S, float), np.asarray(y, float)
+        self.G = None if G is None else np.asarray(G, float)
+        self.views = tuple(views)
         self.measured = list(measured)
         self._fingerprint = fingerprint
-        self.transfer = TransferLatencyModel().fit(self.X, self.S, self.y)
+        self.transfer = TransferLatencyModel(views=self.views).fit(self.X, self.S, self.y, self.G)
         self.calibration = _Calibrated(len(self.y))
 
     @property
@@ -135,27 +170,28 @@ class AdaptedPredictor:
         return self._fingerprint
 
     def features(self, archs: Sequence[Sequence[OpConfig]], totals: Sequence[np.ndarray] | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-        return transfer_inputs(self.sources, archs, totals)
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The transfer model's inputs ``X``, ``S`` and (for the parts view) ``G`` of these networks."""
+        X, S = transfer_inputs(self.sources, archs, totals)
+        return X, S, (transfer_parts(self.sources, archs) if "parts" in self.views else None)
 
     def predict_architectures(self, archs: Sequence[Sequence[OpConfig]]) -> np.ndarray:
-        X, S = self.features(archs)
-        return self.transfer.predict(X, S)
+        return self.transfer.predict(*self.features(archs))
 
     def predict_architecture(self, configs: Sequence[OpConfig]) -> float:
         return float(self.predict_architectures([configs])[0])
 
     def predict_onnx(self, model: onnx.ModelProto) -> ModelPrediction:
         configs = kernel_configs(model)
-        X, S = self.features([configs], [np.array([s.predict_onnx(model).latency_ms]) for s in self.sources])
-        return ModelPrediction(float(self.transfer.predict(X, S)[0]), float(S[0, 0]), len(configs), True)
+        X, S, G = self.features([configs], [np.array([s.predict_onnx(model).latency_ms]) for s in self.sources])
+        return ModelPrediction(float(self.transfer.predict(X, S, G)[0]), float(S[0, 0]), len(configs), True)
 
     def layer_table(self, choices: Any) -> Any:
         raise HwnasError("an adapted predictor predicts whole networks and has no per-layer latency table "
                          "(ProxylessNAS needs one): train a predictor on the device (`hwnas predictor train`)")
 
     def loo(self) -> np.ndarray:
-        return loo_errors(self.X, self.S, self.y)
+        return loo_errors(self.X, self.S, self.y, self.G, self.views)
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -172,7 +208,8 @@ class AdaptedPredictor:
                 for i, (n, s) in enumerate(zip(self.source_names, self.sources))],
             "samples": len(self.y), "measured": [{"name": n, "latency_ms": float(v)} for n, v in
                                                  zip(self.measured, self.y)],
-            "X": self.X.tolist(), "S": self.S.tolist()})
+            "X": self.X.tolist(), "S": self.S.tolist(), "views": list(self.views),
+            "G": None if self.G is None else self.G.tolist()})
         self.path_ = d
         return d
 
@@ -182,8 +219,9 @@ class AdaptedPredictor:
         d = Path(directory)
         meta = read_json(d / ADAPTED_FILE)
         need = ("format", "fingerprint", "sources", "measured", "X", "S")
-        if not isinstance(meta, dict) or any(k not in meta for k in need) or meta["format"] != ADAPTED_FORMAT:
-            raise HwnasError(f"{d / ADAPTED_FILE} is not an adapted predictor of format {ADAPTED_FORMAT}; adapt again")
+        if not isinstance(meta, dict) or any(k not in meta for k in need) or meta["format"] not in (1, ADAPTED_FORMAT):
+            raise HwnasError(f"{d / ADAPTED_FILE} is not an adapted predictor of format 1 or {ADAPTED_FORMAT}; "
+                             "adapt again")
         stored = meta["fingerprint"] or {}
         if fingerprint is not None and stored.get("id") != fingerprint.id and not allow_fingerprint_mismatch:
             raise FingerprintMismatchError(
@@ -193,7 +231,9 @@ class AdaptedPredictor:
         sources = [LatencyPredictor.load(d / s["dir"]) for s in meta["sources"]]
         out = cls(sources, [s["device"] for s in meta["sources"]], np.array(meta["X"]), np.array(meta["S"]),
                   np.array([m["latency_ms"] for m in meta["measured"]]), stored,
-                  [m["name"] for m in meta["measured"]])
+                  [m["name"] for m in meta["measured"]],
+                  None if meta.get("G") is None else np.array(meta["G"]),
+                  tuple(meta.get("views", _FORMAT1_VIEWS)))
         out.path_ = d
         return out
 
@@ -210,7 +250,7 @@ def load_any_predictor(directory: str | Path, fingerprint: Fingerprint | None = 
 def summary(pred: AdaptedPredictor) -> dict[str, Any]:
     """What ``hwnas predictor info`` shows of an adapted predictor."""
     err = pred.loo()
-    return {"kind": "adapted", "sources": pred.source_names, "samples": len(pred.y),
+    return {"kind": "adapted", "sources": pred.source_names, "samples": len(pred.y), "views": list(pred.views),
             "loo_mape": float(np.mean(np.abs(err))), "loo_acc10": float(np.mean(np.abs(err) <= 0.10)),
             "measured": dict(zip(pred.measured, pred.y.tolist()))}
 

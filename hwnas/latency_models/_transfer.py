@@ -12,6 +12,13 @@ Devices share most of their latency structure, so a few samples find the mix of 
 the target. On NAS-Bench-201 the two views' average beat either alone, at 10 and 100 samples, over
 all 21 devices held out in turn (BENCHMARKS.md); a LightGBM residual stage did not help there.
 
+A third view, ``parts`` (``views``), needs additive parts ``G`` of each architecture's latency
+on the sources (ms, e.g. a source's predicted time of its dense convolutions, of its depthwise ones,
+of the rest, and its kernel count): target = sum of non-negative multiples of the parts, fitted in
+relative error (``scipy.optimize.nnls``). Each kind of work gets its own speed ratio, which is what
+moving to another runtime or thread count changes most; the sign constraints keep the fit from
+overfitting a few samples.
+
 Each view is fitted robustly (``robust_iters`` > 0): iteratively reweighted, with Huber weights
 ``min(1, c * s / |r|)`` from each sample's residual ``r`` (log ratio in the multiplicative view,
 relative error in the additive one) and the residuals' robust scale ``s`` (1.4826 x their median
@@ -27,9 +34,13 @@ from collections.abc import Callable
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from scipy.optimize import nnls
 from sklearn.linear_model import RidgeCV
 
-__all__ = ["TransferLatencyModel", "NB201_OPS", "encode_nb201"]
+__all__ = ["TransferLatencyModel", "NB201_OPS", "encode_nb201", "VIEWS"]
+
+#: the transfer model's views (see the module's docstring)
+VIEWS = ("multiplicative", "additive", "parts")
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
@@ -63,8 +74,9 @@ def encode_nb201(arch_str: str) -> np.ndarray:
 class TransferLatencyModel(BaseEstimator):
     """Latency of architectures on a target device from ``n`` of its measurements.
 
-    ``fit(X, S, y)``: ``X`` architecture encodings, ``S`` source devices' latencies (ms, same rows),
-    ``y`` the target's latencies (ms). ``predict(X, S)``.
+    ``fit(X, S, y, G=None)``: ``X`` architecture encodings, ``S`` source devices' latencies (ms,
+    same rows), ``y`` the target's latencies (ms), ``G`` additive parts of the latency (ms; needed by
+    the ``parts`` view). ``predict(X, S, G=None)``: the geometric mean of the ``views``' predictions.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -76,8 +88,10 @@ class TransferLatencyModel(BaseEstimator):
     """
 
     def __init__(self, alphas: tuple[float, ...] = tuple(np.logspace(-4, 4, 33)), min_latency_ms: float = 1e-3,
-                 robust_iters: int = 3, huber_c: float = 1.345) -> None:
+                 robust_iters: int = 3, huber_c: float = 1.345,
+                 views: tuple[str, ...] = ("multiplicative", "additive")) -> None:
         self.alphas = alphas
+        self.views = views
         self.min_latency_ms = min_latency_ms
         self.robust_iters = robust_iters
         self.huber_c = huber_c
@@ -88,8 +102,9 @@ class TransferLatencyModel(BaseEstimator):
         M = (S - self.ms_mean_) / self.ms_std_
         return Z, np.column_stack([M, X])
 
-    def fit(self, X: np.ndarray, S: np.ndarray, y: np.ndarray) -> TransferLatencyModel:
+    def fit(self, X: np.ndarray, S: np.ndarray, y: np.ndarray, G: np.ndarray | None = None) -> TransferLatencyModel:
         X, S, y = np.asarray(X, float), np.asarray(S, float), np.asarray(y, float)
+        self._check_views(G)
         if len(y) < 2:
             raise ValueError("need at least 2 target measurements")
         if np.any(~np.isfinite(y)) or np.any(y <= 0):
@@ -98,10 +113,34 @@ class TransferLatencyModel(BaseEstimator):
         self.log_mean_, self.log_std_ = logS.mean(0), logS.std(0) + 1e-9
         self.ms_mean_, self.ms_std_ = S.mean(0), S.std(0) + 1e-9
         Z, F = self._views(X, S)
-        self.multiplicative_ = self._robust_ridge(Z, np.log(y), lambda r: r)
-        self.additive_ = self._robust_ridge(F, y, lambda r: r / y)
+        if "multiplicative" in self.views:
+            self.multiplicative_ = self._robust_ridge(Z, np.log(y), lambda r: r)
+        if "additive" in self.views:
+            self.additive_ = self._robust_ridge(F, y, lambda r: r / y)
+        if "parts" in self.views:
+            self.parts_ = self._robust_nnls(np.asarray(G, float), y)
         return self
 
+    def _check_views(self, G: np.ndarray | None) -> None:
+        unknown = [v for v in self.views if v not in VIEWS]
+        if unknown or not self.views:
+            raise ValueError(f"views takes one or more of {', '.join(VIEWS)}; got {self.views!r}")
+        if "parts" in self.views and G is None:
+            raise ValueError("the parts view needs the latency's additive parts G")
+
+    def _robust_nnls(self, G: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Non-negative coefficients of the parts, least squares in relative error, refitted with
+        Huber weights like ``_robust_ridge``."""
+        w = np.ones_like(y)
+        coef = np.zeros(G.shape[1])
+        for _ in range(self.robust_iters + 1):
+            coef = nnls(G * (w / y)[:, None], w)[0]
+            r = G @ coef / y - 1
+            scale = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+            if scale <= 0:
+                break
+            w = np.minimum(1.0, self.huber_c * scale / np.maximum(np.abs(r), 1e-12))
+        return coef
     def _robust_ridge(self, A: np.ndarray, t: np.ndarray, relative: Callable[[np.ndarray], np.ndarray]) -> RidgeCV:
         """Ridge (regularisation by leave-one-out), refitted ``robust_iters`` times with Huber
         weights of the residuals (``relative`` makes them comparable across samples)."""
@@ -115,8 +154,14 @@ class TransferLatencyModel(BaseEstimator):
             model = RidgeCV(alphas=self.alphas).fit(A, t, sample_weight=w)
         return model
 
-    def predict(self, X: np.ndarray, S: np.ndarray) -> np.ndarray:
+    def predict(self, X: np.ndarray, S: np.ndarray, G: np.ndarray | None = None) -> np.ndarray:
+        self._check_views(G)
         Z, F = self._views(np.asarray(X, float), np.asarray(S, float))
-        log_a = self.multiplicative_.predict(Z)
-        log_b = np.log(np.maximum(self.additive_.predict(F), self.min_latency_ms))
-        return np.exp((log_a + log_b) / 2)
+        logs = []
+        if "multiplicative" in self.views:
+            logs.append(self.multiplicative_.predict(Z))
+        if "additive" in self.views:
+            logs.append(np.log(np.maximum(self.additive_.predict(F), self.min_latency_ms)))
+        if "parts" in self.views:
+            logs.append(np.log(np.maximum(np.asarray(G, float) @ self.parts_, self.min_latency_ms)))
+        return np.exp(np.mean(logs, axis=0))
