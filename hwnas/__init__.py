@@ -33,7 +33,7 @@ _NAMES = {
     "load_predictor": "hwnas.jobs", "evaluate_predictor": "hwnas.jobs", "create_search": "hwnas.jobs",
     "export": "hwnas.jobs", "quickstart": "hwnas.jobs", "measure_front": "hwnas.jobs", "write_search": "hwnas.jobs",
     "profile_ops": "hwnas.jobs", "profile_model": "hwnas.jobs", "predictor_info": "hwnas.jobs",
-    "adapt_predictor": "hwnas.jobs", "check_device": "hwnas.jobs", "profile_devices": "hwnas.jobs", "write_report": "hwnas.report",
+    "adapt_predictor": "hwnas.jobs", "tuned_device": "hwnas.jobs", "check_device": "hwnas.jobs", "profile_devices": "hwnas.jobs", "write_report": "hwnas.report",
     "Search": "hwnas.search", "Trial": "hwnas.search", "SearchSpace": "hwnas.search", "Arch": "hwnas.search",
     "create_space": "hwnas.search", "list_spaces": "hwnas.search", "register_space": "hwnas.search",
     "create_strategy": "hwnas.search", "list_strategies": "hwnas.search", "register_strategy": "hwnas.search",

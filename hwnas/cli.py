@@ -43,6 +43,9 @@ DevicesFile = Annotated[
 ]
 DbOption = Annotated[Path | None, typer.Option("--db", help="Profile store (SQLite). Default: the user cache dir.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+TuneTrials = Annotated[int | None, typer.Option("--tune-trials", help="TVM devices: tune every task of a model with "
+                       "MetaSchedule for this many trials first (its records in tvm-tuning/<device> beside the store, "
+                       "reused by later profiles and exports; tuned and untuned measurements never mix).")]
 
 
 def _registry(files: list[Path] | None):  # noqa: ANN202
@@ -132,17 +135,18 @@ def profile(
     executor: Annotated[str | None, typer.Option("--executor", help="ray: profile the devices at once, each on the "
                         "Ray node that advertises hwnas-device:<device> (others here, one after the other).")] = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="A Ray cluster (default: a local Ray).")] = None,
+    tune_trials: TuneTrials = None,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Measure op configurations on a device into the profile store (resumes where it stopped)."""
-    from hwnas.jobs import profile_ops
+    from hwnas.jobs import profile_ops, tuned_device
 
     if sum(map(bool, (ops, space, stored))) > 1:
         raise HwnasError("give one of --ops FILE, --space NAME and --stored")
     names = list(dict.fromkeys(device or ["cpu-ort"]))
     reg = _registry(devices_file)
-    devs = [reg.get(n) for n in names]
+    devs = [tuned_device(reg.get(n), tune_trials, db) for n in names]
     if executor is not None:
         _profile_farm(devs, executor, ray_address, ops, space, stored, force, db, max_time, drift_check, passes,
                       as_json)
@@ -196,14 +200,15 @@ def profile_model(
     top: Annotated[int, typer.Option("--top", help="How many of the slowest kernels to show.")] = 10,
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not record the measurement.")] = False,
     max_time: Annotated[float | None, typer.Option("--max-time", help="Seconds of timing at most.")] = None,
+    tune_trials: TuneTrials = None,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """End-to-end latency of an ONNX model and its slowest kernels (runtime's own profiler)."""
-    from hwnas.jobs import model_summary
+    from hwnas.jobs import model_summary, tuned_device
     from hwnas.jobs import profile_model as run_profile_model
 
-    dev = _registry(devices_file).get(device)
+    dev = tuned_device(_registry(devices_file).get(device), tune_trials, db)
     _warn_governor(_err())
     with _err().status(f"profiling {model.name} on {dev.name}"):
         m = run_profile_model(model, dev, store=db, record=not no_store, max_time_s=max_time)
@@ -278,11 +283,12 @@ def predictor_train(
     space_models: Annotated[int, typer.Option("--space-models", min=6, help="With --space: how many of its "
                             "models calibrate.")] = 16,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the predictor at --out.")] = False,
+    tune_trials: TuneTrials = None,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Profile the device (resumable), fit a latency model, calibrate it on whole models, save it."""
-    from hwnas.jobs import parse_key_values, train_predictor
+    from hwnas.jobs import parse_key_values, train_predictor, tuned_device
 
     if space is not None and not calibrate:
         raise HwnasError("--space calibrates on the space's models: it needs --calibrate")
@@ -292,7 +298,7 @@ def predictor_train(
     err = _err()
     _warn_governor(err)
     with progress_bar(err) as bars:
-        pred = train_predictor(_registry(devices_file).get(device), store=db, space=space,
+        pred = train_predictor(tuned_device(_registry(devices_file).get(device), tune_trials, db), store=db, space=space,
                                space_args=parse_key_values(space_arg, "--space-arg"), model=model, samples=samples,
                                adaptive=adaptive, calibrate=calibrate, quick=quick, max_time_per_op=max_time,
                                drift_check=drift_check, model_passes=model_passes, op_time=op_time, recheck=recheck,
@@ -609,18 +615,20 @@ def export(
     train_device: Annotated[str, typer.Option("--train-device", help="cpu or cuda for training.")] = "cpu",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing model (and card) at --output.")] = False,
+    tune_trials: TuneTrials = None,
     devices_file: DevicesFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train, export to ONNX, verify parity with PyTorch, measure on the device, write model_card.json
     (and the compiled library for TVM devices)."""
     from hwnas.jobs import export as run_export
+    from hwnas.jobs import tuned_device
 
     if (run is None) == (arch is None):
         raise HwnasError("give exactly one of --run DIR or --arch ARCH.json")
     if front is not None and run is None:
         raise HwnasError("--front picks a member of a run's front: give --run DIR")
-    dev = _registry(devices_file).get(device)
+    dev = tuned_device(_registry(devices_file).get(device), tune_trials, db)
     err = _err()
     with err.status(f"{'training, ' if not no_train else ''}exporting and measuring on {dev.name}"):
         card = run_export(run or arch, dev, output, epochs=epochs, train=not no_train, dataset=dataset,

@@ -348,17 +348,13 @@ def _write(model: onnx.ModelProto, out: Path, card: dict[str, Any], device: Any,
 
 def _tvm_export_library(model: onnx.ModelProto, device: Any, path: Path) -> None:
     """Compile with TVM relax for the device's target and write the deployable library."""
-    import tvm
-    from tvm.relax.frontend.onnx import from_onnx
-
     from hwnas.profilers import random_inputs
     from hwnas.profilers._tvm_remote import export_for
+    from hwnas.profilers._tvm_tune import compile_onnx
 
     backend = get_backend("tvm")
     feeds = random_inputs(model, device.options.batch_size)
-    mod = from_onnx(model, shape_dict={k: list(v.shape) for k, v in feeds.items()}, keep_params_in_input=False)
-    target = tvm.target.Target(json.loads(backend.resolved_target(device)))
-    executable = tvm.compile(mod, target=target)
+    executable = compile_onnx(model, device, backend.resolved_target(device), {k: list(v.shape) for k, v in feeds.items()})
     export_for(executable, device, path.parent, path.name)  # the device's cross compiler where it has one
 
 

@@ -41,7 +41,10 @@ class RuntimeOptions:
     or a JSON target dict as TVM 0.2x accepts it. ``precision`` ``int8`` quantizes models with the
     runtime's own quantizer (ONNX Runtime: static, QDQ, per-channel weights). ``cuda_graphs``
     replays a captured CUDA graph instead of launching kernels one by one (GPU devices; ``None``
-    means on for ``device_type = "cuda"``, off otherwise: see :attr:`graphs`).
+    means on for ``device_type = "cuda"``, off otherwise: see :attr:`graphs`). ``tune_trials``
+    (TVM devices): MetaSchedule trials per task before a model is compiled (0: untuned), its
+    records kept in ``tune_database`` (a directory; default: ``tvm-tuning/<device name>`` beside
+    the default profile store) and reused by every later compile on the device.
     """
 
     device_type: Literal["cpu", "cuda"] = "cpu"
@@ -54,6 +57,8 @@ class RuntimeOptions:
     batch_size: int = 1
     cpu_affinity: tuple[int, ...] | None = None
     cuda_graphs: bool | None = None
+    tune_trials: int = 0
+    tune_database: str | None = None
 
     @property
     def graphs(self) -> bool:
@@ -76,6 +81,8 @@ class RuntimeOptions:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.cuda_graphs and self.device_type != "cuda":
             raise ValueError("cuda_graphs = true needs device_type = 'cuda'")
+        if isinstance(self.tune_trials, bool) or not isinstance(self.tune_trials, int) or self.tune_trials < 0:
+            raise ValueError(f"tune_trials must be a count >= 0 (0 = untuned), got {self.tune_trials!r}")
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,8 @@ class Device:
             raise ValueError(f"runtime must be one of {RUNTIMES}, got {self.runtime!r}")
         if self.remote is not None and self.runtime != "tvm":
             raise ValueError(f"a remote device is measured over TVM's RPC: runtime must be 'tvm', got {self.runtime!r}")
+        if self.options.tune_trials and self.runtime != "tvm":
+            raise ValueError(f"tune_trials tunes TVM devices (MetaSchedule); this device's runtime is {self.runtime!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

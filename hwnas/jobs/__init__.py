@@ -8,7 +8,7 @@ messages), return result objects and never print; ``hwnas.cli`` renders them.
 
 from hwnas.jobs._common import (Message, Progress, check_count, check_device, detect_devices, device_status, check_fraction, check_positive, get_device,
                                 list_devices, load_devices, no_message, no_progress, open_store, timing_policy,
-                                user_devices_file)
+                                tuned_device, user_devices_file)
 from hwnas.jobs._adapt import Candidate, adapt_predictor, default_candidates
 from hwnas.jobs._export import arch_spec, export
 from hwnas.jobs._farm import FarmResult, device_resource, measure_on_ray, profile_devices
@@ -24,7 +24,7 @@ from hwnas.jobs._multifidelity import multifidelity_schedule, multifidelity_sear
 from hwnas.jobs._space_models import space_calibration_models, space_models, spread_archs
 
 __all__ = ["Message", "Progress", "check_device", "detect_devices", "device_status", "check_count", "check_fraction", "check_positive", "get_device", "list_devices",
-           "load_devices", "no_message", "no_progress", "open_store", "timing_policy", "user_devices_file",
+           "load_devices", "no_message", "no_progress", "open_store", "timing_policy", "tuned_device", "user_devices_file",
            "arch_spec", "export", "PredictorEvaluation", "TrainReport", "default_predictor_dir", "evaluate_predictor",
            "load_predictor", "predictor_dir", "predictor_info", "repeat_check", "space_key", "train_device_predictor",
            "train_predictor", "MIN_MARGIN", "SMOKE", "PipelineConfig", "PipelineResult", "quickstart",

@@ -14,7 +14,7 @@ from hwnas.profilers import ProfileStore, TimingPolicy, default_db_path
 
 __all__ = ["Progress", "Message", "no_progress", "no_message", "load_devices", "get_device", "list_devices", "check_device",
            "open_store", "timing_policy", "check_positive", "check_count", "check_fraction", "user_devices_file",
-           "device_status", "detect_devices", "OpProgress"]
+           "device_status", "detect_devices", "OpProgress", "tuned_device"]
 
 
 class Progress(Protocol):
@@ -63,6 +63,24 @@ def get_device(name: str | Device, devices_file: str | Path | list[str | Path] |
     if isinstance(name, Device):
         return name
     return load_devices(devices_file).get(name)
+
+
+def tuned_device(device: Device, trials: int | None, store: str | Path | None = None) -> Device:
+    """``device`` tuned by MetaSchedule for ``trials`` per task (``None``: as it is), its tuning
+    database in ``tvm-tuning/<device name>`` beside ``store`` (the default store: beside that).
+
+    >>> tuned_device(get_device("cpu-tvm"), 8).options.tune_trials
+    8
+    """
+    if trials is None:
+        return device
+    check_count("tune_trials", trials, minimum=0)
+    if device.runtime != "tvm":
+        raise HwnasError(f"--tune-trials tunes TVM devices (MetaSchedule); {device.name} runs on {device.runtime}")
+    import dataclasses
+
+    database = str(Path(store).parent / "tvm-tuning" / device.name) if store is not None else device.options.tune_database
+    return device.replace(options=dataclasses.replace(device.options, tune_trials=trials, tune_database=database))
 
 
 def list_devices(devices_file: str | Path | list[str | Path] | None = None) -> list[str]:

@@ -7,6 +7,7 @@ A backend ``prepare``s an ONNX model (or an op configuration) for a device and r
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import os
 import tempfile
@@ -229,7 +230,8 @@ class TvmPrepared(Prepared):
 
     def __init__(self, model: onnx.ModelProto, device: Device, backend: TvmBackend) -> None:
         import tvm
-        from tvm.relax.frontend.onnx import from_onnx
+
+        from hwnas.profilers._tvm_tune import compile_onnx
 
         self.tvm, self.device, self.backend = tvm, device, backend
         self._affinity = None
@@ -238,8 +240,8 @@ class TvmPrepared(Prepared):
             self._affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
             tvm.get_global_func("runtime.config_threadpool")(0, resolve_threads(device.options.intra_op_threads))
         feeds = random_inputs(model, device.options.batch_size)
-        mod = from_onnx(model, shape_dict={k: list(v.shape) for k, v in feeds.items()}, keep_params_in_input=False)
-        self.executable = tvm.compile(mod, target=tvm.target.Target(json.loads(backend.resolved_target(device))))
+        self.executable = compile_onnx(model, device, backend.resolved_target(device),
+                                       {k: list(v.shape) for k, v in feeds.items()})
         self.feeds = [feeds[i.name] for i in model.graph.input if i.name in feeds]
         self.remote = self._on_remote() if device.remote is not None else None
         if self.remote is None:
@@ -362,10 +364,13 @@ class TvmBackend(Backend):
             self.sessions.get(device.remote)
 
     def setup_tag(self, device: Device) -> str:
+        from hwnas.profilers._tvm_tune import tuning_tag
+
         r = device.remote
-        if r is None:
-            return ""
-        return f"remote {r.address}" + (f", linked by {r.cross_compiler}" if r.cross_compiler else "")
+        tags = [tuning_tag(device)]
+        if r is not None:
+            tags.insert(0, f"remote {r.address}" + (f", linked by {r.cross_compiler}" if r.cross_compiler else ""))
+        return "; ".join(t for t in tags if t)
 
     def check(self, device: Device | None = None) -> list[str]:
         try:
@@ -380,6 +385,9 @@ class TvmBackend(Backend):
                     problems.append("no CUDA GPU visible to TVM (needs a CUDA-enabled TVM build and a GPU)")
             if device.options.precision != "fp32":
                 problems.append("the tvm backend measures fp32 models; use precision = 'fp32'")
+            if device.options.tune_trials and importlib.util.find_spec("xgboost") is None:
+                problems.append("tuning (tune_trials) needs MetaSchedule's cost model, XGBoost: pip install xgboost-cpu"
+                                "   (or: pip install 'hwnas[tvm]')")
         return problems
 
     def version(self) -> str:

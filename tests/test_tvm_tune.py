@@ -1,0 +1,64 @@
+"""Tuned TVM devices: MetaSchedule tuning before compiling, its database reused, tuned and untuned
+measurements never mixed (real MetaSchedule with a few trials on tiny ops)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hwnas.cli import main
+from hwnas.devices import Device, RuntimeOptions, default_registry
+from hwnas.errors import HwnasError
+from hwnas.jobs import tuned_device
+
+tvm = pytest.importorskip("tvm")
+pytestmark = [pytest.mark.tvm]
+
+
+def test_tuned_device_is_its_own_fingerprint(tmp_path) -> None:
+    from hwnas.profilers import fingerprint
+
+    base = default_registry().get("cpu-tvm")
+    assert tuned_device(base, None) is base
+    dev = tuned_device(base, 8, tmp_path / "s.sqlite")
+    assert dev.options.tune_trials == 8 and dev.options.tune_database == str(tmp_path / "tvm-tuning" / "cpu-tvm")
+    fp, fp0 = fingerprint(dev), fingerprint(base)
+    assert fp.id != fp0.id and "meta_schedule 8 trials/task" in fp.runtime_version
+    assert fingerprint(tuned_device(base, 16, tmp_path / "s.sqlite")).id != fp.id
+    assert Device.from_dict(dev.to_dict()) == dev
+
+
+def test_tuning_refuses_what_it_cannot_do(tmp_path, capsys) -> None:
+    with pytest.raises(HwnasError, match="tunes TVM devices"):
+        tuned_device(default_registry().get("cpu-ort"), 8)
+    with pytest.raises(ValueError, match="tune_trials must be a count"):
+        RuntimeOptions(tune_trials=-1)
+    with pytest.raises(ValueError, match="tune_trials tunes TVM devices"):
+        Device("x", "onnxruntime", RuntimeOptions(tune_trials=4))
+    rc = main(["profile", "--device", "cpu-ort", "--tune-trials", "4", "--db", str(tmp_path / "s.sqlite")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "tunes TVM devices" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_tuning_is_recorded_and_reused(tmp_path) -> None:
+    pytest.importorskip("xgboost", reason="MetaSchedule's cost model: pip install xgboost-cpu")
+    from hwnas.profilers import OpConfig, build_onnx, get_backend
+    from hwnas.profilers._tvm_tune import STATS, tuning_dir
+
+    dev = tuned_device(default_registry().get("cpu-tvm"), 2, tmp_path / "s.sqlite")
+    backend = get_backend("tvm")
+    model = build_onnx(OpConfig.parse("conv_i8_o8_r8_k3_s1_g1_arelu"))
+    before = STATS.as_dict()
+    p = backend.prepare(model, dev)
+    times = p.sample(3)
+    p.close()
+    tuned = STATS.tuned_tasks - before["tuned_tasks"]
+    assert tuned >= 1 and all(t > 0 for t in times)
+    records = (tuning_dir(dev) / "database_tuning_record.json").read_text().splitlines()
+    assert len(records) >= 1 and json.loads(records[0])
+    p = backend.prepare(model, dev)  # the same workload: found in the database, not tuned again
+    p.close()
+    assert STATS.tuned_tasks - before["tuned_tasks"] == tuned
+    assert STATS.reused_tasks - before["reused_tasks"] >= tuned
