@@ -22,10 +22,11 @@ def test_tuned_device_is_its_own_fingerprint(tmp_path) -> None:
     base = default_registry().get("cpu-tvm")
     assert tuned_device(base, None) is base
     dev = tuned_device(base, 8, tmp_path / "s.sqlite")
-    assert dev.options.tune_trials == 8 and dev.options.tune_database == str(tmp_path / "tvm-tuning" / "cpu-tvm")
+    assert dev.options.tune_trials == 8 and dev.options.tune_database == str(tmp_path / "tvm-tuning" / "cpu-tvm-8trials")
     fp, fp0 = fingerprint(dev), fingerprint(base)
     assert fp.id != fp0.id and "meta_schedule 8 trials/task" in fp.runtime_version
-    assert fingerprint(tuned_device(base, 16, tmp_path / "s.sqlite")).id != fp.id
+    dev16 = tuned_device(base, 16, tmp_path / "s.sqlite")
+    assert fingerprint(dev16).id != fp.id and dev16.options.tune_database != dev.options.tune_database
     assert Device.from_dict(dev.to_dict()) == dev
 
 

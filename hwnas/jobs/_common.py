@@ -67,7 +67,9 @@ def get_device(name: str | Device, devices_file: str | Path | list[str | Path] |
 
 def tuned_device(device: Device, trials: int | None, store: str | Path | None = None) -> Device:
     """``device`` tuned by MetaSchedule for ``trials`` per task (``None``: as it is), its tuning
-    database in ``tvm-tuning/<device name>`` beside ``store`` (the default store: beside that).
+    database in ``tvm-tuning/<device name>-<trials>trials`` beside ``store`` (no store: the default
+    place, :func:`hwnas.profilers._tvm_tune.tuning_dir`). One database per budget: a task tuned for 8
+    trials is not taken as tuned for 64.
 
     >>> tuned_device(get_device("cpu-tvm"), 8).options.tune_trials
     8
@@ -79,7 +81,8 @@ def tuned_device(device: Device, trials: int | None, store: str | Path | None = 
         raise HwnasError(f"--tune-trials tunes TVM devices (MetaSchedule); {device.name} runs on {device.runtime}")
     import dataclasses
 
-    database = str(Path(store).parent / "tvm-tuning" / device.name) if store is not None else device.options.tune_database
+    database = (str(Path(store).parent / "tvm-tuning" / f"{device.name}-{trials}trials") if store is not None
+                else device.options.tune_database)
     return device.replace(options=dataclasses.replace(device.options, tune_trials=trials, tune_database=database))
 
 

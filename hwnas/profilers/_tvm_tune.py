@@ -26,12 +26,13 @@ __all__ = ["tuning_dir", "compile_onnx", "TuningStats", "tuning_tag", "tuning_ta
 
 def tuning_dir(device: Device) -> Path:
     """The device's MetaSchedule database directory: its ``tune_database`` option, or
-    ``<user cache dir>/hwnas/tvm-tuning/<device name>`` (beside the default profile store)."""
+    ``<user cache dir>/hwnas/tvm-tuning/<device name>-<trials>trials`` (beside the default profile
+    store; one database per trial budget)."""
     if device.options.tune_database:
         return Path(device.options.tune_database).expanduser()
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("hwnas")) / "tvm-tuning" / device.name
+    return Path(user_cache_dir("hwnas")) / "tvm-tuning" / f"{device.name}-{device.options.tune_trials}trials"
 
 
 def tuning_tag(device: Device) -> str:
@@ -128,14 +129,13 @@ def _tune(tasks: list[Any], target: Any, device: Device, work_dir: Path, databas
 
 
 def _builder_runner(device: Device) -> tuple[Any, Any]:
-    """MetaSchedule's local builder (linking with the device's cross compiler) and a runner here or
-    on the remote through its tracker."""
+    """A builder here (linking with the device's cross compiler where it has one) and a runner
+    here or on the remote through its tracker."""
     from tvm.s_tir import meta_schedule as ms
 
     remote = device.remote
     cc = remote.cross_compiler if remote is not None else None
-    builder = (ms.builder.LocalBuilder(f_export="hwnas.tune_export", initializer=functools.partial(_register_export, cc))
-               if cc else ms.builder.LocalBuilder())
+    builder = _pooled_builder(functools.partial(_register_export, cc) if cc else None)
     if remote is None:
         return builder, ms.runner.LocalRunner()
     if remote.tracker is None:
@@ -145,6 +145,40 @@ def _builder_runner(device: Device) -> tuple[Any, Any]:
     config = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=remote.key,
                                  session_timeout_sec=int(remote.timeout_s))
     return builder, ms.runner.RPCRunner(rpc_config=config)
+
+
+#: builds a worker process serves before it is replaced (MetaSchedule replaces its builder's
+#: workers after every batch for a memory leak; starting them costs ~25 s a batch here)
+BUILDS_PER_WORKER = 64
+
+
+def _pooled_builder(initializer: Any) -> Any:
+    """MetaSchedule's local builder with worker processes kept between batches (replaced after
+    :data:`BUILDS_PER_WORKER` builds or a timeout); the same build and export functions."""
+    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+    from tvm.s_tir.meta_schedule.builder import local_builder as lb
+    from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
+
+    f_export = "hwnas.tune_export" if initializer is not None else None
+
+    @lb.derived_object
+    class PooledBuilder(PyBuilder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool = PopenPoolExecutor(max_workers=lb.cpu_count(logical=True), timeout=30.0,
+                                          initializer=initializer, maximum_process_uses=BUILDS_PER_WORKER)
+
+        def build(self, build_inputs: list[Any]) -> list[Any]:
+            jobs = [(None, f_export, b.mod, b.target, lb._serialize_params(b.params)) for b in build_inputs]
+            results = []
+            for r in self.pool.map_with_error_catching(lambda x: lb._worker_func(*x), jobs):
+                if r.status == StatusKind.COMPLETE:
+                    results.append(BuilderResult(r.value, None))
+                else:
+                    results.append(BuilderResult(None, f"hwnas builder: {r.status.name.lower()}: {r.value}"))
+            return results
+
+    return PooledBuilder()
 
 
 def _register_export(compiler: str) -> None:
