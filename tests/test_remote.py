@@ -130,3 +130,31 @@ def test_cross_compiled_library_is_an_aarch64_elf(tmp_path) -> None:
     _tvm_export_library(build_onnx(OpConfig.parse("conv_i8_o8_r8_k3_s1_arelu")), dev, tmp_path / "m.so")
     head = (tmp_path / "m.so").read_bytes()[:20]
     assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183  # EM_AARCH64
+
+
+def test_tuning_runs_on_the_remote(rpc_devices, tmp_path, capsys) -> None:
+    pytest.importorskip("xgboost", reason="MetaSchedule's cost model: pip install xgboost-cpu")
+    from hwnas.profilers import _tvm_tune
+
+    _, d = rpc_devices
+    (tmp_path / "ops.txt").write_text("conv_i8_o8_r8_k3_s1_g1_arelu\n")
+    rc = main(["profile", "--device", "rpc-host", "--tune-trials", "2", "--ops", str(tmp_path / "ops.txt"),
+               "--db", str(tmp_path / "s.sqlite"), "--no-drift-check", "--devices-file", str(d / "devices.toml")])
+    assert rc == 0, capsys.readouterr().err
+    records = tmp_path / "tvm-tuning" / "rpc-host-2trials" / "database_tuning_record.json"
+    assert records.exists() and len(records.read_text().splitlines()) >= 1
+    assert _tvm_tune._rpc_runner.cache_info().currsize >= 1  # the trials ran over the tracker
+
+
+def test_tuning_a_remote_without_tracker_is_one_line(tmp_path, capsys) -> None:
+    (tmp_path / "devices.toml").write_text("""
+[devices.direct]
+base = "cpu-tvm"
+[devices.direct.remote]
+host = "127.0.0.1:9"
+""")
+    (tmp_path / "ops.txt").write_text("act_i8_r8_arelu\n")
+    rc = main(["profile", "--device", "direct", "--tune-trials", "2", "--ops", str(tmp_path / "ops.txt"),
+               "--db", str(tmp_path / "s.sqlite"), "--no-drift-check", "--devices-file", str(tmp_path / "devices.toml")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and ("needs its tracker" in err or "does not answer" in err), err

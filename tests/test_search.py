@@ -21,7 +21,7 @@ from hwnas.search.strategies import strategy_names
 from hwnas.testing import check_space, check_strategy
 
 SMALL = {"nb201": {"channels": 4, "cells_per_stage": 1, "resolution": 8}, "proxyless": {"resolution": 64, "width": 0.35},
-         "mlp": {}}
+         "mlp": {}, "cell": {"blocks": 2, "channels": 4, "layers": 3, "resolution": 16}}
 
 
 @pytest.mark.parametrize("name", space_names())

@@ -63,3 +63,19 @@ def test_tuning_is_recorded_and_reused(tmp_path) -> None:
     p.close()
     assert STATS.tuned_tasks - before["tuned_tasks"] == tuned
     assert STATS.reused_tasks - before["reused_tasks"] >= tuned
+
+
+@pytest.mark.slow
+def test_a_predictor_trains_on_a_tuned_device(tmp_path) -> None:
+    pytest.importorskip("xgboost", reason="MetaSchedule's cost model: pip install xgboost-cpu")
+    from hwnas.profilers import OpConfig
+
+    dev = tuned_device(default_registry().get("cpu-tvm"), 1, tmp_path / "s.sqlite")
+    from hwnas.jobs import train_predictor
+
+    pred = train_predictor(dev, store=tmp_path / "s.sqlite", samples=10, adaptive=0, calibrate=False, quick=True,
+                           max_time_per_op=0.03, drift_check=False, recheck=0, model_passes=1,
+                           out=tmp_path / "pred")
+    assert (tmp_path / "tvm-tuning" / "cpu-tvm-1trials" / "database_tuning_record.json").exists()
+    assert "meta_schedule 1 trials/task" in json.dumps(pred.fingerprint)
+    assert pred.predict_architecture([OpConfig.parse("conv_i8_o16_r16_k3_s1_g1_arelu")]) > 0

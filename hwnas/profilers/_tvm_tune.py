@@ -130,21 +130,32 @@ def _tune(tasks: list[Any], target: Any, device: Device, work_dir: Path, databas
 
 def _builder_runner(device: Device) -> tuple[Any, Any]:
     """A builder here (linking with the device's cross compiler where it has one) and a runner
-    here or on the remote through its tracker."""
-    from tvm.s_tir import meta_schedule as ms
-
+    here or on the remote through its tracker; kept for the process, so their worker processes
+    serve every later model and op."""
     remote = device.remote
-    cc = remote.cross_compiler if remote is not None else None
-    builder = _pooled_builder(functools.partial(_register_export, cc) if cc else None)
     if remote is None:
-        return builder, ms.runner.LocalRunner()
+        return _pooled_builder(None), _local_runner()
     if remote.tracker is None:
         raise HwnasError(f"{device.name}: tuning on a remote needs its tracker (MetaSchedule's runner asks the "
                          "tracker for a server); give the device remote.tracker and key instead of remote.host")
-    host, _, port = remote.tracker.rpartition(":")
-    config = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=remote.key,
-                                 session_timeout_sec=int(remote.timeout_s))
-    return builder, ms.runner.RPCRunner(rpc_config=config)
+    return _pooled_builder(remote.cross_compiler), _rpc_runner(remote.tracker, remote.key, int(remote.timeout_s))
+
+
+@functools.lru_cache(maxsize=1)
+def _local_runner() -> Any:
+    from tvm.s_tir import meta_schedule as ms
+
+    return ms.runner.LocalRunner()
+
+
+@functools.lru_cache(maxsize=4)
+def _rpc_runner(tracker: str, key: str, timeout_s: int) -> Any:
+    from tvm.s_tir import meta_schedule as ms
+
+    host, _, port = tracker.rpartition(":")
+    config = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=key,
+                                 session_timeout_sec=timeout_s)
+    return ms.runner.RPCRunner(rpc_config=config)
 
 
 #: builds a worker process serves before it is replaced (MetaSchedule replaces its builder's
@@ -152,14 +163,16 @@ def _builder_runner(device: Device) -> tuple[Any, Any]:
 BUILDS_PER_WORKER = 64
 
 
-def _pooled_builder(initializer: Any) -> Any:
+@functools.lru_cache(maxsize=4)
+def _pooled_builder(cross_compiler: str | None) -> Any:
     """MetaSchedule's local builder with worker processes kept between batches (replaced after
     :data:`BUILDS_PER_WORKER` builds or a timeout); the same build and export functions."""
     from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
     from tvm.s_tir.meta_schedule.builder import local_builder as lb
     from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
 
-    f_export = "hwnas.tune_export" if initializer is not None else None
+    initializer = functools.partial(_register_export, cross_compiler) if cross_compiler else None
+    f_export = "hwnas.tune_export" if cross_compiler else None
 
     @lb.derived_object
     class PooledBuilder(PyBuilder):

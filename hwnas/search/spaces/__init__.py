@@ -1,4 +1,4 @@
-"""Search spaces, registered by name: ``nb201``, ``proxyless``, ``mlp``, ``mnasnet``.
+"""Search spaces, registered by name: ``nb201``, ``proxyless``, ``mlp``, ``mnasnet``, ``cell``.
 
 >>> from hwnas.search.spaces import create_space
 >>> space = create_space("nb201")
@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from hwnas._registry import Registry
+from hwnas.search.spaces._cell import CELL_OPS, CellSpace, cell_count
 from hwnas.search.spaces._base import Arch, Decision, InfeasibleError, SearchSpace
 from hwnas.search.spaces._mlp import MLPSpace
 from hwnas.search.spaces._mnasnet import MnasNetSpace
@@ -19,11 +20,11 @@ from hwnas.search.spaces._nb201 import NB201_OPS, NB201Space
 from hwnas.search.spaces._proxyless import ProxylessSpace
 
 __all__ = ["Arch", "Decision", "SearchSpace", "InfeasibleError", "NB201Space", "NB201_OPS", "ProxylessSpace",
-           "MLPSpace", "MnasNetSpace", "create_space", "register_space", "list_spaces", "space_class", "space_settings",
+           "MLPSpace", "MnasNetSpace", "CellSpace", "CELL_OPS", "cell_count", "create_space", "register_space", "list_spaces", "space_class", "space_settings",
            "space_names"]
 
 _SPACES: Registry[type[SearchSpace]] = Registry("search space")
-for _cls in (NB201Space, ProxylessSpace, MLPSpace, MnasNetSpace):
+for _cls in (NB201Space, ProxylessSpace, MLPSpace, MnasNetSpace, CellSpace):
     _SPACES.register(_cls.name, _cls)
 
 
