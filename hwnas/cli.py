@@ -417,14 +417,16 @@ def predict(
 # ---- search -------------------------------------------------------------------------------------
 @app.command()
 def search(
-    device: Annotated[str, typer.Option("--device", "-d")] = "cpu-ort",
-    space: Annotated[str, typer.Option("--space", help="Search space: nb201, mnasnet, proxyless or mlp.")] = "nb201",
+    device: Annotated[list[str] | None, typer.Option("--device", "-d", help="The device (default cpu-ort); "
+                      "once-for-all: repeat it, a network for each device from one supernet.")] = None,
+    space: Annotated[str, typer.Option("--space", help="Search space: nb201, mnasnet, proxyless, mlp or cell.")] = "nb201",
     target_ms: Annotated[float, typer.Option("--target-ms", help="Latency target T of the MNAS reward (ms).")] = 5.0,
     strategy: Annotated[str, typer.Option("--strategy", help="grid, random, evolution, guided-evolution "
                         "(evolution screened by a surrogate), reinforce, ppo, bo (Gaussian process), tpe (Optuna), "
                         "nsga2 (multi-objective: --objective pareto), successive-halving or hyperband (proxy training "
                         "in rungs; --sampler), or proxyless (supernet with binary "
-                        "gates and a latency loss; --space proxyless).")] = "guided-evolution",
+                        "gates and a latency loss; --space proxyless), or once-for-all (one single-path supernet, "
+                        "then evolution on its accuracy for each --device; --space proxyless).")] = "guided-evolution",
     inherit: Annotated[int | None, typer.Option("--inherit", help="evolution, guided-evolution: a child starts from "
                        "its parent's trained weights (Net2Net-style) and trains this many epochs (fewer than "
                        "--epochs).")] = None,
@@ -434,7 +436,8 @@ def search(
                          "resolution=64 or width=0.5 (repeatable).")] = None,
     strategy_param: Annotated[list[str] | None, typer.Option("--strategy-param", help="A strategy hyper-parameter "
                               "NAME=VALUE, e.g. population_size=50 or lr=0.02 (repeatable).")] = None,
-    supernet_epochs: Annotated[int, typer.Option("--supernet-epochs", help="proxyless: supernet epochs.")] = 20,
+    supernet_epochs: Annotated[int, typer.Option("--supernet-epochs", help="proxyless, once-for-all: supernet "
+                               "epochs.")] = 20,
     warmup_epochs: Annotated[int, typer.Option("--warmup-epochs", help="proxyless: weight-only epochs first.")] = 5,
     latency_loss: Annotated[str, typer.Option("--latency-loss", help="proxyless: multiplicative "
                             "(CE * (log E[LAT] / log T)^beta), additive (CE + lambda E[LAT] / T), absolute (TuNAS: "
@@ -487,9 +490,17 @@ def search(
 
     check_count("budget", budget)
     check_count("workers", workers)
-    dev = _registry(devices_file).get(device)
+    names = device or ["cpu-ort"]
     space_args = parse_key_values(space_arg, "--space-arg")
     params = parse_key_values(strategy_param, "--strategy-param")
+    if strategy == "once-for-all":
+        _search_ofa([_registry(devices_file).get(n) for n in names], space, space_args, params, target_ms,
+                    supernet_epochs, epochs, dataset, resolution, seed, out, predictor, allow_mismatch, train_device,
+                    as_json)
+        return
+    if len(names) > 1:
+        raise ArgumentError("device", "takes one device (several only with --strategy once-for-all)", " ".join(names))
+    dev = _registry(devices_file).get(names[0])
     if strategy in ("successive-halving", "hyperband"):
         if evaluator != "proxy":
             raise ArgumentError("evaluator", f"{strategy} trains in rungs: it needs the proxy evaluator", evaluator)
@@ -574,6 +585,23 @@ def _search_proxyless(dev: Any, space: str, space_args: dict, params: dict, targ
                                   allow_fingerprint_mismatch=allow_mismatch, progress=bars,
                                   message=(lambda m: None) if as_json else _say(_err()))
     _print_json(result) if as_json else _render.proxyless_result(result, epochs, target_ms, out)
+
+
+def _search_ofa(devs: list, space: str, space_args: dict, params: dict, target_ms: float, supernet_epochs: int,
+                epochs: int, dataset: str, resolution: int, seed: int, out: Path, predictor: Path | None,
+                allow_mismatch: bool, train_device: str, as_json: bool) -> None:
+    from hwnas.jobs import once_for_all_search
+
+    if space != "proxyless":
+        raise ArgumentError("space", "once-for-all trains the proxyless space's supernet (use --space proxyless)", space)
+    with progress_bar(_err()) as bars:
+        result = once_for_all_search(devs, out, target_ms=[target_ms], space_args=space_args,
+                                     predictors=[predictor] * len(devs) if predictor else None,
+                                     supernet_epochs=supernet_epochs, strategy_params=params, epochs=epochs,
+                                     dataset=dataset, resolution=resolution, seed=seed, train_device=train_device,
+                                     allow_fingerprint_mismatch=allow_mismatch, progress=bars,
+                                     message=(lambda m: None) if as_json else _say(_err()))
+    _print_json(result) if as_json else _render.ofa_result(result, out)
 
 
 def _search_multifidelity(method: str, sampler: str, dev: Any, space: str, space_args: dict, params: dict,

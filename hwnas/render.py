@@ -143,6 +143,20 @@ def proxyless_result(result: dict[str, Any], epochs: int, target_ms: float, out:
     _out().print(f"run directory: {out} (journal.sqlite, best.json, epochs.csv, proxyless.png, supernet.pt)")
 
 
+def ofa_result(result: dict[str, Any], out: Path) -> None:
+    sn = result["supernet"]
+    t = Table("device", "architecture", "supernet acc", "predicted ms", "target ms", "measured ms", "accuracy",
+              "search s")
+    for r in result["devices"]:
+        measured = r.get("measured_ms")
+        t.add_row(r["device"], r["arch"], f"{r['supernet_acc']:.3f}", f"{r['latency_ms']:.3f}", f"{r['target_ms']:g}",
+                  "-" if measured is None else f"{measured:.3f}" + ("" if r.get("meets_budget_measured") else " [red]over[/]"),
+                  "-" if r.get("accuracy") is None else f"{r['accuracy']:.3f}", f"{r['search_s']:.0f}")
+    _out().print(t)
+    _out().print(f"supernet: {sn['epochs']} epochs, {sn['train_s']:.0f} s of training ({sn['path']}, reused by later "
+                 f"searches in {out}); each device: <device>/arch.json (and model.onnx, model_card.json)")
+
+
 def multifidelity_result(result: dict[str, Any], out: Path) -> None:
     b, mf = result["best"], result["multi_fidelity"]
     if b is None:

@@ -21,6 +21,7 @@ from hwnas.jobs._quickstart import (MIN_MARGIN, SMOKE, PipelineConfig, PipelineR
 from hwnas.jobs._search import (SEARCH_OPTIONS, arch_latency_on, create_search, measure_front, proxyless_search,
                                 write_search)
 from hwnas.jobs._multifidelity import multifidelity_schedule, multifidelity_search
+from hwnas.jobs._ofa import once_for_all_search
 from hwnas.jobs._space_models import space_calibration_models, space_models, spread_archs
 
 __all__ = ["Message", "Progress", "check_device", "detect_devices", "device_status", "check_count", "check_fraction", "check_positive", "get_device", "list_devices",
@@ -32,4 +33,4 @@ __all__ = ["Message", "Progress", "check_device", "detect_devices", "device_stat
            "proxyless_search", "write_search", "space_calibration_models", "space_models", "spread_archs",
            "ProfileResult", "model_summary", "parse_key_values", "profile_model", "profile_ops",
            "adapt_predictor", "Candidate", "default_candidates", "FarmResult", "device_resource", "measure_on_ray",
-           "profile_devices", "multifidelity_schedule", "multifidelity_search"]
+           "profile_devices", "multifidelity_schedule", "multifidelity_search", "once_for_all_search"]

@@ -1,0 +1,117 @@
+"""The once-for-all job: one supernet trained (or reused) in a run directory, then a subnetwork
+searched for each device within its target, each written as an architecture file and exported."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hwnas.devices import Device
+from hwnas.errors import HwnasError
+from hwnas.jobs._common import Progress, check_count, get_device, no_progress
+from hwnas.jobs._predictors import load_predictor
+from hwnas.latency_models import LatencyPredictor
+
+__all__ = ["once_for_all_search"]
+
+
+def once_for_all_search(devices: list[str | Device], out: str | Path, *, target_ms: list[float],
+                        space_args: dict[str, Any] | None = None, predictors: list[Any] | None = None,
+                        supernet_epochs: int = 20, strategy_params: dict[str, Any] | None = None,
+                        epochs: int = 2, export: bool = True, dataset: str = "digits", resolution: int = 16,
+                        seed: int = 0, train_device: str = "cpu", allow_fingerprint_mismatch: bool = False,
+                        progress: Progress = no_progress, message: Callable[[str], None] = print) -> dict[str, Any]:
+    """Once-for-all on the ``proxyless`` space for ``devices`` (targets ``target_ms``, one per device
+    or one for all): the supernet ``<out>/supernet.pt`` is trained ``supernet_epochs`` (continued
+    where a killed run stopped; reused as it is once trained), each device's subnetwork is searched
+    on the supernet's accuracy within its target and written to ``<out>/<device>/arch.json``; with
+    ``export`` it is trained ``epochs`` and exported and measured there (``model.onnx`` and its card).
+    Returns ``<out>/ofa.json``'s content: the supernet's training time and each device's result."""
+    from hwnas.search import create_space, dataset_classes
+    from hwnas.search._evaluators import load_dataset
+    from hwnas.search.ofa import OFAConfig, OnceForAll
+
+    devs = [get_device(d) for d in devices]
+    if not devs or len({d.name for d in devs}) != len(devs):
+        raise HwnasError("once-for-all takes one or more different devices (--device A --device B ...)")
+    targets = list(target_ms) * len(devs) if len(target_ms) == 1 else list(target_ms)
+    if len(targets) != len(devs):
+        raise HwnasError(f"give one --target-ms for all devices or one per device ({len(devs)}), not {len(target_ms)}")
+    check_count("supernet_epochs", supernet_epochs)
+    check_count("epochs", epochs)
+    try:
+        cfg = OFAConfig(epochs=supernet_epochs, seed=seed, **(strategy_params or {}))
+    except TypeError as exc:
+        raise HwnasError(f"bad strategy_params for once-for-all: {exc}; its parameters: "
+                         f"{', '.join(OFAConfig.__dataclass_fields__)}") from None
+    space_args = {**(space_args or {}), "classes": dataset_classes(dataset)}
+    space = create_space("proxyless", **space_args)
+    spaces = [space.restrict(d.constraints) for d in devs]
+    preds = [_predictor(p, d, space_args, allow_fingerprint_mismatch)
+             for p, d in zip(predictors or [None] * len(devs), devs)]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    supernet_space = _union(space, spaces)
+    train_space = _at_resolution(supernet_space, resolution)
+    ofa = OnceForAll(train_space, load_dataset(dataset, resolution, seed), cfg, train_device)
+    ofa.train(out / "supernet.pt", lambda e, loss: progress("once-for-all supernet", e, supernet_epochs,
+                                                            f"CE {loss:.3f}"))
+    message(f"supernet: {ofa.epoch} epochs, {ofa.train_s:.0f} s of training")
+    results = []
+    for dev, sp, pred, t in zip(devs, spaces, preds, targets):
+        results.append(_one_device(ofa, dev, sp, pred, t, out, space_args, epochs, export, dataset, resolution, seed,
+                                   train_device, progress, message))
+    summary = {"space": "proxyless", "space_args": space_args, "supernet": {
+        "epochs": ofa.epoch, "train_s": round(ofa.train_s, 1), "path": str(out / "supernet.pt"),
+        "config": cfg.__dict__}, "devices": results}
+    (out / "ofa.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _predictor(p: Any, dev: Device, space_args: dict, allow_mismatch: bool) -> LatencyPredictor:
+    if isinstance(p, LatencyPredictor):
+        return p
+    return load_predictor(dev, space="proxyless", space_args=space_args, path=p, allow_fingerprint_mismatch=allow_mismatch)
+
+
+def _union(space: Any, spaces: list[Any]) -> Any:
+    """``space`` allowing what any of ``spaces`` allows: the supernet covers every device."""
+    import copy
+
+    new = copy.copy(space)
+    new.allowed = tuple(tuple(sorted(set().union(*(s.allowed[i] for s in spaces)))) for i in range(len(space.decisions)))
+    return new
+
+
+def _at_resolution(space: Any, resolution: int) -> Any:
+    from hwnas.search.spaces import ProxylessSpace
+
+    return ProxylessSpace(resolution, space.width, space.classes, space.act.value, space.allowed)
+
+
+def _one_device(ofa: Any, dev: Device, sp: Any, pred: LatencyPredictor, target: float, out: Path, space_args: dict,
+                epochs: int, export: bool, dataset: str, resolution: int, seed: int, train_device: str,
+                progress: Progress, message: Callable[[str], None]) -> dict[str, Any]:
+    start = time.perf_counter()
+    res = ofa.search(dev.name, sp, lambda a: pred.predict_architecture(sp.op_configs(a)), target,
+                     on_eval=lambda i, n: progress(f"once-for-all on {dev.name}", i, n))
+    d = out / dev.name
+    d.mkdir(exist_ok=True)
+    spec = {"space": "proxyless", "arch": res.arch, "space_args": space_args, "budget_ms": target,
+            "dataset": dataset, "resolution": resolution}
+    (d / "arch.json").write_text(json.dumps(spec, indent=1))
+    row: dict[str, Any] = {**res.__dict__, "meets_target": res.meets_target, "arch_path": str(d / "arch.json")}
+    message(f"{dev.name}: {res.arch} (supernet acc {res.supernet_acc:.3f}, predicted {res.latency_ms:.3f} ms "
+            f"<= {target} ms) in {res.search_s:.0f} s")
+    if export:
+        from hwnas.jobs._export import export as export_arch
+
+        card = export_arch(d / "arch.json", dev, d / "model.onnx", epochs=epochs, predictor=pred, seed=seed,
+                           train_device=train_device, overwrite=True, message=message)
+        row.update(onnx_path=str(d / "model.onnx"), measured_ms=card.get("measured_latency_ms"),
+                   accuracy=card.get("accuracy"), meets_budget_measured=card.get("meets_budget"))
+    row["device_s"] = round(time.perf_counter() - start, 1)
+    return row

@@ -1,0 +1,102 @@
+"""Once-for-all: one supernet (real training on digits), a subnetwork per device within its
+target from a real predictor, export measured on ONNX Runtime, resume per epoch, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hwnas.errors import HwnasError
+from hwnas.jobs import once_for_all_search
+
+SMALL = {"resolution": 32, "width": 0.35}
+FAST = {"evaluations": 12, "population_size": 6, "bn_batches": 2}
+
+
+def _run(trained, out, devices, **kw):
+    pred = trained / "predictor"
+    opts = dict(target_ms=[1e3], space_args=SMALL, predictors=[pred] * len(devices), supernet_epochs=2,
+                strategy_params=FAST, epochs=1, resolution=16, allow_fingerprint_mismatch=True, message=lambda m: None)
+    opts.update(kw)
+    return once_for_all_search(devices, out, **opts)
+
+
+@pytest.mark.slow
+def test_one_supernet_gives_each_device_a_network(trained, tmp_path) -> None:
+    res = _run(trained, tmp_path / "ofa", ["cpu-ort", "cpu-ort-mt"], target_ms=[1e3, 1e3], export=False)
+    assert res["supernet"]["epochs"] == 2 and len(res["devices"]) == 2
+    for row in res["devices"]:  # (exported and measured: test_cli_once_for_all_for_two_devices)
+        assert row["meets_target"] and 0 <= row["supernet_acc"] <= 1
+        spec = json.loads((tmp_path / "ofa" / row["device"] / "arch.json").read_text())
+        assert spec["space"] == "proxyless" and spec["arch"] == row["arch"]
+    # a later search reuses the trained supernet: no more training
+    again = _run(trained, tmp_path / "ofa", ["cpu-ort"], export=False)
+    assert again["supernet"]["train_s"] == res["supernet"]["train_s"]
+    assert json.loads((tmp_path / "ofa" / "ofa.json").read_text())["devices"][0]["device"] == "cpu-ort"
+
+
+@pytest.mark.slow
+def test_a_killed_supernet_resumes_from_its_last_epoch(trained, tmp_path) -> None:
+    seen = []
+
+    def stop_after_first(label, done, total, *rest):
+        if label.endswith("supernet"):
+            seen.append(done)
+            if done == 1 and len(seen) == 1:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(trained, tmp_path / "ofa", ["cpu-ort"], export=False, progress=stop_after_first, supernet_epochs=3)
+    res = _run(trained, tmp_path / "ofa", ["cpu-ort"], export=False, progress=stop_after_first, supernet_epochs=3)
+    assert seen == [1, 2, 3] and res["supernet"]["epochs"] == 3  # epoch 1 was not trained again
+    # the accuracy read off the supernet is a real evaluation: above chance (10 classes) on digits
+    assert res["devices"][0]["supernet_acc"] > 0.2
+    with pytest.raises(HwnasError, match="trained with"):  # a supernet trained otherwise is not reused
+        _run(trained, tmp_path / "ofa", ["cpu-ort"], export=False, supernet_epochs=3,
+             strategy_params={**FAST, "lr": 0.01})
+
+
+@pytest.mark.parametrize("kw,words", [
+    ({"target_ms": [1.0, 2.0]}, "one --target-ms for all devices or one per device"),
+    ({"strategy_params": {"nope": 1}}, "bad strategy_params for once-for-all"),
+    ({"strategy_params": {"evaluations": 0}}, "evaluations takes an integer >= 1"),
+    ({"supernet_epochs": 0}, "supernet_epochs"),
+])
+def test_bad_input_is_one_error(trained, tmp_path, kw, words) -> None:
+    with pytest.raises(HwnasError, match=words):
+        _run(trained, tmp_path / "ofa", ["cpu-ort"], export=False, **kw)
+
+
+def test_same_device_twice_is_refused(trained, tmp_path) -> None:
+    with pytest.raises(HwnasError, match="different devices"):
+        _run(trained, tmp_path / "ofa", ["cpu-ort", "cpu-ort"], export=False)
+
+
+@pytest.mark.slow
+def test_cli_once_for_all_for_two_devices(trained, tmp_path, capsys) -> None:
+    from hwnas.cli import main
+
+    rc = main(["search", "--strategy", "once-for-all", "--space", "proxyless", "--device", "cpu-ort", "--device",
+               "cpu-ort-mt", "--space-arg", "resolution=32", "--space-arg", "width=0.35", "--target-ms", "1000",
+               "--supernet-epochs", "1", "--epochs", "1", "--strategy-param", "evaluations=6",
+               "--strategy-param", "population_size=3", "--predictor", str(trained / "predictor"),
+               "--allow-fingerprint-mismatch", "--out", str(tmp_path / "ofa"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and [r["device"] for r in out["devices"]] == ["cpu-ort", "cpu-ort-mt"]
+    assert all(r["measured_ms"] > 0 and (tmp_path / "ofa" / r["device"] / "model.onnx").exists() for r in out["devices"])
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--device", "cpu-ort", "--device", "cpu-ort-mt", "--strategy", "evolution"], "takes one device"),
+    (["--strategy", "once-for-all", "--space", "nb201"], "once-for-all trains the proxyless space"),
+    (["--strategy", "once-for-all", "--space", "proxyless", "--device", "nope"], "Known devices|known devices"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, capsys, args, words) -> None:
+    import re
+
+    from hwnas.cli import main
+
+    rc = main(["search", *args, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and re.search(words, err) and "Traceback" not in err, err
