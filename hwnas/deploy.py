@@ -354,7 +354,9 @@ def _tvm_export_library(model: onnx.ModelProto, device: Any, path: Path) -> None
 
     backend = get_backend("tvm")
     feeds = random_inputs(model, device.options.batch_size)
-    executable = compile_onnx(model, device, backend.resolved_target(device), {k: list(v.shape) for k, v in feeds.items()})
+    release = (lambda: backend.sessions.release(device.remote)) if device.remote is not None else None
+    executable = compile_onnx(model, device, backend.resolved_target(device), {k: list(v.shape) for k, v in feeds.items()},
+                              before_tuning=release)
     export_for(executable, device, path.parent, path.name)  # the device's cross compiler where it has one
 
 

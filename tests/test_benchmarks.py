@@ -283,4 +283,4 @@ def test_space_predictor_check_interface_and_bad_input(trained, tmp_path, capsys
     assert len(r["rows"]) == 2 and all(x["measured_ms"] > 0 and x["predicted_op_configs_ms"] > 0 for x in r["rows"])
     assert r["rows"][0]["mflops"] < r["rows"][1]["mflops"]
     assert bench.main(["--space", "nasnet", "--predictor", str(trained / "predictor")]) == 2
-    assert "Known search spaces: mlp, mnasnet, nb201, proxyless" in capsys.readouterr().err
+    assert "Known search spaces: cell, mlp, mnasnet, nb201, proxyless" in capsys.readouterr().err

@@ -158,3 +158,30 @@ host = "127.0.0.1:9"
                "--db", str(tmp_path / "s.sqlite"), "--no-drift-check", "--devices-file", str(tmp_path / "devices.toml")])
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err and ("needs its tracker" in err or "does not answer" in err), err
+
+
+@pytest.mark.parametrize("triple,machine", [
+    ("aarch64-linux-android", 183),   # EM_AARCH64
+    ("armv7a-linux-gnueabihf", 40),   # EM_ARM
+])
+def test_android_and_armv7_targets_compile_to_their_objects(triple, machine, tmp_path) -> None:
+    """Without their cross compilers (the NDK, g++-arm-linux-gnueabihf) the objects TVM generates
+    for those targets are still checked: a tar of them needs no linker."""
+    import tarfile
+
+    from hwnas.profilers import OpConfig, build_onnx, random_inputs
+    from hwnas.profilers._tvm_tune import compile_onnx
+
+    from hwnas.devices import Device
+
+    dev = Device.from_dict(
+        {"name": "arm", "runtime": "tvm", "options": {"tvm_target": f"llvm -mtriple={triple} -mattr=+neon"}})
+    model = build_onnx(OpConfig.parse("conv_i8_o8_r8_k3_s1_arelu"))
+    shapes = {k: list(v.shape) for k, v in random_inputs(model, 1).items()}
+    from hwnas.profilers import get_backend
+
+    compile_onnx(model, dev, get_backend("tvm").resolved_target(dev), shapes).export_library(str(tmp_path / "m.tar"))
+    with tarfile.open(tmp_path / "m.tar") as tar:
+        objects = [m for m in tar.getmembers() if m.name.endswith(".o")]
+        heads = [tar.extractfile(m).read(20) for m in objects]
+    assert objects and all(h[:4] == b"\x7fELF" and int.from_bytes(h[18:20], "little") == machine for h in heads)

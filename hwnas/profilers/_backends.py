@@ -240,8 +240,9 @@ class TvmPrepared(Prepared):
             self._affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
             tvm.get_global_func("runtime.config_threadpool")(0, resolve_threads(device.options.intra_op_threads))
         feeds = random_inputs(model, device.options.batch_size)
+        release = (lambda: backend.sessions.release(device.remote)) if device.remote is not None else None
         self.executable = compile_onnx(model, device, backend.resolved_target(device),
-                                       {k: list(v.shape) for k, v in feeds.items()})
+                                       {k: list(v.shape) for k, v in feeds.items()}, before_tuning=release)
         self.feeds = [feeds[i.name] for i in model.graph.input if i.name in feeds]
         self.remote = self._on_remote() if device.remote is not None else None
         if self.remote is None:

@@ -68,6 +68,14 @@ class RemoteSessions:
     def drop(self, remote: RemoteSpec) -> None:
         self._open.pop(remote, None)
 
+    def release(self, remote: RemoteSpec) -> None:
+        """Close the session (TVM closes one when its last reference goes) so that the server
+        is free for another client, such as MetaSchedule's runner; the next :meth:`get` reopens."""
+        import gc
+
+        if self._open.pop(remote, None) is not None:
+            gc.collect()
+
 
 def _connect(remote: RemoteSpec) -> Any:
     from tvm import rpc

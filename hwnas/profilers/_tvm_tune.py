@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +58,19 @@ class TuningStats:
 STATS = TuningStats()
 
 
-def compile_onnx(model: onnx.ModelProto, device: Device, target_json: str, shapes: dict[str, list[int]]) -> Any:
+def compile_onnx(model: onnx.ModelProto, device: Device, target_json: str, shapes: dict[str, list[int]],
+                 before_tuning: Callable[[], None] | None = None) -> Any:
     """``model`` imported by relax's ONNX frontend and compiled for ``target_json``: tuned first
-    when the device has ``tune_trials``; the relax VM executable."""
+    when the device has ``tune_trials``; the relax VM executable. ``before_tuning`` runs when
+    tasks remain to tune (a remote device's RPC server serves one session at a time: the caller
+    gives its own up there so that MetaSchedule's runner can have it)."""
     import tvm
     from tvm.relax.frontend.onnx import from_onnx
 
     mod = from_onnx(model, shape_dict=shapes, keep_params_in_input=False)
     if not device.options.tune_trials:
         return tvm.compile(mod, target=tvm.target.Target(json.loads(target_json)))
-    return _tuned_compile(mod, tuning_target(target_json, device), device)
+    return _tuned_compile(mod, tuning_target(target_json, device), device, before_tuning)
 
 
 def tuning_target(target_json: str, device: Device) -> Any:
@@ -81,7 +85,7 @@ def tuning_target(target_json: str, device: Device) -> Any:
     return tvm.target.Target(target)
 
 
-def _tuned_compile(mod: Any, target: Any, device: Device) -> Any:
+def _tuned_compile(mod: Any, target: Any, device: Device, before_tuning: Callable[[], None] | None) -> Any:
     from tvm.s_tir import meta_schedule as ms
 
     work_dir = tuning_dir(device)
@@ -91,6 +95,8 @@ def _tuned_compile(mod: Any, target: Any, device: Device) -> Any:
     todo = [t for t in tasks if not database.has_workload(t.dispatched[0])]
     STATS.reused_tasks += len(tasks) - len(todo)
     if todo:
+        if before_tuning is not None:
+            before_tuning()
         start = time.perf_counter()
         _tune(todo, target, device, work_dir, database)
         STATS.tuned_tasks += len(todo)
