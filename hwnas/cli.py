@@ -426,7 +426,11 @@ def search(
                         "nsga2 (multi-objective: --objective pareto), successive-halving or hyperband (proxy training "
                         "in rungs; --sampler), or proxyless (supernet with binary "
                         "gates and a latency loss; --space proxyless), or once-for-all (one single-path supernet, "
-                        "then evolution on its accuracy for each --device; --space proxyless).")] = "guided-evolution",
+                        "then evolution on its accuracy for each --device; --space proxyless), or compound-scaling "
+                        "(EfficientNet's alpha/beta/gamma grid on --base, then the largest phi within --target-ms; "
+                        "--space proxyless).")] = "guided-evolution",
+    base: Annotated[str | None, typer.Option("--base", help="compound-scaling: the proxyless architecture to "
+                    "scale (default: every layer k3e6, MobileNetV2's).")] = None,
     inherit: Annotated[int | None, typer.Option("--inherit", help="evolution, guided-evolution: a child starts from "
                        "its parent's trained weights (Net2Net-style) and trains this many epochs (fewer than "
                        "--epochs).")] = None,
@@ -501,6 +505,12 @@ def search(
     if len(names) > 1:
         raise ArgumentError("device", "takes one device (several only with --strategy once-for-all)", " ".join(names))
     dev = _registry(devices_file).get(names[0])
+    if base is not None and strategy != "compound-scaling":
+        raise ArgumentError("base", "is for --strategy compound-scaling", base)
+    if strategy == "compound-scaling":
+        _search_scaling(dev, space, base, space_args, params, target_ms, epochs, dataset, seed, out, predictor,
+                        allow_mismatch, train_device, as_json)
+        return
     if strategy in ("successive-halving", "hyperband"):
         if evaluator != "proxy":
             raise ArgumentError("evaluator", f"{strategy} trains in rungs: it needs the proxy evaluator", evaluator)
@@ -602,6 +612,21 @@ def _search_ofa(devs: list, space: str, space_args: dict, params: dict, target_m
                                      allow_fingerprint_mismatch=allow_mismatch, progress=bars,
                                      message=(lambda m: None) if as_json else _say(_err()))
     _print_json(result) if as_json else _render.ofa_result(result, out)
+
+
+def _search_scaling(dev: Any, space: str, base: str | None, space_args: dict, params: dict, target_ms: float,
+                    epochs: int, dataset: str, seed: int, out: Path, predictor: Path | None, allow_mismatch: bool,
+                    train_device: str, as_json: bool) -> None:
+    from hwnas.jobs import compound_scaling
+
+    if space != "proxyless":
+        raise ArgumentError("space", "compound-scaling scales a proxyless chain (use --space proxyless)", space)
+    with progress_bar(_err()) as bars:
+        result = compound_scaling(dev, out, target_ms=target_ms, base=base, space_args=space_args, predictor=predictor,
+                                  epochs=epochs, strategy_params=params, dataset=dataset, seed=seed,
+                                  train_device=train_device, allow_fingerprint_mismatch=allow_mismatch, progress=bars,
+                                  message=(lambda m: None) if as_json else _say(_err()))
+    _print_json(result) if as_json else _render.scaling_result(result, out)
 
 
 def _search_multifidelity(method: str, sampler: str, dev: Any, space: str, space_args: dict, params: dict,

@@ -157,6 +157,27 @@ def ofa_result(result: dict[str, Any], out: Path) -> None:
                  f"searches in {out}); each device: <device>/arch.json (and model.onnx, model_card.json)")
 
 
+def scaling_result(result: dict[str, Any], out: Path) -> None:
+    t = Table("alpha", "beta", "gamma", "resolution", "MFLOPs", "accuracy (phi = 1)", "train s")
+    for g in result["grid"]:
+        mark = "[bold]" if g == result["best"] else ""
+        t.add_row(*(f"{mark}{g[k]:g}" for k in ("alpha", "beta", "gamma")), str(g["resolution"]),
+                  f"{g['mflops']:.1f}", f"{mark}{g['accuracy']:.3f}", f"{g['train_s']:.0f}")
+    _out().print(t)
+    if result["phi"] is None:
+        _out().print(f"even the base network is predicted over {result['target_ms']:g} ms on {result['device']}")
+        return
+    ex = result.get("export")
+    if ex is None:
+        _out().print(f"largest phi predicted within {result['target_ms']:g} ms: {result['phi']:g} (not exported)")
+        return
+    last = ex["tries"][-1]
+    _out().print(f"phi {last['phi']:g} (resolution {last['resolution']}, width {last['width']:.3f}, depth "
+                 f"{last['depth']:.3f}): predicted {last['predicted_ms']:.3f} ms, measured {last['measured_ms']:.3f} ms "
+                 f"(target {result['target_ms']:g} ms{'' if ex['meets_target_measured'] else ', [red]over[/]'}), "
+                 f"accuracy {last['accuracy']:.3f}; {out}/model.onnx, arch.json, scaling.json")
+
+
 def multifidelity_result(result: dict[str, Any], out: Path) -> None:
     b, mf = result["best"], result["multi_fidelity"]
     if b is None:

@@ -89,7 +89,7 @@ def _union(space: Any, spaces: list[Any]) -> Any:
 def _at_resolution(space: Any, resolution: int) -> Any:
     from hwnas.search.spaces import ProxylessSpace
 
-    return ProxylessSpace(resolution, space.width, space.classes, space.act.value, space.allowed)
+    return ProxylessSpace(resolution, space.width, space.classes, space.act.value, space.allowed, depth=space.depth)
 
 
 def _one_device(ofa: Any, dev: Device, sp: Any, pred: LatencyPredictor, target: float, out: Path, space_args: dict,

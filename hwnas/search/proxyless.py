@@ -572,10 +572,10 @@ def run_proxyless(out: Path, space: ProxylessSpace, predictor: Any, config: Prox
                          "supernet_val_acc REAL, alphas TEXT)")
     if not resume and (out / "supernet.pt").exists():
         (out / "supernet.pt").unlink()
-    train_space = ProxylessSpace(resolution, space.width, space.classes, space.act.value, space.allowed)
+    train_space = ProxylessSpace(resolution, space.width, space.classes, space.act.value, space.allowed, depth=space.depth)
     data = load_dataset(dataset, resolution, config.seed)
     if data[4] != space.classes:
-        train_space = ProxylessSpace(resolution, space.width, data[4], space.act.value, space.allowed)
+        train_space = ProxylessSpace(resolution, space.width, data[4], space.act.value, space.allowed, depth=space.depth)
     search = ProxylessSearch(space, predictor, config, data, train_space, device)
 
     def record(rec: EpochRecord) -> None:

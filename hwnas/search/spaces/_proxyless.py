@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from torch import nn
@@ -19,7 +20,9 @@ MB_OPTIONS = ("k3e3", "k3e6", "k5e3", "k5e6", "k7e3", "k7e6")
 
 
 class ProxylessSpace(SearchSpace):
-    """21 searchable layers; the first layer of each stage cannot be skipped.
+    """21 searchable layers (at depth 1); the first layer of each stage cannot be skipped. ``depth`` multiplies
+    every stage's layer count (rounded up; EfficientNet's depth coefficient), ``width`` every
+    channel count, so compound scaling moves through spaces of this kind.
 
     String: the layers' choices joined by ``-``, e.g. ``k3e3-k5e6-zero-...``.
     """
@@ -27,9 +30,11 @@ class ProxylessSpace(SearchSpace):
     name = "proxyless"
 
     def __init__(self, resolution: int = 224, width: float = 1.0, classes: int = 1000, act: str = "relu6",
-                 allowed: Any = None) -> None:
+                 allowed: Any = None, depth: float = 1.0) -> None:
         check_setting("proxyless", "resolution", resolution, int, 8, 1024)
         check_setting("proxyless", "width", width, float, 0.05, 4.0)
+        check_setting("proxyless", "depth", depth, float, 0.25, 8.0)
+        self.depth = float(depth)
         check_setting("proxyless", "classes", classes, int, 2, 100_000)
         self.resolution, self.width, self.classes, self.act = resolution, width, classes, check_act("proxyless", act)
         super().__init__(allowed)
@@ -37,10 +42,14 @@ class ProxylessSpace(SearchSpace):
     def _ch(self, c: int) -> int:
         return max(8, int(c * self.width + 4) // 8 * 8)
 
+    def stage_layers(self) -> list[int]:
+        """Searchable layers per stage: the skeleton's counts times ``depth``, rounded up."""
+        return [max(1, math.ceil(n * self.depth - 1e-9)) for _, n, _ in PROXYLESS_STAGES]
+
     @property
     def decisions(self) -> tuple[Decision, ...]:
         out = []
-        for s, (_, n, _) in enumerate(PROXYLESS_STAGES):
+        for s, n in enumerate(self.stage_layers()):
             for i in range(n):
                 out.append(Decision(f"s{s}l{i}", MB_OPTIONS + (("zero",) if i > 0 else ())))
         return tuple(out)
@@ -72,7 +81,7 @@ class ProxylessSpace(SearchSpace):
         first = OpConfig(OpType.MBCONV, self._ch(32), self._ch(16), r, r, kernel=3, expand=1, act=self.act)
         cin = self._ch(16)
         table: list[list[list[OpConfig]]] = [[[stem]], [[first]]]
-        for c, n, s in PROXYLESS_STAGES:
+        for (c, _, s), n in zip(PROXYLESS_STAGES, self.stage_layers()):
             cout = self._ch(c)
             for i in range(n):
                 stride = s if i == 0 else 1
@@ -108,7 +117,8 @@ class ProxylessSpace(SearchSpace):
         from hwnas.profilers._blocks import chain_of_ops
 
         space = self if (resolution in (None, self.resolution) and classes == self.classes) else \
-            ProxylessSpace(resolution or self.resolution, self.width, classes, self.act.value, self.allowed)
+            ProxylessSpace(resolution or self.resolution, self.width, classes, self.act.value, self.allowed,
+                           depth=self.depth)
         return chain_of_ops(space.op_configs(arch))
 
     def option_allowed(self, decision: Decision, option: Any, constraints: DeviceConstraints) -> bool:
