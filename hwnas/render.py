@@ -157,6 +157,18 @@ def ofa_result(result: dict[str, Any], out: Path) -> None:
                  f"searches in {out}); each device: <device>/arch.json (and model.onnx, model_card.json)")
 
 
+def darts_result(result: dict[str, Any], out: Path) -> None:
+    target = result["target_ms"]
+    measured = result.get("measured_ms")
+    _out().print(f"derived: [bold]{result['arch']}[/]")
+    _out().print(f"predicted {result['predicted_ms']:.3f} ms" + (f" (target {target:g} ms)" if target else "")
+                 + ("" if measured is None else f", measured {measured:.3f} ms" +
+                    ("" if result.get("meets_budget_measured") in (True, None) else " [red]over[/]"))
+                 + ("" if result.get("accuracy") is None else f", accuracy {result['accuracy']:.3f}")
+                 + f"; {result['supernet_epochs']} epochs in {result['search_s']:.0f} s; {out} (supernet.pt, "
+                   "epochs.csv, arch.json, darts.json)")
+
+
 def scaling_result(result: dict[str, Any], out: Path) -> None:
     t = Table("alpha", "beta", "gamma", "resolution", "MFLOPs", "accuracy (phi = 1)", "train s")
     for g in result["grid"]:

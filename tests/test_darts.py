@@ -1,0 +1,138 @@
+"""DARTS on the cell space: the expected latency is the predictor's, the derivation keeps two
+inputs per node and meets a target, first and second order train (real training on a few
+hundred digits), per-epoch resume, export measured on ONNX Runtime, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.errors import HwnasError
+from hwnas.jobs import darts_search, load_predictor
+from hwnas.search.darts import DartsConfig, DartsSearch
+from hwnas.search.spaces import CELL_OPS, CellSpace
+
+TINY = {"blocks": 2, "channels": 4, "layers": 3, "resolution": 16}
+
+
+@pytest.fixture(scope="module")
+def few_digits(tmp_path_factory):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    path = tmp_path_factory.mktemp("data") / "digits200.npz"
+    np.savez(path, x=d.images[:200], y=d.target[:200])
+    return path
+
+
+@pytest.fixture()
+def pred(trained):
+    return load_predictor("cpu-ort", path=trained / "predictor", allow_fingerprint_mismatch=True)
+
+
+def _search(pred, few_digits, **cfg):
+    from hwnas.search._evaluators import load_dataset
+
+    space = CellSpace(**TINY)
+    return DartsSearch(space, pred, DartsConfig(epochs=1, **cfg), load_dataset(str(few_digits), 16, 0))
+
+
+def test_expected_latency_of_a_one_hot_distribution_is_near_the_derived_networks(pred, few_digits) -> None:
+    s = _search(pred, few_digits, target_ms=1.0)
+    with torch.no_grad():
+        for kind in ("normal", "reduce"):  # all weight on sep_conv_3x3 from the cell inputs, none elsewhere
+            a = torch.full_like(s.net.alpha[kind], -30.0)
+            a[:, CELL_OPS.index("none")] = 30.0
+            for e in (0, 1):
+                a[e] = -30.0
+                a[e, CELL_OPS.index("sep_conv_3x3")] = 30.0
+            s.net.alpha[kind].copy_(a)
+    arch = s.space.from_string(";".join(f"{k}=sep_conv_3x3~0+sep_conv_3x3~1|none~0+none~0"
+                                        for k in ("normal", "reduce")))
+    # edges 0 and 1 feed node 0, which keeps both (share 2/2): the expectation is that network's latency
+    expected = float(s.latency.expected({k: s.net.probs(k) for k in ("normal", "reduce")}))
+    assert expected == pytest.approx(s.predicted(arch), rel=0.1)
+
+
+def test_derivation_keeps_two_inputs_per_node_and_meets_a_target(pred, few_digits) -> None:
+    free = _search(pred, few_digits)
+    arch = free.derive()
+    assert "none" not in free.space.to_string(arch)  # DARTS's derivation never keeps a zero op
+    tight = _search(pred, few_digits, target_ms=0.8 * free.predicted(arch))
+    assert tight.predicted(tight.derive()) <= 0.8 * free.predicted(arch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order", [1, 2])
+def test_both_orders_move_the_architecture_and_stay_finite(pred, few_digits, order) -> None:
+    s = _search(pred, few_digits, order=order, target_ms=0.2)
+    before = {k: v.detach().clone() for k, v in s.net.alpha.items()}
+    rec = s.run_epoch()
+    assert np.isfinite(rec.train_loss) and np.isfinite(rec.arch_ce) and rec.expected_latency_ms > 0
+    assert any(not torch.equal(before[k], s.net.alpha[k].detach()) for k in before)
+    s.space.from_string(rec.derived_arch)  # the derived string is a valid architecture
+
+
+def _run(trained, few_digits, out, **kw):
+    opts = dict(target_ms=0.5, space_args=TINY, predictor=trained / "predictor", supernet_epochs=2, epochs=1,
+                dataset=str(few_digits), allow_fingerprint_mismatch=True, message=lambda m: None)
+    opts.update(kw)
+    return darts_search("cpu-ort", out, **opts)
+
+
+@pytest.mark.slow
+def test_darts_exports_within_its_target_and_resumes_per_epoch(trained, few_digits, tmp_path) -> None:
+    seen = []
+
+    def stop_after_first(label, done, total, *rest):
+        seen.append(done)
+        if len(seen) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(trained, few_digits, tmp_path / "d", progress=stop_after_first, export=False)
+    res = _run(trained, few_digits, tmp_path / "d", progress=stop_after_first)
+    assert seen == [1, 2] and res["supernet_epochs"] == 2  # epoch 1 was not trained again
+    assert res["meets_target"] and 0 < res["measured_ms"] and (tmp_path / "d" / "model.onnx").exists()
+    spec = json.loads((tmp_path / "d" / "arch.json").read_text())
+    assert spec["space"] == "cell" and spec["arch"] == res["arch"]
+    assert len((tmp_path / "d" / "epochs.csv").read_text().splitlines()) == 3
+    with pytest.raises(HwnasError, match="other settings"):
+        _run(trained, few_digits, tmp_path / "d", export=False, latency_lambda=0.5)
+
+
+@pytest.mark.parametrize("kw,words", [
+    ({"strategy_params": {"order": 3}}, "order is 1"),
+    ({"strategy_params": {"nope": 1}}, "bad strategy_params for darts"),
+    ({"latency_loss": "cubic"}, "latency loss"),
+    ({"supernet_epochs": 0}, "supernet_epochs"),
+    ({"space_args": {"blocks": 0}}, "blocks"),
+])
+def test_bad_input_is_one_error(trained, few_digits, tmp_path, kw, words) -> None:
+    with pytest.raises(HwnasError, match=words):
+        _run(trained, few_digits, tmp_path / "d", export=False, **kw)
+
+
+def test_cli_darts_needs_the_cell_space(capsys) -> None:
+    from hwnas.cli import main
+
+    rc = main(["search", "--strategy", "darts", "--space", "proxyless"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "use --space cell" in err and "Traceback" not in err, err
+
+
+@pytest.mark.slow
+def test_cli_darts(trained, few_digits, tmp_path, capsys) -> None:
+    from hwnas.cli import main
+
+    args = ["search", "--strategy", "darts", "--space", "cell", "--supernet-epochs", "1", "--epochs", "1",
+            "--target-ms", "0.5", "--dataset", str(few_digits), "--predictor", str(trained / "predictor"),
+            "--allow-fingerprint-mismatch", "--out", str(tmp_path / "d")]
+    for k, v in TINY.items():
+        args += ["--space-arg", f"{k}={v}"]
+    rc = main(args)
+    out = capsys.readouterr().out
+    assert rc == 0 and "derived:" in out and "measured" in out and (tmp_path / "d" / "model.onnx").exists(), out
