@@ -157,6 +157,17 @@ def ofa_result(result: dict[str, Any], out: Path) -> None:
                  f"searches in {out}); each device: <device>/arch.json (and model.onnx, model_card.json)")
 
 
+def enas_result(result: dict[str, Any], out: Path) -> None:
+    measured = result.get("measured_ms")
+    _out().print(f"best path: [bold]{result['arch']}[/]")
+    _out().print(f"shared-weights accuracy {result['shared_weights_acc']:.3f}, predicted {result['predicted_ms']:.3f} ms "
+                 f"(target {result['target_ms']:g} ms)"
+                 + ("" if measured is None else f", measured {measured:.3f} ms" +
+                    ("" if result.get("meets_budget_measured") in (True, None) else " [red]over[/]"))
+                 + ("" if result.get("accuracy") is None else f", accuracy {result['accuracy']:.3f}")
+                 + f"; {result['epochs']} epochs in {result['train_s']:.0f} s; {out} (enas.pt, arch.json, enas.json)")
+
+
 def darts_result(result: dict[str, Any], out: Path) -> None:
     target = result["target_ms"]
     measured = result.get("measured_ms")
