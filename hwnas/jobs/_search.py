@@ -21,7 +21,10 @@ from hwnas.search import (OBJECTIVES, Feasibility, best_and_front, check_strateg
                           check_budget_feasible, create_evaluator, create_space, create_strategy, dataset_classes,
                           list_strategies, reward_preset, space_settings, strategy_class)
 
-__all__ = ["create_search", "arch_latency_on", "write_search", "measure_front", "proxyless_search", "SEARCH_OPTIONS"]
+#: strategies that are jobs of their own rather than ask/tell strategies (``hwnas search`` runs them)
+SUPERNET_JOBS = ("proxyless", "successive-halving", "hyperband", "once-for-all", "compound-scaling", "darts", "enas")
+
+__all__ = ["SUPERNET_JOBS", "create_search", "arch_latency_on", "write_search", "measure_front", "proxyless_search", "SEARCH_OPTIONS"]
 
 #: the options of :func:`create_search` beyond its named arguments, with their defaults
 SEARCH_OPTIONS: dict[str, Any] = {
@@ -56,8 +59,7 @@ def _check(target_ms: float, strategy: str, objective: str, verify: int, o: dict
     if isinstance(target_ms, bool) or not isinstance(target_ms, (int, float)) or math.isnan(target_ms) or target_ms <= 0:
         raise ArgumentError("target_ms", "takes a latency > 0 (ms; inf for no target)", target_ms)
     if strategy not in list_strategies():
-        raise UnknownNameError("strategy", strategy, [*list_strategies(), "proxyless", "successive-halving",
-                                                      "hyperband"])
+        raise UnknownNameError("strategy", strategy, [*list_strategies(), *SUPERNET_JOBS])
     if objective not in OBJECTIVES:
         raise UnknownNameError("objective", objective, OBJECTIVES)
     if objective == "pareto" and not strategy_class(strategy).multi_objective:
