@@ -429,7 +429,8 @@ def search(
                         "then evolution on its accuracy for each --device; --space proxyless), or compound-scaling "
                         "(EfficientNet's alpha/beta/gamma grid on --base, then the largest phi within --target-ms; "
                         "--space proxyless), or darts (softmax over each edge's ops, latency term; --space cell), or enas "
-                        "(LSTM controller and shared weights, MNAS reward; --space proxyless).")] = "guided-evolution",
+                        "(LSTM controller and shared weights, MNAS reward; --space proxyless), or pnas (cells grown a block at "
+                        "a time, a surrogate choosing which to train; --space cell).")] = "guided-evolution",
     base: Annotated[str | None, typer.Option("--base", help="compound-scaling: the proxyless architecture to "
                     "scale (default: every layer k3e6, MobileNetV2's).")] = None,
     inherit: Annotated[int | None, typer.Option("--inherit", help="evolution, guided-evolution: a child starts from "
@@ -508,6 +509,10 @@ def search(
     dev = _registry(devices_file).get(names[0])
     if base is not None and strategy != "compound-scaling":
         raise ArgumentError("base", "is for --strategy compound-scaling", base)
+    if strategy == "pnas":
+        _search_pnas(dev, space, space_args, params, target_ms, epochs, dataset, seed, out, predictor, allow_mismatch,
+                     train_device, as_json)
+        return
     if strategy == "enas":
         _search_enas(dev, space, space_args, params, target_ms, supernet_epochs, epochs, dataset, resolution, seed, out,
                      predictor, allow_mismatch, train_device, as_json)
@@ -621,6 +626,21 @@ def _search_ofa(devs: list, space: str, space_args: dict, params: dict, target_m
                                      allow_fingerprint_mismatch=allow_mismatch, progress=bars,
                                      message=(lambda m: None) if as_json else _say(_err()))
     _print_json(result) if as_json else _render.ofa_result(result, out)
+
+
+def _search_pnas(dev: Any, space: str, space_args: dict, params: dict, target_ms: float, epochs: int, dataset: str,
+                 seed: int, out: Path, predictor: Path | None, allow_mismatch: bool, train_device: str,
+                 as_json: bool) -> None:
+    from hwnas.jobs import pnas_search
+
+    if space != "cell":
+        raise ArgumentError("space", "pnas grows cells of the cell space (use --space cell)", space)
+    with progress_bar(_err()) as bars:
+        result = pnas_search(dev, out, target_ms=target_ms, space_args=space_args, predictor=predictor,
+                             strategy_params=params, epochs=epochs, dataset=dataset, seed=seed,
+                             train_device=train_device, allow_fingerprint_mismatch=allow_mismatch, progress=bars,
+                             message=(lambda m: None) if as_json else _say(_err()))
+    _print_json(result) if as_json else _render.pnas_result(result, out)
 
 
 def _search_enas(dev: Any, space: str, space_args: dict, params: dict, target_ms: float, supernet_epochs: int,

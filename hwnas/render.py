@@ -157,6 +157,21 @@ def ofa_result(result: dict[str, Any], out: Path) -> None:
                  f"searches in {out}); each device: <device>/arch.json (and model.onnx, model_card.json)")
 
 
+def pnas_result(result: dict[str, Any], out: Path) -> None:
+    t = Table("blocks", "expansions within the target", "surrogate's prediction of the trained", "their accuracy")
+    for st in result["steps"]:
+        t.add_row(str(st["blocks"]), str(st["expansions"]), " ".join(f"{x:.3f}" for x in st["surrogate_predicted"]),
+                  " ".join(f"{x:.3f}" for x in st["trained_accuracy"]))
+    _out().print(t)
+    measured = result.get("measured_ms")
+    _out().print(f"best cell: [bold]{result['arch']}[/]")
+    _out().print(f"proxy accuracy {result['proxy_accuracy']:.3f}, predicted {result['predicted_ms']:.3f} ms (target "
+                 f"{result['target_ms']:g} ms)" + ("" if measured is None else f", measured {measured:.3f} ms" +
+                                                   ("" if result.get("meets_budget_measured") in (True, None) else " [red]over[/]"))
+                 + f"; {result['trained_cells']} cells trained in {result['search_s']:.0f} s; {out} (pnas.json, "
+                   "arch.json, result.json)")
+
+
 def enas_result(result: dict[str, Any], out: Path) -> None:
     measured = result.get("measured_ms")
     _out().print(f"best path: [bold]{result['arch']}[/]")

@@ -209,7 +209,7 @@ def test_search_bad_input(trained, tmp_path, capsys) -> None:
             "--epochs", "1"]
     assert main([*base, "--strategy", "annealing"]) == 2
     assert ("Known strategies: bo, compound-scaling, darts, enas, evolution, grid, guided-evolution, hyperband, nsga2, "
-            "once-for-all, ppo, proxyless, random, reinforce, successive-halving, tpe" in capsys.readouterr().err)
+            "once-for-all, pnas, ppo, proxyless, random, reinforce, successive-halving, tpe" in capsys.readouterr().err)
     assert main([*base, "--objective", "paretto"]) == 2
     assert "Known objectives: mnas, pareto. Did you mean: pareto?" in capsys.readouterr().err
     assert main([*base, "--objective", "pareto", "--strategy", "evolution"]) == 2
