@@ -430,7 +430,8 @@ def search(
                         "(EfficientNet's alpha/beta/gamma grid on --base, then the largest phi within --target-ms; "
                         "--space proxyless), or darts (softmax over each edge's ops, latency term; --space cell), or enas "
                         "(LSTM controller and shared weights, MNAS reward; --space proxyless), or pnas (cells grown a block at "
-                        "a time, a surrogate choosing which to train; --space cell).")] = "guided-evolution",
+                        "a time, a surrogate choosing which to train; --space cell), or hypernetwork (SMASH-style weights "
+                        "generated from the encoding rank candidates, the best trained; --space proxyless).")] = "guided-evolution",
     base: Annotated[str | None, typer.Option("--base", help="compound-scaling: the proxyless architecture to "
                     "scale (default: every layer k3e6, MobileNetV2's).")] = None,
     inherit: Annotated[int | None, typer.Option("--inherit", help="evolution, guided-evolution: a child starts from "
@@ -509,6 +510,10 @@ def search(
     dev = _registry(devices_file).get(names[0])
     if base is not None and strategy != "compound-scaling":
         raise ArgumentError("base", "is for --strategy compound-scaling", base)
+    if strategy == "hypernetwork":
+        _search_hypernet(dev, space, space_args, params, target_ms, supernet_epochs, epochs, dataset, resolution, seed,
+                         out, predictor, allow_mismatch, train_device, as_json)
+        return
     if strategy == "pnas":
         _search_pnas(dev, space, space_args, params, target_ms, epochs, dataset, seed, out, predictor, allow_mismatch,
                      train_device, as_json)
@@ -626,6 +631,23 @@ def _search_ofa(devs: list, space: str, space_args: dict, params: dict, target_m
                                      allow_fingerprint_mismatch=allow_mismatch, progress=bars,
                                      message=(lambda m: None) if as_json else _say(_err()))
     _print_json(result) if as_json else _render.ofa_result(result, out)
+
+
+def _search_hypernet(dev: Any, space: str, space_args: dict, params: dict, target_ms: float, supernet_epochs: int,
+                     epochs: int, dataset: str, resolution: int, seed: int, out: Path, predictor: Path | None,
+                     allow_mismatch: bool, train_device: str, as_json: bool) -> None:
+    from hwnas.jobs import hypernetwork_search
+
+    if space != "proxyless":
+        raise ArgumentError("space", "the hypernetwork generates the proxyless chain's weights (use --space proxyless)",
+                            space)
+    with progress_bar(_err()) as bars:
+        result = hypernetwork_search(dev, out, target_ms=target_ms, space_args=space_args, predictor=predictor,
+                                     supernet_epochs=supernet_epochs, strategy_params=params, epochs=epochs,
+                                     dataset=dataset, resolution=resolution, seed=seed, train_device=train_device,
+                                     allow_fingerprint_mismatch=allow_mismatch, progress=bars,
+                                     message=(lambda m: None) if as_json else _say(_err()))
+    _print_json(result) if as_json else _render.hypernet_result(result, out)
 
 
 def _search_pnas(dev: Any, space: str, space_args: dict, params: dict, target_ms: float, epochs: int, dataset: str,

@@ -157,6 +157,19 @@ def ofa_result(result: dict[str, Any], out: Path) -> None:
                  f"searches in {out}); each device: <device>/arch.json (and model.onnx, model_card.json)")
 
 
+def hypernet_result(result: dict[str, Any], out: Path) -> None:
+    t = Table("architecture", "generated-weights acc", "trained acc", "predicted ms")
+    for r in result["trained"]:
+        t.add_row(r["arch"], f"{r['generated_acc']:.3f}", f"{r['accuracy']:.3f}", f"{r['predicted_ms']:.3f}")
+    _out().print(t)
+    measured = result.get("measured_ms")
+    _out().print(f"best: [bold]{result['arch']}[/] (target {result['target_ms']:g} ms"
+                 + ("" if measured is None else f", measured {measured:.3f} ms" +
+                    ("" if result.get("meets_budget_measured") in (True, None) else " [red]over[/]"))
+                 + f"); {result['candidates']} candidates ranked; hypernetwork {result['hypernet_epochs']} epochs in "
+                   f"{result['hypernet_train_s']:.0f} s; {out} (hypernet.pt, trained.json, arch.json, hypernet.json)")
+
+
 def pnas_result(result: dict[str, Any], out: Path) -> None:
     t = Table("blocks", "expansions within the target", "surrogate's prediction of the trained", "their accuracy")
     for st in result["steps"]:

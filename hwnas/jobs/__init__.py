@@ -26,9 +26,10 @@ from hwnas.jobs._scaling import compound_scaling
 from hwnas.jobs._darts import darts_search
 from hwnas.jobs._enas import enas_search
 from hwnas.jobs._pnas import pnas_search
+from hwnas.jobs._hypernet import hypernetwork_search
 from hwnas.jobs._space_models import space_calibration_models, space_models, spread_archs
 
-__all__ = ["compound_scaling", "darts_search", "enas_search", "pnas_search", "Message", "Progress", "check_device", "detect_devices", "device_status", "check_count", "check_fraction", "check_positive", "get_device", "list_devices",
+__all__ = ["compound_scaling", "darts_search", "enas_search", "pnas_search", "hypernetwork_search", "Message", "Progress", "check_device", "detect_devices", "device_status", "check_count", "check_fraction", "check_positive", "get_device", "list_devices",
            "load_devices", "no_message", "no_progress", "open_store", "timing_policy", "tuned_device", "user_devices_file",
            "arch_spec", "export", "PredictorEvaluation", "TrainReport", "default_predictor_dir", "evaluate_predictor",
            "load_predictor", "predictor_dir", "predictor_info", "repeat_check", "space_key", "train_device_predictor",

@@ -23,7 +23,7 @@ from hwnas.search import (OBJECTIVES, Feasibility, best_and_front, check_strateg
 
 #: strategies that are jobs of their own rather than ask/tell strategies (``hwnas search`` runs them)
 SUPERNET_JOBS = ("proxyless", "successive-halving", "hyperband", "once-for-all", "compound-scaling", "darts", "enas",
-                 "pnas")
+                 "pnas", "hypernetwork")
 
 __all__ = ["SUPERNET_JOBS", "create_search", "arch_latency_on", "write_search", "measure_front", "proxyless_search", "SEARCH_OPTIONS"]
 
