@@ -32,7 +32,7 @@ def darts_search(device: str | Device, out: str | Path, *, target_ms: float | No
     other settings is refused); ``<out>/epochs.csv`` has each epoch's derived cells and latencies.
     The derived architecture goes to ``<out>/arch.json``; with ``export`` it is trained ``epochs``
     from scratch, exported and measured (``model.onnx`` and its card). Returns ``darts.json``'s content."""
-    from hwnas.search import create_space, dataset_classes
+    from hwnas.search import create_space
     from hwnas.search._evaluators import load_dataset
     from hwnas.search.darts import DartsConfig, DartsSearch
 
