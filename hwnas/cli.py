@@ -429,7 +429,7 @@ def search(
                         "then evolution on its accuracy for each --device; --space proxyless), or compound-scaling "
                         "(EfficientNet's alpha/beta/gamma grid on --base, then the largest phi within --target-ms; "
                         "--space proxyless), or darts (softmax over each edge's ops, latency term; --space cell), or enas "
-                        "(LSTM controller and shared weights, MNAS reward; --space proxyless), or pnas (cells grown a block at "
+                        "(LSTM controller and shared weights, MNAS reward; --space proxyless: macro, --space cell: micro), or pnas (cells grown a block at "
                         "a time, a surrogate choosing which to train; --space cell), or hypernetwork (SMASH-style weights "
                         "generated from the encoding rank candidates, the best trained; --space proxyless).")] = "guided-evolution",
     base: Annotated[str | None, typer.Option("--base", help="compound-scaling: the proxyless architecture to "
@@ -670,10 +670,11 @@ def _search_enas(dev: Any, space: str, space_args: dict, params: dict, target_ms
                  allow_mismatch: bool, train_device: str, as_json: bool) -> None:
     from hwnas.jobs import enas_search
 
-    if space != "proxyless":
-        raise ArgumentError("space", "enas's macro search runs on the proxyless chain (use --space proxyless)", space)
+    if space not in ("proxyless", "cell"):
+        raise ArgumentError("space", "enas searches the proxyless chain (macro search: --space proxyless) or the "
+                            "cell space (micro search: --space cell)", space)
     with progress_bar(_err()) as bars:
-        result = enas_search(dev, out, target_ms=target_ms, space_args=space_args, predictor=predictor,
+        result = enas_search(dev, out, target_ms=target_ms, space=space, space_args=space_args, predictor=predictor,
                              supernet_epochs=supernet_epochs, strategy_params=params, epochs=epochs, dataset=dataset,
                              resolution=resolution, seed=seed, train_device=train_device,
                              allow_fingerprint_mismatch=allow_mismatch, progress=bars,

@@ -1,5 +1,6 @@
-"""The ENAS job (macro search on the ``proxyless`` chain): controller and shared weights trained in a
-run directory (resumable per epoch), the best sampled path within the target exported and measured."""
+"""The ENAS job (macro search on the ``proxyless`` chain, micro search on the ``cell`` space): controller
+and shared weights trained in a run directory (resumable per epoch), the best sampled path within the
+target exported and measured."""
 
 from __future__ import annotations
 
@@ -17,14 +18,16 @@ from hwnas.latency_models import LatencyPredictor
 __all__ = ["enas_search"]
 
 
-def enas_search(device: str | Device, out: str | Path, *, target_ms: float, space_args: dict[str, Any] | None = None,
+def enas_search(device: str | Device, out: str | Path, *, target_ms: float, space: str = "proxyless",
+                space_args: dict[str, Any] | None = None,
                 predictor: Any = None, supernet_epochs: int = 10, strategy_params: dict[str, Any] | None = None,
                 epochs: int = 2, export: bool = True, dataset: str = "digits", resolution: int = 16, seed: int = 0,
                 train_device: str = "cpu", allow_fingerprint_mismatch: bool = False, progress: Progress = no_progress,
                 message: Callable[[str], None] = print) -> dict[str, Any]:
-    """ENAS (:mod:`hwnas.search.enas`) on the ``proxyless`` space restricted to ``device``: shared
-    weights trained at ``resolution`` on ``dataset`` and the controller on the MNAS reward with
-    the device's predicted latency at the space's own resolution, ``supernet_epochs`` epochs
+    """ENAS (:mod:`hwnas.search.enas`) on ``space`` (``proxyless``: macro search; ``cell``: micro
+    search) restricted to ``device``: shared weights trained on ``dataset`` (the proxyless chain at
+    ``resolution``, cells at the cell space's own) and the controller on the MNAS reward with the
+    device's predicted latency at the space's own resolution, ``supernet_epochs`` epochs
     checkpointed in ``<out>/enas.pt`` (a rerun continues; other settings are refused). The best
     path within ``target_ms`` goes to ``<out>/arch.json``; with ``export`` it is trained ``epochs``,
     exported and measured. Returns ``<out>/enas.json``'s content."""
@@ -37,8 +40,14 @@ def enas_search(device: str | Device, out: str | Path, *, target_ms: float, spac
     check_count("supernet_epochs", supernet_epochs)
     check_count("epochs", epochs)
     check_positive("target_ms", target_ms)
-    space_args = {**(space_args or {}), "classes": dataset_classes(dataset)}
-    space = create_space("proxyless", **space_args).restrict(dev.constraints)
+    if space not in ("proxyless", "cell"):
+        raise HwnasError(f"enas searches the proxyless chain (macro) or the cell space (micro), not {space!r}")
+    space_args = dict(space_args or {})
+    if space == "proxyless":
+        space_args["classes"] = dataset_classes(dataset)
+    sp = create_space(space, **space_args).restrict(dev.constraints)
+    train_space = sp if space == "cell" else _at_resolution(sp, resolution)
+    resolution = train_space.resolution
     try:
         cfg = EnasConfig(epochs=supernet_epochs, seed=seed, **(strategy_params or {}))
     except TypeError as exc:
@@ -48,12 +57,12 @@ def enas_search(device: str | Device, out: str | Path, *, target_ms: float, spac
         dev, path=predictor, allow_fingerprint_mismatch=allow_fingerprint_mismatch)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    search = EnasSearch(_at_resolution(space, resolution), load_dataset(dataset, resolution, seed), cfg,
-                        lambda a: pred.predict_architecture(space.op_configs(a)), target_ms, train_device)
+    search = EnasSearch(train_space, load_dataset(dataset, resolution, seed), cfg,
+                        lambda a: pred.predict_architecture(sp.op_configs(a)), target_ms, train_device)
     search.run(out / "enas.pt", lambda e, loss, reward: progress("enas (shared weights, controller)", e,
                                                                  supernet_epochs, f"CE {loss:.3f}, reward {reward:.3f}"))
     arch, acc = search.best()
-    spec = {"space": "proxyless", "arch": space.to_string(arch), "space_args": space_args, "budget_ms": target_ms,
+    spec = {"space": space, "arch": sp.to_string(arch), "space_args": space_args, "budget_ms": target_ms,
             "dataset": dataset, "resolution": resolution}
     (out / "arch.json").write_text(json.dumps(spec, indent=1))
     result: dict[str, Any] = {"device": dev.name, "arch": spec["arch"], "target_ms": target_ms,

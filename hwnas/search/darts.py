@@ -29,7 +29,7 @@ from hwnas.search.proxyless import LATENCY_LOSSES, latency_term
 from hwnas.search.spaces import CELL_OPS, Arch, CellSpace
 from hwnas.search.spaces._cell import _cell_ops, _op_configs, _preprocess, _ReLUConvBN, make_cell_op
 
-__all__ = ["DartsConfig", "DartsSearch", "DartsEpoch"]
+__all__ = ["DartsConfig", "DartsSearch", "DartsEpoch", "cell_paths"]
 
 _KINDS = ("normal", "reduce")
 
@@ -74,7 +74,10 @@ class _SearchCell(nn.Module):
         self.edges = nn.ModuleList(nn.ModuleList(make_cell_op(op, c, 2 if reduction and i < 2 else 1) for op in CELL_OPS)
                                    for _, i in _edges(blocks))
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, active: list[int]) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor, active: list[int],
+                path: tuple[tuple[int, int, int, int], ...] | None = None) -> torch.Tensor:
+        if path is not None:
+            return self._forward_path(s0, s1, path)
         states, e = [self.pre0(s0), self.pre1(s1)], 0
         for _ in range(self.blocks):
             out = 0
@@ -82,6 +85,14 @@ class _SearchCell(nn.Module):
                 out = out + sum(weights[e, k] * self.edges[e][k](h) for k in active)
                 e += 1
             states.append(out)
+        return torch.cat(states[2:], dim=1)
+
+    def _forward_path(self, s0: torch.Tensor, s1: torch.Tensor, path: tuple[tuple[int, int, int, int], ...]) -> torch.Tensor:
+        """One path (ENAS's shared weights): block ``j`` = op ``o1`` on input ``i1`` + op ``o2`` on ``i2``."""
+        states = [self.pre0(s0), self.pre1(s1)]
+        for j, (i1, o1, i2, o2) in enumerate(path):
+            first = j * (j + 3) // 2  # edges into the nodes before j: sum of (j' + 2) for j' < j
+            states.append(self.edges[first + i1][o1](states[i1]) + self.edges[first + i2][o2](states[i2]))
         return torch.cat(states[2:], dim=1)
 
 
@@ -108,6 +119,11 @@ class _SearchNetwork(nn.Module):
         for k in _KINDS:
             self.register_buffer(f"mask_{k}", torch.as_tensor(np.where(masks[k], 0.0, -math.inf), dtype=torch.float32))
         self.active = {k: [int(j) for j in np.flatnonzero(masks[k])] for k in _KINDS}
+        self.path: dict[str, tuple] | None = None
+
+    def set_path(self, space: CellSpace, arch: Arch | None) -> None:
+        """Run ``arch``'s cells alone on the shared edges (None: the softmax-weighted sum of all ops)."""
+        self.path = None if arch is None else cell_paths(space, arch)
 
     def probs(self, kind: str) -> torch.Tensor:
         return torch.softmax(self.alpha[kind] + getattr(self, f"mask_{kind}"), dim=-1)
@@ -116,7 +132,7 @@ class _SearchNetwork(nn.Module):
         w = {k: self.probs(k) for k in _KINDS}
         s0 = s1 = self.stem(x)
         for cell, kind in zip(self.cells, self.kinds):
-            s0, s1 = s1, cell(s0, s1, w[kind], self.active[kind])
+            s0, s1 = s1, cell(s0, s1, w[kind], self.active[kind], None if self.path is None else self.path[kind])
         return self.head(s1)
 
     def weight_parameters(self) -> list[nn.Parameter]:
@@ -175,6 +191,12 @@ class CellLatency:
         sums = [self.fixed[n] + (self.share[:, None] * p * self.terms[n][:, : p.shape[1]]).sum()
                 for n in self.table.TERMS]
         return self.table.calibration.apply(*sums)
+
+
+def cell_paths(space: CellSpace, arch: Arch) -> dict[str, tuple[tuple[int, int, int, int], ...]]:
+    """Each cell kind's blocks as (input 1, op index 1, input 2, op index 2), ops indexing :data:`CELL_OPS`."""
+    c, b = arch.choices, space.blocks
+    return {k: tuple(tuple(c[4 * (n * b + j): 4 * (n * b + j) + 4]) for j in range(b)) for n, k in enumerate(_KINDS)}
 
 
 def _stem(c_stem: int, r: int) -> Any:

@@ -1,6 +1,8 @@
-"""ENAS's macro search on the ``proxyless`` chain: an LSTM controller (:class:`LSTMPolicy`) and
-one set of shared weights (the once-for-all supernet, :class:`~hwnas.search.ofa.OnceForAll`),
-trained alternately each epoch: the shared weights on one path per batch sampled from the
+"""ENAS: an LSTM controller (:class:`LSTMPolicy`) and one set of shared weights, trained
+alternately each epoch. Macro search on the ``proxyless`` chain (the shared weights are the
+once-for-all supernet, :class:`~hwnas.search.ofa.OnceForAll`: each layer's op), micro search on the
+``cell`` space (:class:`~hwnas.search.cell_supernet.CellSupernet`: each block's inputs and ops of
+the normal and reduction cells). Each epoch: the shared weights on one path per batch sampled from the
 controller, then the controller by REINFORCE (moving-average baseline, entropy bonus) on the
 MNAS reward of paths scored with the shared weights on a validation batch and the predictor's
 latency. The result is the most accurate of ``final_samples`` controller samples (scored on the
@@ -21,8 +23,9 @@ from torch import nn
 
 from hwnas.errors import HwnasError
 from hwnas.search._objective import MnasReward
+from hwnas.search.cell_supernet import CellSupernet
 from hwnas.search.ofa import OFAConfig, OnceForAll
-from hwnas.search.spaces import Arch, InfeasibleError, ProxylessSpace
+from hwnas.search.spaces import Arch, CellSpace, InfeasibleError, ProxylessSpace
 from hwnas.search.strategies._controllers import LSTMPolicy
 
 __all__ = ["EnasConfig", "EnasSearch"]
@@ -59,13 +62,14 @@ class EnasConfig:
 class EnasSearch:
     """One ENAS search over ``space`` for ``target_ms`` with ``latency_ms`` (the device's predictor)."""
 
-    def __init__(self, space: ProxylessSpace, data: tuple, config: EnasConfig, latency_ms: Callable[[Arch], float],
-                 target_ms: float, device: str = "cpu") -> None:
+    def __init__(self, space: ProxylessSpace | CellSpace, data: tuple, config: EnasConfig,
+                 latency_ms: Callable[[Arch], float], target_ms: float, device: str = "cpu") -> None:
         self.space, self.cfg, self.target_ms = space, config, target_ms
         self.reward = MnasReward(target_ms, config.reward_alpha, config.reward_beta)
         self._latency, self._lat_cache = latency_ms, {}
-        self.shared = OnceForAll(space, data, OFAConfig(epochs=config.epochs, batch_size=config.batch_size,
-                                                        lr=config.lr, seed=config.seed), device)
+        shared = CellSupernet if isinstance(space, CellSpace) else OnceForAll
+        self.shared = shared(space, data, OFAConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                                                    seed=config.seed), device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.policy = LSTMPolicy(space, config.hidden)

@@ -87,7 +87,7 @@ class OnceForAll:
         self.space, self.cfg, self.device = space, config, device
         xt, yt, xv, yv, _ = data
         self.train_data, self.val_data = (xt, yt), (xv, yv)
-        self.net = Supernet(space, config.seed, config.weight_sharing).to(device)
+        self.net = self._make_net(data[4]).to(device)
         for a in self.net.arch_parameters():
             a.requires_grad_(False)  # alpha stays 0: paths are drawn uniformly among the allowed ones
         self.opt = torch.optim.SGD(self.net.weight_parameters(), lr=config.lr, momentum=0.9, weight_decay=4e-5,
@@ -97,6 +97,10 @@ class OnceForAll:
         self.epoch = 0
         self.losses: list[float] = []
         self.train_s = 0.0
+
+    def _make_net(self, classes: int) -> nn.Module:
+        """The shared network: ``set_mode("single", g)`` draws a path, ``set_mode("fixed", arch=a)`` runs ``a``."""
+        return Supernet(self.space, self.cfg.seed, self.cfg.weight_sharing)
 
     # ---- training --------------------------------------------------------------------------------
     def train_epoch(self) -> float:
