@@ -524,7 +524,8 @@ def search(
         return
     if strategy == "darts":
         _search_darts(dev, space, space_args, params, target_ms, supernet_epochs, latency_loss, latency_lambda,
-                      latency_beta, epochs, dataset, seed, out, predictor, allow_mismatch, train_device, as_json)
+                      latency_beta, epochs, dataset, resolution, seed, out, predictor, allow_mismatch, train_device,
+                      as_json)
         return
     if strategy == "compound-scaling":
         _search_scaling(dev, space, base, space_args, params, target_ms, epochs, dataset, seed, out, predictor,
@@ -683,20 +684,28 @@ def _search_enas(dev: Any, space: str, space_args: dict, params: dict, target_ms
 
 
 def _search_darts(dev: Any, space: str, space_args: dict, params: dict, target_ms: float, supernet_epochs: int,
-                  latency_loss: str, latency_lambda: float, latency_beta: float, epochs: int, dataset: str, seed: int,
+                  latency_loss: str, latency_lambda: float, latency_beta: float, epochs: int, dataset: str,
+                  resolution: int, seed: int,
                   out: Path, predictor: Path | None, allow_mismatch: bool, train_device: str, as_json: bool) -> None:
     from hwnas.jobs import darts_search
 
-    if space != "cell":
-        raise ArgumentError("space", "darts searches the cell space's normal and reduction cells (use --space cell)",
-                            space)
+    if space not in ("cell", "proxyless"):
+        raise ArgumentError("space", "darts searches the cell space's normal and reduction cells (use --space cell) "
+                            "or the proxyless chain's layers (--space proxyless)", space)
     with progress_bar(_err()) as bars:
-        result = darts_search(dev, out, target_ms=target_ms, space_args=space_args, predictor=predictor,
+        result = darts_search(dev, out, target_ms=target_ms, space=space, space_args=space_args, predictor=predictor,
                               supernet_epochs=supernet_epochs, strategy_params=params, latency_loss=latency_loss,
                               latency_lambda=latency_lambda, latency_beta=latency_beta, epochs=epochs, dataset=dataset,
-                              seed=seed, train_device=train_device, allow_fingerprint_mismatch=allow_mismatch,
-                              progress=bars, message=(lambda m: None) if as_json else _say(_err()))
-    _print_json(result) if as_json else _render.darts_result(result, out)
+                              resolution=resolution, seed=seed, train_device=train_device,
+                              allow_fingerprint_mismatch=allow_mismatch, progress=bars,
+                              message=(lambda m: None) if as_json else _say(_err()))
+    if as_json:
+        _print_json(result)
+    elif space == "proxyless":
+        _render.proxyless_result(result, epochs, target_ms, out)
+        _render.export_line(result)
+    else:
+        _render.darts_result(result, out)
 
 
 def _search_scaling(dev: Any, space: str, base: str | None, space_args: dict, params: dict, target_ms: float,

@@ -208,6 +208,15 @@ def darts_result(result: dict[str, Any], out: Path) -> None:
                    "epochs.csv, arch.json, darts.json)")
 
 
+def export_line(result: dict[str, Any]) -> None:
+    """The exported model's measured latency and accuracy (``measured_ms``, ``accuracy``, ``onnx_path``)."""
+    if result.get("measured_ms") is None:
+        return
+    over = "" if result.get("meets_budget_measured") in (True, None) else " [red]over its budget[/]"
+    acc = "" if result.get("accuracy") is None else f", accuracy {result['accuracy']:.3f}"
+    _out().print(f"exported {result['onnx_path']}: measured {result['measured_ms']:.3f} ms{over}{acc}", highlight=False)
+
+
 def scaling_result(result: dict[str, Any], out: Path) -> None:
     t = Table("alpha", "beta", "gamma", "resolution", "MFLOPs", "accuracy (phi = 1)", "train s")
     for g in result["grid"]:

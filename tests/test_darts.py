@@ -116,23 +116,86 @@ def test_bad_input_is_one_error(trained, few_digits, tmp_path, kw, words) -> Non
         _run(trained, few_digits, tmp_path / "d", export=False, **kw)
 
 
-def test_cli_darts_needs_the_cell_space(capsys) -> None:
+def test_cli_darts_needs_the_cell_or_the_proxyless_space(capsys) -> None:
     from hwnas.cli import main
 
-    rc = main(["search", "--strategy", "darts", "--space", "proxyless"])
+    rc = main(["search", "--strategy", "darts", "--space", "mnasnet"])
     err = capsys.readouterr().err
     assert rc == 2 and "use --space cell" in err and "Traceback" not in err, err
 
 
 @pytest.mark.slow
-def test_cli_darts(trained, few_digits, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("space", ["cell", "proxyless"])
+def test_cli_darts(trained, few_digits, tmp_path, capsys, space) -> None:
     from hwnas.cli import main
 
-    args = ["search", "--strategy", "darts", "--space", "cell", "--supernet-epochs", "1", "--epochs", "1",
-            "--target-ms", "0.5", "--dataset", str(few_digits), "--predictor", str(trained / "predictor"),
-            "--allow-fingerprint-mismatch", "--out", str(tmp_path / "d")]
-    for k, v in TINY.items():
+    args = ["search", "--strategy", "darts", "--space", space, "--supernet-epochs", "1", "--epochs", "1",
+            "--target-ms", "0.5" if space == "cell" else "1000", "--dataset", str(few_digits),
+            "--predictor", str(trained / "predictor"), "--allow-fingerprint-mismatch", "--out", str(tmp_path / "d")]
+    for k, v in (TINY if space == "cell" else {"resolution": 16, "width": 0.25}).items():
         args += ["--space-arg", f"{k}={v}"]
     rc = main(args)
     out = capsys.readouterr().out
     assert rc == 0 and "derived:" in out and "measured" in out and (tmp_path / "d" / "model.onnx").exists(), out
+
+
+# ---- DARTS on the proxyless chain (first order: every allowed op weighted by softmax(alpha)) -------
+def test_a_softmax_layer_is_the_weighted_sum_of_its_allowed_ops() -> None:
+    from hwnas.search.proxyless import MixedLayer
+
+    torch.manual_seed(0)
+    ops = [torch.nn.Conv2d(2, 2, 1) for _ in range(4)]
+    m = MixedLayer(ops, (0, 2, 3))
+    with torch.no_grad():
+        m.alpha.copy_(torch.tensor([0.3, 5.0, -0.2, 1.0]))
+    m.mode = "softmax"
+    x = torch.randn(2, 2, 3, 3)
+    p = torch.softmax(torch.tensor([0.3, -0.2, 1.0]), 0)
+    want = p[0] * ops[0](x) + p[1] * ops[2](x) + p[2] * ops[3](x)  # op 1 is not allowed: weight 0
+    torch.testing.assert_close(m(x), want)
+    m(x).sum().backward()
+    assert m.alpha.grad[[0, 2, 3]].abs().min() > 0 and m.alpha.grad[1] == 0
+
+
+def test_a_softmax_architecture_step_moves_every_allowed_alpha(pred) -> None:
+    from hwnas.search.proxyless import ProxylessConfig, ProxylessSearch
+    from hwnas.search.spaces import ProxylessSpace
+
+    space = ProxylessSpace(resolution=16, width=0.25, classes=4)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, 16, 16, generator=g)
+    y = (x[:, 0].mean((1, 2)) > 0).long()
+    s = ProxylessSearch(space, pred, ProxylessConfig(target_ms=0.5, latency_loss="additive", epochs=2, warmup_epochs=0,
+                                                     relaxation="softmax", batch_size=32), (x, y, x, y, 4))
+    before = [m.alpha.detach().clone() for m in s.net.mixed]
+    s.weight_step(x[:32], y[:32])
+    assert all(torch.equal(m.alpha.detach(), b) for m, b in zip(s.net.mixed, before))  # weights only
+    s.arch_step(x[32:], y[32:])
+    for m, b in zip(s.net.mixed, before):
+        moved = (m.alpha.detach() != b).nonzero().flatten().tolist()
+        assert moved == sorted(m.allowed)  # all allowed ops, not two sampled ones
+
+
+@pytest.mark.slow
+def test_darts_on_the_chain_exports_and_resumes(trained, few_digits, tmp_path) -> None:
+    seen = []
+
+    def stop_after_first(label, done, total, *rest):
+        seen.append(done)
+        if len(seen) == 1:
+            raise KeyboardInterrupt
+
+    kw = dict(space="proxyless", space_args={"resolution": 16, "width": 0.25}, target_ms=1e3, latency_loss="additive")
+    with pytest.raises(KeyboardInterrupt):
+        _run(trained, few_digits, tmp_path / "c", progress=stop_after_first, export=False, **kw)
+    res = _run(trained, few_digits, tmp_path / "c", progress=stop_after_first, **kw)
+    assert seen == [1, 2] and res["settings"]["strategy"] == "darts"
+    assert res["settings"]["strategy_params"]["relaxation"] == "softmax" and res["meets_target"]
+    assert res["measured_ms"] > 0 and (tmp_path / "c" / "model.onnx").exists()
+    assert json.loads((tmp_path / "c" / "arch.json").read_text())["arch"] == res["best"]["arch"]
+
+
+@pytest.mark.parametrize("params,words", [({"order": 2}, "first order"), ({"relaxation": "binary-gates"}, "softmax")])
+def test_bad_chain_darts_settings_are_one_error(trained, few_digits, tmp_path, params, words) -> None:
+    with pytest.raises(HwnasError, match=words):
+        _run(trained, few_digits, tmp_path / "c", export=False, space="proxyless", strategy_params=params)

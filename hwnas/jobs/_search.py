@@ -361,7 +361,8 @@ def proxyless_search(space: str | SearchSpace, device: str | Device, predictor: 
                               epochs=supernet_epochs, warmup_epochs=warmup_epochs, seed=seed, **params)
     except (TypeError, ValueError) as exc:
         raise HwnasError(f"bad strategy_params for proxyless: {exc}") from None
-    settings = {"device": device.name, "space": space.name, "space_args": space_args or {}, "strategy": "proxyless",
+    strategy = "darts" if params.get("relaxation") == "softmax" else "proxyless"
+    settings = {"device": device.name, "space": space.name, "space_args": space_args or {}, "strategy": strategy,
                 "strategy_params": params, "seed": seed, "target_ms": target_ms, "latency_loss": latency_loss,
                 "lambda": latency_lambda, "beta": latency_beta, "supernet_epochs": supernet_epochs,
                 "warmup_epochs": warmup_epochs, "epochs": epochs, "dataset": dataset, "resolution": resolution,

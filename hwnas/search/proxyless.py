@@ -36,7 +36,7 @@ from hwnas.search.spaces._base import Arch
 from hwnas.search.spaces._proxyless import ProxylessSpace
 
 __all__ = ["MixedLayer", "Supernet", "LatencyTable", "ProxylessConfig", "ProxylessSearch", "EpochRecord",
-           "LATENCY_LOSSES"]
+           "LATENCY_LOSSES", "RELAXATIONS"]
 
 LATENCY_LOSSES = ("additive", "multiplicative", "absolute", "none")
 #: how the final architecture is read from alpha: ``factorised`` (default) decides per layer first
@@ -44,6 +44,10 @@ LATENCY_LOSSES = ("additive", "multiplicative", "absolute", "none")
 #: best-scored such architecture within the target; ``constrained`` the most likely architecture
 #: (joint probability) within the target; ``argmax`` the most likely op per layer (ProxylessNAS)
 DERIVATIONS = ("factorised", "constrained", "argmax")
+#: how the supernet is made differentiable: ``binary-gates`` (ProxylessNAS: one path per weight step,
+#: two per architecture step) or ``softmax`` (DARTS, first order: every allowed op weighted by
+#: ``softmax(alpha)`` in both steps, FBNet's expected-latency term)
+RELAXATIONS = ("binary-gates", "softmax")
 
 
 class SharedMBConvWeights(nn.Module):
@@ -109,7 +113,10 @@ class MixedLayer(nn.Module):
         mask = torch.full((len(candidates),), float("-inf"))
         mask[list(allowed)] = 0.0
         self.register_buffer("mask", mask)
-        self.mode = "single"  # "single": one sampled path; "two": binary gates over two; "fixed": argmax
+        self.allowed = [int(i) for i in allowed]
+        # "single": one sampled path; "two": binary gates over two; "softmax": DARTS's weighted sum of
+        # every allowed op; "fixed": argmax
+        self.mode = "single"
         self.fixed: int | None = None  # in "fixed" mode: this option instead of the argmax
         self.active = 0
         self.pair: tuple[int, int] = (0, 0)
@@ -143,6 +150,9 @@ class MixedLayer(nn.Module):
             return self.ops[self.argmax() if self.fixed is None else self.fixed](x)
         if self.mode == "single":
             return self.ops[self.active](x)
+        if self.mode == "softmax":
+            p = self.probs()
+            return sum(p[k] * self.ops[k](x) for k in self.allowed)
         i, j = self.pair
         if i == j:
             return self.ops[i](x)
@@ -221,12 +231,15 @@ class Supernet(nn.Module):
         return [m.alpha for m in self.mixed]
 
     def set_mode(self, mode: str, g: torch.Generator | None = None, arch: Arch | None = None) -> None:
-        """``single`` / ``two`` sample paths with ``g``; ``fixed`` runs ``arch`` (default: the argmax)."""
+        """``single`` / ``two`` sample paths with ``g``; ``softmax`` runs every allowed op weighted by
+        ``softmax(alpha)`` (DARTS); ``fixed`` runs ``arch`` (default: the argmax)."""
         for i, m in enumerate(self.mixed):
             if mode == "single":
                 m.sample_single(g)  # type: ignore[arg-type]
             elif mode == "two":
                 m.sample_two(g)  # type: ignore[arg-type]
+            elif mode == "softmax":
+                m.mode = "softmax"
             else:
                 m.mode = "fixed"
                 m.fixed = None if arch is None else arch.choices[i]
@@ -369,9 +382,12 @@ class ProxylessConfig:
     arch_every: int = 1  # weight steps per architecture step
     derive: str = "factorised"  # or "constrained", "argmax" (ProxylessNAS's); see DERIVATIONS
     weight_sharing: str = "all"  # see Supernet and WEIGHT_SHARING
+    relaxation: str = "binary-gates"  # or "softmax" (DARTS, first order); see RELAXATIONS
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.relaxation not in RELAXATIONS:
+            raise UnknownNameError("relaxation", self.relaxation, RELAXATIONS)
         if self.latency_loss not in LATENCY_LOSSES:
             raise UnknownNameError("latency loss", self.latency_loss, LATENCY_LOSSES)
         if self.weight_sharing not in WEIGHT_SHARING:
@@ -420,8 +436,8 @@ def latency_term(cfg: ProxylessConfig, ce: torch.Tensor, expected_ms: torch.Tens
 
 
 class ProxylessSearch:
-    """Alternate weight steps (one path) and architecture steps (two paths, binary gates plus the
-    latency loss) on a train/validation split of the training data; ``run`` returns per-epoch
+    """Alternate weight steps (one path; with ``relaxation="softmax"`` every op weighted, as DARTS) and
+    architecture steps (two paths, binary gates, or every op weighted; plus the latency loss) on a train/validation split of the training data; ``run`` returns per-epoch
     records and the derived architecture. ``checkpoint`` (a path) makes it resumable per epoch."""
 
     def __init__(self, space: ProxylessSpace, predictor: Any, config: ProxylessConfig,
@@ -468,7 +484,7 @@ class ProxylessSearch:
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         self.net.train()
-        self.net.set_mode("single", self.gen)
+        self.net.set_mode("single" if self.cfg.relaxation == "binary-gates" else "softmax", self.gen)
         loss = nn.functional.cross_entropy(self.net(x.to(self.device)), y.to(self.device))
         self.w_opt.zero_grad()
         loss.backward()
@@ -477,7 +493,8 @@ class ProxylessSearch:
 
     def arch_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
         self.net.train()
-        self.net.set_mode("two", self.gen)
+        gates = self.cfg.relaxation == "binary-gates"
+        self.net.set_mode("two" if gates else "softmax", self.gen)
         before = [m.alpha.detach().clone() for m in self.net.mixed]
         ce = nn.functional.cross_entropy(self.net(x.to(self.device)), y.to(self.device))
         loss = latency_term(self.cfg, ce, self.expected_latency().float())
@@ -486,7 +503,7 @@ class ProxylessSearch:
         loss.backward()
         self.a_opt.step()
         self.w_opt.zero_grad()  # the architecture step trains no weight
-        for m, b in zip(self.net.mixed, before):
+        for m, b in zip(self.net.mixed, before if gates else []):
             m.rescale_after_step(b)
         return float(ce.detach())
 
