@@ -420,7 +420,9 @@ def search(
     device: Annotated[list[str] | None, typer.Option("--device", "-d", help="The device (default cpu-ort); "
                       "once-for-all: repeat it, a network for each device from one supernet.")] = None,
     space: Annotated[str, typer.Option("--space", help="Search space: nb201, mnasnet, proxyless, mlp or cell.")] = "nb201",
-    target_ms: Annotated[float, typer.Option("--target-ms", help="Latency target T of the MNAS reward (ms).")] = 5.0,
+    target_ms: Annotated[list[float] | None, typer.Option("--target-ms", help="Latency target T of the MNAS reward "
+                         "(ms; default 5). once-for-all: one for all devices, or one per --device in their "
+                         "order.")] = None,
     strategy: Annotated[str, typer.Option("--strategy", help="grid, random, evolution, guided-evolution "
                         "(evolution screened by a surrogate), reinforce, ppo, bo (Gaussian process), tpe (Optuna), "
                         "nsga2 (multi-objective: --objective pareto), successive-halving or hyperband (proxy training "
@@ -500,13 +502,18 @@ def search(
     names = device or ["cpu-ort"]
     space_args = parse_key_values(space_arg, "--space-arg")
     params = parse_key_values(strategy_param, "--strategy-param")
+    targets = list(target_ms or [5.0])
     if strategy == "once-for-all":
-        _search_ofa([_registry(devices_file).get(n) for n in names], space, space_args, params, target_ms,
+        _search_ofa([_registry(devices_file).get(n) for n in names], space, space_args, params, targets,
                     supernet_epochs, epochs, dataset, resolution, seed, out, predictor, allow_mismatch, train_device,
                     as_json)
         return
     if len(names) > 1:
         raise ArgumentError("device", "takes one device (several only with --strategy once-for-all)", " ".join(names))
+    if len(targets) > 1:
+        raise ArgumentError("target-ms", "takes one target (one per device only with --strategy once-for-all)",
+                            " ".join(f"{t:g}" for t in targets))
+    target_ms = targets[0]
     dev = _registry(devices_file).get(names[0])
     if base is not None and strategy != "compound-scaling":
         raise ArgumentError("base", "is for --strategy compound-scaling", base)
@@ -617,7 +624,7 @@ def _search_proxyless(dev: Any, space: str, space_args: dict, params: dict, targ
     _print_json(result) if as_json else _render.proxyless_result(result, epochs, target_ms, out)
 
 
-def _search_ofa(devs: list, space: str, space_args: dict, params: dict, target_ms: float, supernet_epochs: int,
+def _search_ofa(devs: list, space: str, space_args: dict, params: dict, target_ms: list[float], supernet_epochs: int,
                 epochs: int, dataset: str, resolution: int, seed: int, out: Path, predictor: Path | None,
                 allow_mismatch: bool, train_device: str, as_json: bool) -> None:
     from hwnas.jobs import once_for_all_search
@@ -625,7 +632,7 @@ def _search_ofa(devs: list, space: str, space_args: dict, params: dict, target_m
     if space != "proxyless":
         raise ArgumentError("space", "once-for-all trains the proxyless space's supernet (use --space proxyless)", space)
     with progress_bar(_err()) as bars:
-        result = once_for_all_search(devs, out, target_ms=[target_ms], space_args=space_args,
+        result = once_for_all_search(devs, out, target_ms=target_ms, space_args=space_args,
                                      predictors=[predictor] * len(devs) if predictor else None,
                                      supernet_epochs=supernet_epochs, strategy_params=params, epochs=epochs,
                                      dataset=dataset, resolution=resolution, seed=seed, train_device=train_device,

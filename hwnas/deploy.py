@@ -158,8 +158,10 @@ def export_architecture(spec: ArchSpec, device: Any, out: str | Path, predictor:
                         train: bool = True, dataset: str | None = None, resolution: int | None = None,
                         dynamic_batch: bool = False, policy: Any = None, store: Any = None, seed: int = 0,
                         train_device: str = "cpu", drift: Any = None, overwrite: bool = False,
-                        card_extra: Any = None) -> ModelCard:
-    """Build, train (``epochs`` on ``dataset``; untrained with ``train=False``), export to ONNX,
+                        card_extra: Any = None, weights: Any = None) -> ModelCard:
+    """Build, train (``epochs`` on ``dataset``; untrained with ``train=False``; from ``weights``, a
+    ``state_dict`` of the module such as a supernet's subnetwork, fine-tuned ``epochs``, 0 for
+    as they are, batch norm re-estimated on the training images), export to ONNX,
     check, verify parity with PyTorch, measure on ``device`` and write ``model_card.json`` beside
     the model (and, for TVM devices, the compiled library). With a
     :class:`~hwnas.profilers.DriftPolicy` the measurement is bracketed by readings of the speed
@@ -172,7 +174,8 @@ def export_architecture(spec: ArchSpec, device: Any, out: str | Path, predictor:
     space, arch = _checked_arch(spec, device)
     input_shape = tuple(space.input_shape(arch))
     t0 = time.perf_counter()
-    module, accuracy = _trained_module(space, arch, spec, epochs, train, dataset, resolution, seed, train_device)
+    module, accuracy = _trained_module(space, arch, spec, epochs, train, dataset, resolution, seed, train_device,
+                                       weights)
     train_s = time.perf_counter() - t0
     model = module_to_onnx(module, input_shape, dynamic_batch)
     model.graph.name = f"{space.name}:{spec.arch}"
@@ -194,7 +197,8 @@ def export_architecture(spec: ArchSpec, device: Any, out: str | Path, predictor:
     card = {
         "arch": spec.arch, "space": space.name, "space_args": spec.space_args,
         "accuracy": accuracy, "accuracy_dataset": (dataset or spec.dataset) if train else None,
-        "trained_epochs": epochs if train else 0, "search_accuracy": spec.accuracy,
+        "trained_epochs": epochs if train else 0, "weights": "given" if weights is not None else (
+            "trained" if train else "untrained"), "search_accuracy": spec.accuracy,
         "params": space.params(arch), "flops": space.flops(arch),
         "predicted_latency_ms": predicted, "predicted_latency_onnx_ms": predicted_onnx,
         "measured_latency_ms": m.latency_ms,
@@ -290,9 +294,11 @@ def _checked_arch(spec: ArchSpec, device: Any) -> tuple[Any, Any]:
 
 
 def _trained_module(space: Any, arch: Any, spec: ArchSpec, epochs: int, train: bool, dataset: str | None,
-                    resolution: int | None, seed: int, train_device: str) -> tuple[Any, float | None]:
+                    resolution: int | None, seed: int, train_device: str, weights: Any = None
+                    ) -> tuple[Any, float | None]:
     """The module to deploy (eval mode, on the CPU) and its validation accuracy (None untrained):
-    trained at ``resolution`` and rebuilt at the deployed input size where they differ."""
+    trained (from ``weights`` where given) at ``resolution`` and rebuilt at the deployed input size
+    where they differ."""
     import torch
 
     from hwnas.search import ProxyTrainingEvaluator
@@ -304,7 +310,7 @@ def _trained_module(space: Any, arch: Any, spec: ArchSpec, epochs: int, train: b
             return space.build_module(arch, classes=getattr(space, "classes", None) or 10).eval(), None
     res = resolution or spec.resolution or (input_shape[-1] if len(input_shape) == 4 else None)
     ev = ProxyTrainingEvaluator(space, dataset or spec.dataset, epochs, res, device=train_device, seed=seed)
-    module, accuracy = ev.train(arch)
+    module, accuracy = ev.train(arch) if weights is None else ev.train_inherited(arch, weights, epochs)[:2]
     module = module.cpu()
     if res is not None and len(input_shape) == 4 and res != input_shape[-1]:
         deployed = space.build_module(arch, classes=ev.data[4])

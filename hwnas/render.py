@@ -146,15 +146,16 @@ def proxyless_result(result: dict[str, Any], epochs: int, target_ms: float, out:
 def ofa_result(result: dict[str, Any], out: Path) -> None:
     sn = result["supernet"]
     t = Table("device", "architecture", "supernet acc", "predicted ms", "target ms", "measured ms", "accuracy",
-              "search s")
+              "device s")
     for r in result["devices"]:
         measured = r.get("measured_ms")
         t.add_row(r["device"], r["arch"], f"{r['supernet_acc']:.3f}", f"{r['latency_ms']:.3f}", f"{r['target_ms']:g}",
                   "-" if measured is None else f"{measured:.3f}" + ("" if r.get("meets_budget_measured") else " [red]over[/]"),
-                  "-" if r.get("accuracy") is None else f"{r['accuracy']:.3f}", f"{r['search_s']:.0f}")
+                  "-" if r.get("accuracy") is None else f"{r['accuracy']:.3f}", f"{r['device_s']:.0f}")
     _out().print(t)
     _out().print(f"supernet: {sn['epochs']} epochs, {sn['train_s']:.0f} s of training ({sn['path']}, reused by later "
-                 f"searches in {out}); each device: <device>/arch.json (and model.onnx, model_card.json)")
+                 f"searches in {out}); each device: <device>/arch.json (and model.onnx, model_card.json); device s: "
+                 "its search, export and measurement")
 
 
 def hypernet_result(result: dict[str, Any], out: Path) -> None:

@@ -79,16 +79,52 @@ def test_cli_once_for_all_for_two_devices(trained, tmp_path, capsys) -> None:
 
     rc = main(["search", "--strategy", "once-for-all", "--space", "proxyless", "--device", "cpu-ort", "--device",
                "cpu-ort-mt", "--space-arg", "resolution=32", "--space-arg", "width=0.35", "--target-ms", "1000",
-               "--supernet-epochs", "1", "--epochs", "1", "--strategy-param", "evaluations=6",
+               "--target-ms", "900", "--supernet-epochs", "1", "--epochs", "0", "--strategy-param", "evaluations=6",
                "--strategy-param", "population_size=3", "--predictor", str(trained / "predictor"),
                "--allow-fingerprint-mismatch", "--out", str(tmp_path / "ofa"), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and [r["device"] for r in out["devices"]] == ["cpu-ort", "cpu-ort-mt"]
     assert all(r["measured_ms"] > 0 and (tmp_path / "ofa" / r["device"] / "model.onnx").exists() for r in out["devices"])
+    assert [r["target_ms"] for r in out["devices"]] == [1000, 900]
+    for r in out["devices"]:  # the supernet's own weights, not trained again: its accuracy, up to batch norm
+        card = json.loads((tmp_path / "ofa" / r["device"] / "model_card.json").read_text())
+        assert card["weights"] == "given" and card["trained_epochs"] == 0 and r["device_s"] > 0
+        assert abs(card["accuracy"] - r["supernet_acc"]) < 0.15, (card["accuracy"], r["supernet_acc"])
+
+
+@pytest.mark.parametrize("sharing", ["all", "none"])
+def test_a_subnetwork_alone_computes_what_the_supernet_computes_on_its_path(sharing) -> None:
+    import numpy as np
+    import torch
+
+    from hwnas.search.proxyless import Supernet, subnet_state
+    from hwnas.search.spaces import ProxylessSpace
+
+    space = ProxylessSpace(16, 0.35, 10)
+    net = Supernet(space, 0, sharing)
+    g = torch.Generator().manual_seed(0)
+    for m in net.modules():  # batch norms away from their initial identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1, generator=g)
+            m.running_var.uniform_(0.5, 2, generator=g)
+            m.weight.data.uniform_(0.5, 1.5, generator=g)
+            m.bias.data.uniform_(-0.5, 0.5, generator=g)
+    rng = np.random.default_rng(0)
+    x = torch.randn(2, 3, 16, 16, generator=g)
+    net.eval()
+    for arch in [space.sample(rng) for _ in range(4)]:
+        net.set_mode("fixed", arch=arch)
+        alone = space.build_module(arch, classes=10).eval()
+        alone.load_state_dict(subnet_state(net, arch))
+        with torch.no_grad():
+            want, got = net(x), alone(x)
+        assert want.abs().max() > 0.01 and len(alone.blocks) < len(net.blocks) + 1
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("args,words", [
     (["--device", "cpu-ort", "--device", "cpu-ort-mt", "--strategy", "evolution"], "takes one device"),
+    (["--target-ms", "1", "--target-ms", "2", "--strategy", "evolution"], "takes one target"),
     (["--strategy", "once-for-all", "--space", "nb201"], "once-for-all trains the proxyless space"),
     (["--strategy", "once-for-all", "--space", "proxyless", "--device", "nope"], "Known devices|known devices"),
 ])

@@ -38,14 +38,15 @@ def export(trial_or_arch: Any, device: str | Device, path: str | Path, *, epochs
            dataset: str | None = None, resolution: int | None = None, dynamic_batch: bool = False,
            budget_ms: float | None = None, predictor: Any = None, allow_fingerprint_mismatch: bool = False,
            store: Any = None, seed: int = 0, train_device: str = "cpu", front: int | None = None,
-           overwrite: bool = False, policy: Any = None, message: Message = no_message) -> ModelCard:
+           overwrite: bool = False, policy: Any = None, weights: Any = None, message: Message = no_message) -> ModelCard:
     """Train (``epochs`` on ``dataset``), export to ONNX at ``path``, verify parity with PyTorch,
     measure on ``device`` and write ``model_card.json`` (see
     :func:`hwnas.deploy.export_architecture`). ``predictor``: a predictor, its directory, or None
     (for a trial, the one its search used; else the device's for the space where there is one;
     without one the card has no predicted latency, and ``message`` says so). With ``store`` the measurement is stored and bracketed by
-    the drift guard."""
-    check_count("epochs", epochs, 1 if train else 0)
+    the drift guard. ``weights``: the module's ``state_dict`` to start from (a supernet's subnetwork),
+    fine-tuned ``epochs`` (0: as it is)."""
+    check_count("epochs", epochs, 1 if train and weights is None else 0)
     check_positive("budget_ms", budget_ms, allow_none=True)
     check_positive("resolution", resolution, allow_none=True)
     check_output(Path(path), overwrite)  # before any work
@@ -70,7 +71,8 @@ def export(trial_or_arch: Any, device: str | Device, path: str | Path, *, epochs
     try:
         return export_architecture(spec, dev, path, pred, epochs, train, dataset, resolution, dynamic_batch,
                                    policy=policy, store=st, seed=seed, train_device=train_device,
-                                   drift=DriftPolicy() if st is not None else None, overwrite=overwrite)
+                                   drift=DriftPolicy() if st is not None else None, overwrite=overwrite,
+                                   weights=weights)
     finally:
         if st is not None and st is not store:
             st.close()

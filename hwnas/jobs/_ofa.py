@@ -28,8 +28,11 @@ def once_for_all_search(devices: list[str | Device], out: str | Path, *, target_
     or one for all): the supernet ``<out>/supernet.pt`` is trained ``supernet_epochs`` (continued
     where a killed run stopped; reused as it is once trained), each device's subnetwork is searched
     on the supernet's accuracy within its target and written to ``<out>/<device>/arch.json``; with
-    ``export`` it is trained ``epochs`` and exported and measured there (``model.onnx`` and its card).
-    Returns ``<out>/ofa.json``'s content: the supernet's training time and each device's result."""
+    ``export`` it keeps the supernet's weights (:func:`~hwnas.search.proxyless.subnet_state`; batch
+    norm re-estimated), fine-tuned ``epochs`` (0: none), and is exported and measured there
+    (``model.onnx`` and its card): no device's network is trained from scratch. Returns
+    ``<out>/ofa.json``'s content: the supernet's training time and each device's result with its
+    time (``device_s``: search, export, measurement)."""
     from hwnas.search import create_space, dataset_classes
     from hwnas.search._evaluators import load_dataset
     from hwnas.search.ofa import OFAConfig, OnceForAll
@@ -41,7 +44,7 @@ def once_for_all_search(devices: list[str | Device], out: str | Path, *, target_
     if len(targets) != len(devs):
         raise HwnasError(f"give one --target-ms for all devices or one per device ({len(devs)}), not {len(target_ms)}")
     check_count("supernet_epochs", supernet_epochs)
-    check_count("epochs", epochs)
+    check_count("epochs", epochs, 0)
     try:
         cfg = OFAConfig(epochs=supernet_epochs, seed=seed, **(strategy_params or {}))
     except TypeError as exc:
@@ -109,8 +112,11 @@ def _one_device(ofa: Any, dev: Device, sp: Any, pred: LatencyPredictor, target: 
     if export:
         from hwnas.jobs._export import export as export_arch
 
+        from hwnas.search.proxyless import subnet_state
+
+        weights = subnet_state(ofa.net, ofa.space.from_string(res.arch))
         card = export_arch(d / "arch.json", dev, d / "model.onnx", epochs=epochs, predictor=pred, seed=seed,
-                           train_device=train_device, overwrite=True, message=message)
+                           train_device=train_device, overwrite=True, weights=weights, message=message)
         row.update(onnx_path=str(d / "model.onnx"), measured_ms=card.get("measured_latency_ms"),
                    accuracy=card.get("accuracy"), meets_budget_measured=card.get("meets_budget"))
     row["device_s"] = round(time.perf_counter() - start, 1)

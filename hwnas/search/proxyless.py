@@ -36,7 +36,7 @@ from hwnas.search.spaces._base import Arch
 from hwnas.search.spaces._proxyless import ProxylessSpace
 
 __all__ = ["MixedLayer", "Supernet", "LatencyTable", "ProxylessConfig", "ProxylessSearch", "EpochRecord",
-           "LATENCY_LOSSES", "RELAXATIONS"]
+           "LATENCY_LOSSES", "RELAXATIONS", "subnet_state"]
 
 LATENCY_LOSSES = ("additive", "multiplicative", "absolute", "none")
 #: how the final architecture is read from alpha: ``factorised`` (default) decides per layer first
@@ -250,6 +250,39 @@ class Supernet(nn.Module):
 
     def probs(self) -> list[list[float]]:
         return [m.probs().detach().tolist() for m in self.mixed]
+
+
+def subnet_state(net: Supernet, arch: Arch) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` of ``net.space.build_module(arch)`` (the stand-alone, deployable chain) holding
+    the supernet's weights for ``arch``: shared MBConv weights sliced as the path runs them (its convs'
+    biases zero), each block's batch norms (parameters and statistics) as they are in the supernet.
+    Loaded into that module, it computes what the supernet computes on ``arch``'s path."""
+    module = net.space.build_module(arch, classes=net.space.classes)
+    dst, choices = iter(module.blocks), iter(arch.choices)
+    with torch.no_grad():
+        for block in net.blocks:
+            op = block.ops[next(choices)] if isinstance(block, MixedLayer) else block
+            if isinstance(op, nn.Identity):
+                continue  # a skipped layer: the stand-alone chain has no block for it
+            target = next(dst)
+            if isinstance(op, SharedMBConv):
+                _copy_shared(op, target.m.body)
+            else:
+                target.load_state_dict(op.state_dict())
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _copy_shared(op: SharedMBConv, mb: nn.Module) -> None:
+    c, w, mid = op.cfg, op.shared, op.cfg.mid_channels
+    lo = (w.dw.shape[-1] - c.kernel) // 2
+    parts = [(mb.dw, w.dw[:mid, :, lo: lo + c.kernel, lo: lo + c.kernel], op.bn_dw),
+             (mb.project, w.project[:, :mid], op.bn_project)]
+    if mb.expand is not None:
+        parts.append((mb.expand, w.expand[:mid], op.bn_expand))
+    for conv_act, weight, bn in parts:
+        conv_act.conv.weight.copy_(weight)
+        conv_act.conv.bias.zero_()
+        conv_act.bn.load_state_dict(bn.state_dict())
 
 
 class LatencyTable:
