@@ -153,6 +153,9 @@ def ofa_result(result: dict[str, Any], out: Path) -> None:
                   "-" if measured is None else f"{measured:.3f}" + ("" if r.get("meets_budget_measured") else " [red]over[/]"),
                   "-" if r.get("accuracy") is None else f"{r['accuracy']:.3f}", f"{r['device_s']:.0f}")
     _out().print(t)
+    if sn.get("accuracy_table_s"):
+        _out().print(f"accuracy predictor: {sn['config']['accuracy_samples']} subnetworks scored on the supernet, "
+                     f"{sn['accuracy_table_s']:.0f} s (accuracy_table.json, reused with the supernet)")
     _out().print(f"supernet: {sn['epochs']} epochs, {sn['train_s']:.0f} s of training ({sn['path']}, reused by later "
                  f"searches in {out}); each device: <device>/arch.json (and model.onnx, model_card.json); device s: "
                  "its search, export and measurement")

@@ -7,6 +7,12 @@ without training: its path fixed, its batch-norm statistics recomputed on a few 
 (SPOS's recalibration), its accuracy on the validation split. For each device a strategy (by
 default evolution) searches for the most accurate subnetwork predicted within that device's target;
 a second device costs one more search, not another supernet.
+
+With ``accuracy_samples`` > 0 the search is OFA's: that many subnetworks drawn uniformly are scored
+on the supernet once (device-independent, saved beside the supernet), an ensemble of small MLPs on
+the architecture's one-hot encoding is fitted to them (OFA's accuracy predictor), each device's
+evolution runs on the predicted accuracy (``predicted_evaluations``, milliseconds each), and only
+its ``verify_top`` best are scored on the supernet.
 """
 
 from __future__ import annotations
@@ -41,15 +47,23 @@ class OFAConfig:
     strategy: str = "evolution"
     population_size: int = 30
     weight_sharing: str = "all"
+    accuracy_samples: int = 200  # OFA's accuracy predictor fitted to this many subnetworks; 0: none (SPOS)
+    predicted_evaluations: int = 1000  # with the predictor: subnetworks the evolution scores by it
+    verify_top: int = 5  # with the predictor: the best predicted, scored on the supernet
     seed: int = 0
 
     def __post_init__(self) -> None:
         from hwnas.errors import UnknownNameError
 
-        for name in ("epochs", "batch_size", "bn_batches", "evaluations", "population_size"):
+        for name in ("epochs", "batch_size", "bn_batches", "evaluations", "population_size", "predicted_evaluations",
+                     "verify_top", "accuracy_samples"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise HwnasError(f"once-for-all {name} takes an integer >= 1, got {value!r}")
+            low = 0 if name == "accuracy_samples" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise HwnasError(f"once-for-all {name} takes an integer >= {low}, got {value!r}")
+        if 0 < self.accuracy_samples < 8:
+            raise HwnasError(f"once-for-all accuracy_samples: 0 (no predictor) or at least 8 to fit one, "
+                             f"got {self.accuracy_samples}")
         if not self.lr > 0:
             raise HwnasError(f"once-for-all lr must be > 0, got {self.lr!r}")
         if self.weight_sharing not in WEIGHT_SHARING:
@@ -191,16 +205,17 @@ class OnceForAll:
         return float((pred == yv).float().mean())
 
     def search(self, device: str, space: ProxylessSpace, latency_ms: Callable[[Arch], float], target_ms: float,
-               on_eval: Callable[[int, int], None] | None = None) -> DeviceSearchResult:
+               on_eval: Callable[[int, int], None] | None = None,
+               predicted_accuracy: Callable[[Arch], float] | None = None) -> DeviceSearchResult:
         """The most accurate subnetwork (by :meth:`accuracy`) among ``evaluations`` that the
         config's strategy proposes in ``space`` (the supernet's space as the device restricts it;
-        the same decisions), each predicted within ``target_ms`` by ``latency_ms``. With none
-        within it, :class:`~hwnas.search.spaces.InfeasibleError`."""
+        the same decisions), each predicted within ``target_ms`` by ``latency_ms``. With
+        ``predicted_accuracy`` (:meth:`accuracy_predictor`) the strategy scores
+        ``predicted_evaluations`` by it and the ``verify_top`` best within the target are scored by
+        :meth:`accuracy`. With none within the target, :class:`~hwnas.search.spaces.InfeasibleError`."""
         if len(space.decisions) != len(self.space.decisions) or any(
                 not set(a) <= set(b) for a, b in zip(space.allowed, self.space.allowed)):
             raise HwnasError(f"{device}: its space allows options the supernet was not trained with")
-        from hwnas.search.strategies import SearchExhausted, create_strategy
-
         start = time.perf_counter()
         cache: dict[Arch, float] = {}
 
@@ -209,29 +224,83 @@ class OnceForAll:
                 cache[a] = float(latency_ms(a))
             return cache[a]
 
+        score = predicted_accuracy or self.accuracy
+        budget = self.cfg.predicted_evaluations if predicted_accuracy else self.cfg.evaluations
+        scored, n = self._evolve(space, lambda a: lat(a) <= target_ms, score, budget, on_eval)
+        feasible = sorted(((acc, a) for a, acc in scored.items() if lat(a) <= target_ms), key=lambda t: -t[0])
+        if not feasible:
+            from hwnas.search.spaces import InfeasibleError
+
+            raise InfeasibleError(f"{device}: no subnetwork found within {target_ms} ms")
+        if predicted_accuracy is not None:  # the predictor's best, scored on the supernet
+            feasible = sorted(((self.accuracy(a), a) for _, a in feasible[: self.cfg.verify_top]), key=lambda t: -t[0])
+        acc, arch = feasible[0]
+        return DeviceSearchResult(device, space.to_string(arch), acc, lat(arch), target_ms, n,
+                                  time.perf_counter() - start)
+
+    def _evolve(self, space: ProxylessSpace, feasible: Callable[[Arch], bool], score: Callable[[Arch], float],
+                budget: int, on_eval: Callable[[int, int], None] | None) -> tuple[dict[Arch, float], int]:
+        """Every architecture the config's strategy proposed (up to ``budget``) and its score."""
+        from hwnas.search.strategies import SearchExhausted, create_strategy
+
         pop = self.cfg.population_size  # SPOS: a population of 50 and the best 10 as parents
         params = ({"population_size": pop, "tournament_size": max(1, min(pop, pop // 3 or 1))}
                   if self.cfg.strategy == "evolution" else {})
-        strategy = create_strategy(self.cfg.strategy, space, seed=self.cfg.seed,
-                                   feasible=lambda a: lat(a) <= target_ms, **params)
-        best: tuple[float, Arch] | None = None
+        strategy = create_strategy(self.cfg.strategy, space, seed=self.cfg.seed, feasible=feasible, **params)
+        scored: dict[Arch, float] = {}
         n = 0
-        for n in range(1, self.cfg.evaluations + 1):
+        for n in range(1, budget + 1):
             try:
                 arch = strategy.ask()
             except SearchExhausted:
                 n -= 1
                 break
-            acc = self.accuracy(arch)
-            strategy.tell(arch, acc)
-            if lat(arch) <= target_ms and (best is None or acc > best[0]):
-                best = (acc, arch)
+            scored[arch] = score(arch)
+            strategy.tell(arch, scored[arch])
             if on_eval:
-                on_eval(n, self.cfg.evaluations)
-        if best is None:
-            from hwnas.search.spaces import InfeasibleError
+                on_eval(n, budget)
+        return scored, n
 
-            raise InfeasibleError(f"{device}: no subnetwork found within {target_ms} ms")
-        acc, arch = best
-        return DeviceSearchResult(device, space.to_string(arch), acc, lat(arch), target_ms, n,
-                                  time.perf_counter() - start)
+    # ---- OFA's accuracy predictor ----------------------------------------------------------------
+    def accuracy_table(self, path: str | Path | None = None,
+                       on_sample: Callable[[int, int], None] | None = None) -> list[tuple[Arch, float]]:
+        """``accuracy_samples`` subnetworks drawn uniformly (seeded) from the supernet's space with
+        their :meth:`accuracy`: device-independent, measured once; with ``path`` saved as they are
+        measured (a killed run continues; a table measured on another state of the supernet is
+        measured again)."""
+        import json
+
+        rng = np.random.default_rng(self.cfg.seed + 7)
+        archs = [self.space.sample(rng) for _ in range(self.cfg.accuracy_samples)]
+        key = {"epoch": self.epoch, "train_s": round(self.train_s, 3)}
+        done: dict[str, float] = {}
+        if path is not None and Path(path).exists():
+            saved = json.loads(Path(path).read_text())
+            done = saved["accuracy"] if saved.get("supernet") == key else {}
+        for i, a in enumerate(archs):
+            s = self.space.to_string(a)
+            if s not in done:
+                done[s] = self.accuracy(a)
+                if path is not None and (len(done) % 10 == 0 or i == len(archs) - 1):
+                    tmp = Path(str(path) + ".tmp")
+                    tmp.write_text(json.dumps({"supernet": key, "accuracy": done}))
+                    tmp.replace(path)
+            if on_sample:
+                on_sample(i + 1, len(archs))
+        return [(a, done[self.space.to_string(a)]) for a in archs]
+
+    def accuracy_predictor(self, table: list[tuple[Arch, float]], members: int = 3) -> Callable[[Arch], float]:
+        """An ensemble of ``members`` small MLPs (scikit-learn) on the one-hot encoding, fitted to
+        ``table`` (:meth:`accuracy_table`): a subnetwork's predicted supernet accuracy."""
+        from sklearn.neural_network import MLPRegressor
+
+        x = np.stack([self.space.encode(a) for a, _ in table])
+        y = np.array([acc for _, acc in table])
+        models = [MLPRegressor(hidden_layer_sizes=(64,), alpha=1e-3, max_iter=2000,
+                               random_state=self.cfg.seed + m).fit(x, y) for m in range(members)]
+
+        def predict(arch: Arch) -> float:
+            e = self.space.encode(arch)[None]
+            return float(np.mean([m.predict(e)[0] for m in models]))
+
+        return predict
