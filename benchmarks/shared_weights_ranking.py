@@ -45,13 +45,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("ranking_json", type=Path)
     ap.add_argument("--methods", nargs="+", default=["enas", "hypernetwork"], choices=["enas", "hypernetwork"])
+    ap.add_argument("--seeds", nargs="+", type=int, help="only these of the ranking's seeds (default: all)")
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args()
     base = json.loads(args.ranking_json.read_text())
     a = base["args"]
     space = create_space("proxyless", resolution=a["resolution"], width=a["width"], classes=10)
-    rows = []
+    rows = []  # with --seeds, the JSON's other seeds are kept
+    if args.seeds and args.json_out and Path(args.json_out).exists():
+        rows = [x for x in json.loads(Path(args.json_out).read_text())["seeds"] if x["seed"] not in args.seeds]
     for r in base["seeds"]:
+        if args.seeds and r["seed"] not in args.seeds:
+            continue
         seed, archs = r["seed"], [space.from_string(s) for s in r["archs"]]
         row = {"seed": seed, "ofa_kendall_tau": r["kendall_tau"], "ofa_spearman_rho": r["spearman_rho"],
                "random_tau_p95": r["random_tau_p95"]}
@@ -64,6 +69,7 @@ def main() -> int:
                   f"(once-for-all tau {r['kendall_tau']:.3f}); {secs:.0f} s", flush=True)
         rows.append(row)
         if args.json_out:
+            rows.sort(key=lambda x: x["seed"])
             Path(args.json_out).write_text(json.dumps({"args": a, "methods": args.methods, "seeds": rows}, indent=1))
     for method in args.methods:
         print(f"mean {method}: tau {np.mean([x[method]['kendall_tau'] for x in rows]):.3f} rho "

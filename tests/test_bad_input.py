@@ -312,7 +312,10 @@ def test_sigint_says_what_is_kept_and_exits_130(tmp_path) -> None:
     cmd = [sys.executable, "-m", "hwnas", "profile", "--space", "stability", "--db", str(db), "--max-time-per-op", "0.2",
            "--recheck", "0"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(8)
+    deadline = time.monotonic() + 120  # Ctrl-C once something is measured (start-up is slow on a busy machine)
+    while time.monotonic() < deadline and p.poll() is None and not _measured_ops(db):
+        time.sleep(0.5)
+    assert p.poll() is None, "the profile ended before it could be interrupted"
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
@@ -320,3 +323,15 @@ def test_sigint_says_what_is_kept_and_exits_130(tmp_path) -> None:
     rerun = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout)["measured"] + json.loads(rerun.stdout)["skipped"] == 36
+
+
+def _measured_ops(db) -> int:
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute("SELECT COUNT(*) FROM op_measurements").fetchone()[0]
+    except sqlite3.Error:
+        return 0  # not created yet, or locked for a moment
