@@ -40,6 +40,7 @@ import pandas as pd
 from sklearn.model_selection import KFold
 
 from hwnas.errors import HwnasError
+from hwnas.jobs._profile import parse_key_values
 from hwnas.latency_models import TransferLatencyModel, encode_nb201
 from hwnas.search import MnasReward, strategy_reward
 from hwnas.search.spaces import NB201Space
@@ -148,7 +149,7 @@ def run_seed(df: pd.DataFrame, sources: list[str], args: argparse.Namespace, tar
     if device.qualify_percentile is not None:
         initial_reach |= initial_pred * (1 + device.qualify_margin) <= target
     row = {a: i for i, a in enumerate(df["arch_str"])}
-    params = {k: (float(v) if "." in v else int(v)) for k, v in (p.split("=", 1) for p in args.strategy_param)}
+    params = parse_key_values(args.strategy_param, "--strategy-param")
     def proposable(arch) -> bool:  # noqa: ANN001
         i = row[space.to_string(arch)]
         return device.feasible(i) or (verify_left > 0 and device.borderline(i))

@@ -66,6 +66,30 @@ def test_bo_ucb_and_bad_parameters() -> None:
         create_strategy("tpe", space, tries=0)
     with pytest.raises(ArgumentError, match="no parameter 'population_size'"):
         create_strategy("tpe", space, population_size=4)
+    with pytest.raises(ArgumentError, match="prior_weight"):
+        create_strategy("tpe", space, prior_weight=-1.0)
+    with pytest.raises(UnknownNameError, match="neighbour, resample"):
+        create_strategy("tpe", space, on_repeat="mutate")
+    with pytest.raises(UnknownNameError, match="constraint, neighbour"):
+        create_strategy("tpe", space, on_infeasible="penalty")
+
+
+def test_tpe_replaces_a_repeat_by_an_unseen_feasible_neighbour() -> None:
+    """Once TPE's posterior is peaked it proposes its incumbent again; the default answers a repeat
+    with a new single mutation of it, where ``resample`` asks the sampler again (many more trials)."""
+    space = create_space("nb201")
+    feasible = deterministic_feasibility(space)
+    trials = {}
+    for mode in ("neighbour", "resample"):
+        s = create_strategy("tpe", space, seed=0, feasible=feasible, initial=5, on_repeat=mode, on_infeasible="constraint")
+        seen = []
+        for _ in range(40):
+            a = s.ask()
+            assert feasible(a) and a not in seen
+            seen.append(a)
+            s.tell(a, 1.0 if a.choices[:4] == (3, 1, 4, 1) else _reward(a))
+        trials[mode] = len(s._study.trials)
+    assert trials["neighbour"] < trials["resample"]
 
 
 def test_bad_bo_parameter_on_the_command_line_is_one_line(tmp_path) -> None:

@@ -15,6 +15,18 @@ from hwnas.search.strategies._base import SearchExhausted, Strategy
 __all__ = ["GaussianProcessBO", "TPESearch"]
 
 ACQUISITIONS = ("ei", "ucb")
+ON_REPEAT = ("neighbour", "resample")
+ON_INFEASIBLE = ("neighbour", "constraint")
+
+
+def single_mutations(space: SearchSpace, arch: Arch) -> list[Arch]:
+    """Every architecture that differs from ``arch`` in exactly one decision, in decision order."""
+    out = []
+    for i, allowed in enumerate(space.allowed):
+        for o in allowed:
+            if o != arch.choices[i]:
+                out.append(space.make(arch.choices[:i] + (o,) + arch.choices[i + 1:]))
+    return out
 
 
 def _check_choice(strategy: str, name: str, value: Any, known: tuple[str, ...]) -> None:
@@ -100,7 +112,7 @@ class GaussianProcessBO(Strategy):
         out: dict[Arch, None] = {}
         best = sorted(self._told, key=self._told.__getitem__, reverse=True)[:self.top]
         for parent in best:
-            for child in self._neighbours(parent):
+            for child in single_mutations(self.space, parent):
                 if child not in self._seen and self.feasible(child):
                     out[child] = None
         draws = tries = 0
@@ -112,14 +124,6 @@ class GaussianProcessBO(Strategy):
                 if arch not in self._seen:
                     out[arch] = None
         return list(out)
-
-    def _neighbours(self, arch: Arch) -> list[Arch]:
-        out = []
-        for i, allowed in enumerate(self.space.allowed):
-            for o in allowed:
-                if o != arch.choices[i]:
-                    out.append(self.space.make(arch.choices[:i] + (o,) + arch.choices[i + 1:]))
-        return out
 
     def _fit(self) -> tuple[Any, np.ndarray, np.ndarray]:
         """The GP on the told rewards and the pending architectures at its prediction; the feature
@@ -175,22 +179,46 @@ class GaussianProcessBO(Strategy):
 
 class TPESearch(Strategy):
     """Optuna's TPE sampler (multivariate, with the constant liar for pending trials) driven
-    through Optuna's ask/tell, each decision a categorical distribution over its allowed options.
-    Optuna's trials are asked until one is feasible and new (at most ``tries``; else a random
-    feasible new architecture, added to the study when told): an infeasible one is told as
-    violating a constraint (``Trial.set_constraint``: TPE learns the infeasible region), a
-    repeat as failed. The first ``initial`` proposals are random (the sampler's start-up trials).
+    through Optuna's ask/tell, each decision a categorical distribution over its allowed options;
+    TPE models the reward of feasible architectures, the limits are checked here. Optuna's trials
+    are asked until one is feasible and new (at most ``tries``; else a random feasible new
+    architecture). A sample already evaluated (``on_repeat``) or infeasible (``on_infeasible``)
+    is told as failed and, with ``"neighbour"`` (the default for both), replaced by a random
+    unseen feasible single mutation of it (added to the study when told). Otherwise the sampler
+    is asked again: ``on_repeat="resample"`` (a peaked posterior proposes its incumbent over and
+    over, each time a sampler call over a study one trial larger), ``on_infeasible="constraint"``
+    (told at the worst reward as violating a constraint, ``Trial.set_constraint``: it then sits in
+    TPE's "bad" density next to the limit, where the constrained optimum lies, and steers TPE
+    away from it).
+    ``prior_weight``: the weight of Optuna's uniform prior in each categorical Parzen kernel (Optuna's
+    default 1.0 keeps a kernel's own option with probability 0.85 at 20 good trials and 5 options,
+    so most candidates copy a good architecture; 3.0 lowers that to 0.67).
+    The first ``initial`` proposals are random (the sampler's start-up trials).
     Multi-objective: told tuples, the study maximises each value (MOTPE), so ``--objective pareto``
     works. Deterministic given the seed and the tells."""
 
     name = "tpe"
     multi_objective = True
-    param_ranges = {"initial": (int, 1, None), "tries": (int, 1, None), "candidates": (int, 1, None)}
+    param_ranges = {"initial": (int, 1, None), "tries": (int, 1, None), "candidates": (int, 1, None),
+                    "prior_weight": (float, 0, None)}
+
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        super().check_params(params)
+        if "on_repeat" in params:
+            _check_choice(cls.name, "on_repeat", params["on_repeat"], ON_REPEAT)
+        if "on_infeasible" in params:
+            _check_choice(cls.name, "on_infeasible", params["on_infeasible"], ON_INFEASIBLE)
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
-                 initial: int = 10, tries: int = 100, candidates: int = 24) -> None:
+                 initial: int = 10, tries: int = 100, candidates: int = 24, on_repeat: str = "neighbour",
+                 on_infeasible: str = "neighbour", prior_weight: float = 3.0) -> None:
         super().__init__(space, seed, feasible)
-        self.initial, self.tries, self.candidates = initial, tries, candidates
+        _check_choice(self.name, "on_repeat", on_repeat, ON_REPEAT)
+        _check_choice(self.name, "on_infeasible", on_infeasible, ON_INFEASIBLE)
+        self.on_infeasible = on_infeasible
+        self.initial, self.tries, self.candidates, self.on_repeat = initial, tries, candidates, on_repeat
+        self.prior_weight = prior_weight
         self._seen: set[Arch] = set()
         self._number: dict[Arch, int] = {}
         self._told: list[tuple[float, ...]] = []
@@ -203,9 +231,10 @@ class TPESearch(Strategy):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         with warnings.catch_warnings():  # multivariate and constant_liar are "experimental"
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", FutureWarning)  # prior_weight: deprecated, kept until Optuna 6
             sampler = optuna.samplers.TPESampler(
                 seed=self.seed, n_startup_trials=0, n_ei_candidates=self.candidates, multivariate=True,
-                constant_liar=True)
+                constant_liar=True, prior_weight=self.prior_weight)
         return optuna.create_study(directions=["maximize"] * n_values, sampler=sampler)
 
     def _distributions(self) -> dict[str, Any]:
@@ -231,16 +260,31 @@ class TPESearch(Strategy):
             trial = self._study.ask()
             choices = [trial.suggest_categorical(k, list(v)) for k, v in self._dists.items()]
             arch = self.space.make(choices)
-            if not self.feasible(arch):
-                trial.set_constraint("infeasible", 1.0)
-                self._study.tell(trial, list(worst))
-            elif arch in self._seen:
-                self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            else:
+            feasible = self.feasible(arch)
+            if feasible and arch not in self._seen:
                 trial.set_constraint("infeasible", 0.0)
                 self._seen.add(arch)
                 self._number[arch] = trial.number
                 return arch
+            if not feasible and self.on_infeasible == "constraint":
+                trial.set_constraint("infeasible", 1.0)
+                self._study.tell(trial, list(worst))
+                continue
+            self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            mode = self.on_repeat if feasible else self.on_infeasible
+            if mode == "neighbour" and (child := self._new_neighbour(arch)) is not None:
+                return child
+        return None
+
+    def _new_neighbour(self, arch: Arch) -> Arch | None:
+        """A random unseen feasible single mutation of ``arch`` (marked seen; told to the study
+        as an added trial), or None."""
+        children = single_mutations(self.space, arch)
+        for k in self.rng.permutation(len(children)):
+            child = children[int(k)]
+            if child not in self._seen and self.feasible(child):
+                self._seen.add(child)
+                return child
         return None
 
     def tell(self, arch: Arch, reward: float | tuple[float, ...]) -> None:
