@@ -313,7 +313,10 @@ def test_sigint_says_what_is_kept_and_exits_130(tmp_path) -> None:
            "--recheck", "0"]
     log = tmp_path / "stderr.txt"
     with log.open("w") as f:
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=f, text=True)
+        # the default Ctrl-C handling in the child: a shell that runs pytest in the background
+        # (``cmd &``) starts it with SIGINT ignored, which the child would inherit
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=f, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.monotonic() + 120  # Ctrl-C a few seconds into profiling (start-up is slow on a busy machine)
         while time.monotonic() < deadline and p.poll() is None and "profiling on" not in log.read_text():
             time.sleep(0.2)
