@@ -99,6 +99,24 @@ def test_training_in_rungs_equals_training_straight_through(tmp_path) -> None:
     assert ev.train(arch)[1] == straight  # the plain evaluator is the full-epoch rung
 
 
+def test_a_constant_schedule_makes_a_rung_independent_of_the_full_length(tmp_path) -> None:
+    """With a constant learning rate, 2 epochs of a 3-epoch training are 2 epochs of a 6-epoch one
+    (with one-cycle they differ: the rate follows the full length); a bad schedule lists the known."""
+    from hwnas.search import ProxyTrainingEvaluator
+
+    space = create_space("mlp")
+    arch = space.make([1, 1, 0, 0, 0, 0, 0])  # one that learns in 2 epochs (a deep one can stay at chance)
+    const = ProxyTrainingEvaluator(space, epochs=3, schedule="constant")
+    assert const.train_to(arch, 2, 3) == const.train_to(arch, 2, 6)
+    ck = tmp_path / "c.pt"
+    const.train_to(arch, 1, 6, ck)
+    assert const.train_to(arch, 2, 6, ck) == const.train_to(arch, 2, 3)  # continued from a checkpoint too
+    cycle = ProxyTrainingEvaluator(space, epochs=3)
+    assert cycle.train_to(arch, 2, 3) != cycle.train_to(arch, 2, 6)
+    with pytest.raises(UnknownNameError, match="constant, one-cycle"):
+        ProxyTrainingEvaluator(space, schedule="cosine")
+
+
 @pytest.mark.parametrize("args, match", [
     (["--strategy-param", "eta=1"], "eta"),
     (["--strategy-param", "max_epochs=2"], "minimum"),

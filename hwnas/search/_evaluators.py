@@ -148,12 +148,21 @@ class ProxyTrainingEvaluator:
     """Train the candidate for a few epochs and return validation accuracy (CPU or CUDA); with
     ``quantized``, the accuracy of the trained network quantized to int8 as an int8 device runs it
     (:func:`hwnas.profilers.quantize_int8`, calibrated on training images), so that a network that
-    loses accuracy when quantized is not chosen for an int8 device."""
+    loses accuracy when quantized is not chosen for an int8 device. ``schedule``: the learning rate
+    over a training, ``one-cycle`` (up to 5 x ``lr`` and down over the training's epochs) or
+    ``constant`` (``lr`` throughout: a shorter training is exactly a prefix of a longer one,
+    whatever the full length)."""
 
     def __init__(self, space: SearchSpace, dataset: str = "digits", epochs: int = 3, resolution: int | None = 32,
                  batch_size: int = 64, lr: float = 0.01, device: str = "cpu", seed: int = 0,
-                 quantized: bool = False) -> None:
+                 quantized: bool = False, schedule: str = "one-cycle") -> None:
         import torch
+
+        if schedule not in SCHEDULES:
+            from hwnas.errors import UnknownNameError
+
+            raise UnknownNameError("training schedule", schedule, list(SCHEDULES))
+        self.schedule = schedule
 
         if device == "cuda" and not torch.cuda.is_available():
             raise HwnasError("--train-device cuda requested but no CUDA GPU is available")
@@ -257,22 +266,31 @@ class ProxyTrainingEvaluator:
         else:
             kw = {"resolution": None if self.searches_resolution else self.resolution}
         model = self.space.build_module(arch, classes=classes, **kw).to(self.device)
-        return _TrainingRun(model, (xt, yt, xv, yv), self.batch_size, self.lr, total_epochs, self.seed, self.device)
+        return _TrainingRun(model, (xt, yt, xv, yv), self.batch_size, self.lr, total_epochs, self.seed, self.device,
+                            self.schedule)
+
+
+#: learning-rate schedules of :class:`ProxyTrainingEvaluator`
+SCHEDULES = ("one-cycle", "constant")
 
 
 class _TrainingRun:
-    """One candidate's training: SGD with a one-cycle schedule over ``total_epochs``, a seeded
-    shuffle; its state (model, optimiser, schedule, shuffle, epochs done) saves and loads."""
+    """One candidate's training: SGD with a one-cycle schedule over ``total_epochs`` (or a constant
+    learning rate), a seeded shuffle; its state (model, optimiser, schedule, shuffle, epochs done)
+    saves and loads."""
 
     def __init__(self, model: Any, data: tuple, batch_size: int, lr: float, total_epochs: int, seed: int,
-                 device: str) -> None:
+                 device: str, schedule: str = "one-cycle") -> None:
         import torch
 
         self.model, self.data, self.batch_size, self.device = model, data, batch_size, device
         n = len(data[1])
         self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
         steps = total_epochs * ((n + batch_size - 1) // batch_size)
-        self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=lr * 5, total_steps=max(1, steps))
+        if schedule == "constant":
+            self.sched = torch.optim.lr_scheduler.ConstantLR(self.opt, factor=1.0, total_iters=0)
+        else:
+            self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=lr * 5, total_steps=max(1, steps))
         self.gen = torch.Generator().manual_seed(seed)
         self.done = 0
 
