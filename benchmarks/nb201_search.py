@@ -25,7 +25,7 @@ the accuracy). ``--oracle-latency`` (a diagnostic) judges
 feasibility by the true latency instead, which isolates the search's share of the regret.
 ``--verify-samples 40 --qualify-band 0`` is the method before (stop 15), ``--verify-samples 0
 --margin-percentile 90`` the one before that (every measurement up front, a safety margin instead
-of verification). ``--target-ms median`` uses the device's median latency.
+of verification). ``--target-ms median`` uses the device's median latency, ``p25`` its 25th percentile.
 Last line: ``regret=<mean> violations=<rate>``.
 """
 
@@ -63,8 +63,31 @@ def load(args: argparse.Namespace) -> tuple[pd.DataFrame, list[str], float]:
         raise HwnasError(f"unknown strategy {args.strategy!r}; known strategies: {', '.join(strategy_names())}")
     df = lat.merge(acc[["arch_str", args.accuracy_column]], on="arch_str")
     df = df[np.isfinite(df[args.device]) & (df[args.device] > 0)].reset_index(drop=True)
-    target = float(df[args.device].median()) if args.target_ms == "median" else float(args.target_ms)
+    target = target_latency(df[args.device].to_numpy(float), args.target_ms)
     return df, [d for d in devices if d != args.device], target
+
+
+def target_latency(latencies: np.ndarray, spec: str) -> float:
+    """``--target-ms``: milliseconds, ``median``, or ``pNN`` (the NN-th percentile of the device's
+    latencies over the space).
+
+    >>> target_latency(np.arange(1.0, 102.0), "p25"), target_latency(np.arange(1.0, 4.0), "median")
+    (26.0, 2.0)
+    """
+    if spec == "median":
+        return float(np.median(latencies))
+    if spec.startswith("p"):
+        try:
+            q = float(spec[1:])
+        except ValueError:
+            q = -1.0
+        if not 0 < q < 100:
+            raise HwnasError(f"--target-ms p<percentile> takes a percentile in (0, 100); got {spec!r}")
+        return float(np.percentile(latencies, q))
+    try:
+        return float(spec)
+    except ValueError:
+        raise HwnasError(f"--target-ms takes milliseconds, median or p<percentile>; got {spec!r}") from None
 
 
 def latency_predictor_cv(X: np.ndarray, S: np.ndarray, y_train: np.ndarray,
@@ -212,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--accuracy-csv", required=True)
     ap.add_argument("--accuracy-column", required=True)
     ap.add_argument("--device", required=True)
-    ap.add_argument("--target-ms", required=True, help="milliseconds, or 'median'")
+    ap.add_argument("--target-ms", required=True, help="milliseconds, 'median', or 'pNN' (a percentile of the device's latencies)")
     ap.add_argument("--strategy", required=True)
     ap.add_argument("--budget", type=int, required=True)
     ap.add_argument("--latency-samples", type=int, default=100, help="M: device measurements per seed, in all")
@@ -248,8 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.qualify_percentile is not None and not 0 <= args.qualify_percentile < args.margin_percentile:
             raise HwnasError(f"--qualify-percentile must be in [0, --margin-percentile) = [0, {args.margin_percentile:g}); "
                              f"got {args.qualify_percentile}")
-        if args.target_ms != "median":
-            float(args.target_ms)
+        target_latency(np.ones(1), args.target_ms)  # the form of --target-ms, before the CSVs load
         df, sources, target = load(args)
         if target < df[args.device].min():
             raise HwnasError(f"no architecture has a latency <= {target} ms on {args.device} "

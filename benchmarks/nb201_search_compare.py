@@ -3,8 +3,8 @@ in one run, the same seeds and predictors for all; a table of median regret and 
 controllers' sampled rewards over time.
 
     python benchmarks/nb201_search_compare.py --latency-csv CSV --accuracy-csv CSV
-        [--accuracy-column COL] [--devices D ...] [--strategies S ...] [--budget 200] [--seeds 10]
-        [--jobs 2] [--json OUT] [--png OUT] [--oracle-latency]
+        [--accuracy-column COL] [--devices D ...] [--strategies S ...] [--target median|pNN|MS]
+        [--budget 200] [--seeds 10] [--jobs 2] [--json OUT] [--png OUT] [--oracle-latency]
 
 A strategy may carry hyper-parameters, ``evolution:tournament_size=5,crossover_prob=0.3``; it is
 then a column of its own, and so may options of ``nb201_search.py`` after an ``@``:
@@ -43,7 +43,7 @@ def one(job: tuple[str, str, argparse.Namespace]) -> dict:
 
     with tempfile.NamedTemporaryFile(suffix=".json") as f, contextlib.redirect_stdout(io.StringIO()):
         rc = nb201_search.main(["--latency-csv", a.latency_csv, "--accuracy-csv", a.accuracy_csv,
-                                "--accuracy-column", a.accuracy_column, "--device", device, "--target-ms", "median",
+                                "--accuracy-column", a.accuracy_column, "--device", device, "--target-ms", a.target,
                                 "--strategy", strategy, "--budget", str(a.budget), "--seeds", str(a.seeds),
                                 "--json", f.name, *extra])
         if rc:
@@ -59,6 +59,8 @@ def main() -> int:
     ap.add_argument("--devices", nargs="+", default=["titanx_1", "2080ti_256", "1080ti_32", "silver_4210r",
                                                      "gold_6240", "samsung_s7", "essential_ph_1", "pixel3"])
     ap.add_argument("--strategies", nargs="+", default=["random", "evolution", "reinforce", "ppo"])
+    ap.add_argument("--target", default="median", help="each device's limit: median, pNN (a percentile of "
+                    "its latencies) or milliseconds")
     ap.add_argument("--budget", type=int, default=200)
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--jobs", type=int, default=2)
@@ -112,7 +114,7 @@ def main() -> int:
             x = 20 * np.arange(curves.shape[1]) + 10
             ax.plot(x, curves.mean(0), marker="o", ms=3, label=s)
         ax.set(xlabel="accuracy queries (windows of 20)", ylabel="mean reward of proposals (acc %)",
-               title=f"NB201 {args.accuracy_column}, T = median latency, mean over {len(table)} devices")
+               title=f"NB201 {args.accuracy_column}, T = {args.target} latency, mean over {len(table)} devices")
         ax.legend()
         fig.tight_layout()
         fig.savefig(args.png, dpi=110)
