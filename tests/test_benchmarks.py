@@ -86,6 +86,9 @@ def test_nb201_search_bad_input_exits_2(tables, capsys) -> None:
     assert "smallest" in capsys.readouterr().err
     assert bench.main([*base, "--device", "fake_gpu", "--verify-samples", "99"]) == 2
     assert "--verify-samples" in capsys.readouterr().err
+    for bad, says in (("p100", "percentile in (0, 100)"), ("fast", "milliseconds, median or p<percentile>")):
+        assert bench.main([*base, "--device", "fake_gpu", "--target-ms", bad]) == 2
+        assert says in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -151,9 +154,13 @@ def test_nb201_search_compare_passes_benchmark_options_after_an_at(tables) -> No
     lat, acc = tables
     compare = _module("nb201_search_compare")
     a = argparse.Namespace(latency_csv=str(lat), accuracy_csv=str(acc), accuracy_column="top1", budget=20, seeds=1,
-                           oracle_latency=False)
+                           oracle_latency=False, target="p50")
     res = compare.one(("fake_cpu", "evolution:tournament_size=5@qualify-band=0.2,verify-samples=10", a))
     assert res["qualify_band"] == 0.2 and res["verify_samples"] == 10 and res["strategy"] == "evolution"
+    import pandas as pd
+
+    lat_ms = pd.read_csv(lat)["fake_cpu"]
+    assert res["target_ms"] == pytest.approx(float(lat_ms[lat_ms > 0].median()))  # p50 is the median
 
 
 def test_nb201_surrogate_interface_and_bad_input(tables, tmp_path, capsys) -> None:
