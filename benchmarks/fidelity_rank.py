@@ -28,6 +28,7 @@ from scipy.stats import spearmanr
 
 def main() -> None:
     from hwnas.search import ProxyTrainingEvaluator, create_space
+    from hwnas.search._evaluators import SCHEDULES
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--space", default="mlp")
@@ -37,13 +38,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--restart", action="store_true", help="each rung trained from scratch with its own schedule "
                     "of that many epochs (instead of a prefix of the full one)")
-    ap.add_argument("--schedule", default="one-cycle", help="the rungs' learning-rate schedule: one-cycle, constant")
+    ap.add_argument("--schedule", default="one-cycle", choices=SCHEDULES, help="the rungs' learning-rate schedule")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
     space = create_space(args.space)
     ev = ProxyTrainingEvaluator(space, resolution=args.resolution, seed=args.seed, schedule=args.schedule)
-    ref = ProxyTrainingEvaluator(space, resolution=args.resolution, seed=args.seed)  # the default one-cycle
+    other = args.schedule != "one-cycle"  # then also the default one-cycle training's full-epoch accuracy
+    ref = ProxyTrainingEvaluator(space, resolution=args.resolution, seed=args.seed) if other else None
     rng = np.random.default_rng(args.seed)
     archs = list(dict.fromkeys(space.sample(rng) for _ in range(args.candidates)))
     acc = np.zeros((len(archs), len(args.rungs)))
@@ -53,7 +55,7 @@ def main() -> None:
             for j, e in enumerate(args.rungs):
                 acc[i, j] = (ev.train_to(a, e, e) if args.restart
                              else ev.train_to(a, e, args.rungs[-1], Path(d) / f"{i}.pt"))
-            if args.schedule != "one-cycle":
+            if ref is not None:
                 one_cycle[i] = ref.train_to(a, args.rungs[-1], args.rungs[-1])
             print(json.dumps({"arch": space.to_string(a), "accuracy": acc[i].round(4).tolist(),
                               "one_cycle_full": round(float(one_cycle[i]), 4)}), flush=True)
@@ -63,7 +65,7 @@ def main() -> None:
            "full_best_in_top_third": [bool(best in np.argsort(-acc[:, j])[: max(1, len(archs) // 3)])
                                       for j in range(len(args.rungs))],
            "accuracy_spread_at_full": [round(float(acc[:, -1].min()), 4), round(float(acc[:, -1].max()), 4)]}
-    if args.schedule != "one-cycle":
+    if other:
         best1 = int(np.argmax(one_cycle))
         out["spearman_vs_one_cycle_full"] = [round(float(spearmanr(acc[:, j], one_cycle)[0]), 3)
                                              for j in range(len(args.rungs))]

@@ -92,13 +92,16 @@ def test_tpe_replaces_a_repeat_by_an_unseen_feasible_neighbour() -> None:
     assert trials["neighbour"] < trials["resample"]
 
 
-def test_bad_bo_parameter_on_the_command_line_is_one_line(tmp_path) -> None:
+@pytest.mark.parametrize("strategy, param, known", [("bo", "acquisition=pi", "ei, ucb"),
+                                                     ("tpe", "on_infeasible=penalty", "constraint, neighbour"),
+                                                     ("tpe", "on_repeat=mutate", "neighbour, resample")])
+def test_bad_bo_parameter_on_the_command_line_is_one_line(tmp_path, strategy, param, known) -> None:
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "hwnas", "search", "--space", "nb201", "--strategy", "bo",
-                        "--strategy-param", "acquisition=pi", "--budget", "2", "--out", str(tmp_path / "r")],
+    r = subprocess.run([sys.executable, "-m", "hwnas", "search", "--space", "nb201", "--strategy", strategy,
+                        "--strategy-param", param, "--budget", "2", "--out", str(tmp_path / "r")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert "ei, ucb" in (r.stderr + r.stdout)
+    assert known in (r.stderr + r.stdout)
     assert not (tmp_path / "r" / "journal.sqlite").exists()

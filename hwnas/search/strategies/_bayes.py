@@ -216,9 +216,8 @@ class TPESearch(Strategy):
         super().__init__(space, seed, feasible)
         _check_choice(self.name, "on_repeat", on_repeat, ON_REPEAT)
         _check_choice(self.name, "on_infeasible", on_infeasible, ON_INFEASIBLE)
-        self.on_infeasible = on_infeasible
-        self.initial, self.tries, self.candidates, self.on_repeat = initial, tries, candidates, on_repeat
-        self.prior_weight = prior_weight
+        self.initial, self.tries, self.candidates, self.prior_weight = initial, tries, candidates, prior_weight
+        self.on_repeat, self.on_infeasible = on_repeat, on_infeasible
         self._seen: set[Arch] = set()
         self._number: dict[Arch, int] = {}
         self._told: list[tuple[float, ...]] = []
@@ -255,7 +254,6 @@ class TPESearch(Strategy):
     def _ask_study(self) -> Arch | None:
         import optuna
 
-        worst = tuple(np.min(np.array(self._told), axis=0))
         for _ in range(self.tries):
             trial = self._study.ask()
             choices = [trial.suggest_categorical(k, list(v)) for k, v in self._dists.items()]
@@ -268,7 +266,7 @@ class TPESearch(Strategy):
                 return arch
             if not feasible and self.on_infeasible == "constraint":
                 trial.set_constraint("infeasible", 1.0)
-                self._study.tell(trial, list(worst))
+                self._study.tell(trial, list(np.min(np.array(self._told), axis=0)))  # the worst reward told
                 continue
             self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
             mode = self.on_repeat if feasible else self.on_infeasible
