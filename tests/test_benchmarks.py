@@ -291,3 +291,35 @@ def test_space_predictor_check_interface_and_bad_input(trained, tmp_path, capsys
     assert r["rows"][0]["mflops"] < r["rows"][1]["mflops"]
     assert bench.main(["--space", "nasnet", "--predictor", str(trained / "predictor")]) == 2
     assert "Known search spaces: cell, mlp, mnasnet, nb201, proxyless" in capsys.readouterr().err
+
+
+def test_predictor_accuracy_reports_how_far_whole_model_passes_agree(tmp_path) -> None:
+    """Every pass of a whole model is stored; the benchmark reads them back to say how far they
+    agree (the ceiling of any prediction's agreement) and, by ``--model-statistic p10``, scores the
+    fastest pass's 10th percentile instead of its median."""
+    from hwnas.devices import default_registry
+    from hwnas.profilers import OpConfig, Profiler, ProfileStore, build_sequence_onnx, measure_models
+    from hwnas.testing import FAST_POLICY
+
+    pa = _module("predictor_accuracy")
+    models = [(f"m{c}", build_sequence_onnx([OpConfig.parse(f"pwconv_i{c}_o{c}_r8_arelu")], name=f"m{c}")[1])
+              for c in (8, 16)]
+    with ProfileStore(tmp_path / "p.sqlite") as store:
+        prof = Profiler(default_registry().get("cpu-ort"), FAST_POLICY, store)
+        kept = measure_models(prof, models, passes=3)
+        names = [n for n, _ in models]
+        med = pa.pass_statistics(store, prof.fingerprint.id, names, "median")
+        p10 = pa.pass_statistics(store, prof.fingerprint.id, names, "p10")
+        df = store.model_measurements(prof.fingerprint.id)
+    assert med["passes"] == {"m8": 3, "m16": 3}
+    for m in kept:  # the median statistic is what measure_models kept: the fastest pass
+        assert med["fastest_ms"][m.name] == pytest.approx(m.latency_ms)
+        rows = df[df["model_name"] == m.name]
+        assert p10["fastest_ms"][m.name] == pytest.approx(rows["p10_ms"].min())
+        assert med["spread"][m.name] == pytest.approx(rows["latency_ms"].max() / rows["latency_ms"].min() - 1)
+    rep = pa.repeatability(med, names)
+    assert rep["n"] == 2 and 0 <= rep["within_5"] <= rep["within_10"] <= 1
+    assert rep["median_spread"] == pytest.approx(np.median(list(med["spread"].values())))
+    swapped = pa.with_statistic(kept, p10)
+    assert [m.latency_ms for m in swapped] == [p10["fastest_ms"][m.name] for m in kept]
+    assert pa.repeatability({"spread": {"a": 0.0}, "passes": {"a": 1}}, ["a"]) == {"n": 0}
