@@ -323,3 +323,21 @@ def test_predictor_accuracy_reports_how_far_whole_model_passes_agree(tmp_path) -
     swapped = pa.with_statistic(kept, p10)
     assert [m.latency_ms for m in swapped] == [p10["fastest_ms"][m.name] for m in kept]
     assert pa.repeatability({"spread": {"a": 0.0}, "passes": {"a": 1}}, ["a"]) == {"n": 0}
+
+
+def test_machine_noise_interface_and_bad_input(tmp_path, capsys) -> None:
+    mod = _module("machine_noise")
+    out = tmp_path / "noise.json"
+    assert mod.main(["--devices", "cpu-ort", "--repeats", "2", "--resolution", "32", "--json", str(out)]) == 0
+    d = json.loads(out.read_text())["devices"]["cpu-ort"]
+    assert len(d) == len(mod.MODELS)
+    for r in d.values():
+        assert len(r["ms"]) == 2 and r["spread"] == pytest.approx(max(r["ms"]) / min(r["ms"]) - 1)
+        assert 0.5 <= r["within_5"] <= r["within_10"] <= 1  # the fastest is always within
+    assert "spread" in capsys.readouterr().out
+    assert mod.spread([1.0, 1.08, 1.2]) == pytest.approx({"spread": 0.2, "within_10": 2 / 3, "within_5": 1 / 3})
+    assert mod.main(["--devices", "no-such-device"]) == 2
+    assert "Known devices" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--repeats", "1"])
+    assert exc.value.code == 2

@@ -1,0 +1,79 @@
+"""Is this machine quiet enough to check a latency predictor? Whole models timed back to back.
+
+Each zoo model is measured through the profiler (the same statistics and convergence rule as
+``hwnas profile-model``) ``--repeats`` times in a row on each device, with nothing in between;
+reported per model: the spread of those latencies (largest / smallest - 1) and how many lie within
++-10% and +-5% of the smallest. On a quiet machine the spread is a few tenths of a percent
+(fp32 ``cpu-ort``, BENCHMARKS.md); where it reaches 10%, no predictor can be checked to +-10%.
+
+    python benchmarks/machine_noise.py [--devices cpu-ort cpu-ort-int8] [--resolution 128]
+        [--repeats 10] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from hwnas import get_device, zoo
+from hwnas.errors import HwnasError
+from hwnas.profilers import Profiler
+
+#: (family, width): one model of three families
+MODELS = [("efficientnet", 0.75), ("squeezenet", 1.0), ("mobilenetv2", 1.0)]
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """How far repeated latencies of one model agree."""
+    a = np.asarray(values, dtype=float)
+    return {"spread": float(a.max() / a.min() - 1), "within_10": float(np.mean(a <= 1.10 * a.min())),
+            "within_5": float(np.mean(a <= 1.05 * a.min()))}
+
+
+def run(devices: list[str], resolution: int, repeats: int) -> dict[str, dict[str, dict]]:
+    """``{device: {model: {"ms": [...], "spread": ..., ...}}}``."""
+    models = [zoo.create(f, w, resolution, 1000) for f, w in MODELS]
+    out: dict[str, dict[str, dict]] = {}
+    for name in devices:
+        profiler = Profiler(get_device(name))
+        out[name] = {}
+        for m in models:
+            ms = [profiler.profile_model(m.onnx, name=m.name, breakdown_runs=0).latency_ms for _ in range(repeats)]
+            out[name][m.name] = {"ms": ms, **spread(ms)}
+            r = out[name][m.name]
+            print(f"{name} {m.name}: {min(ms):.3f}-{max(ms):.3f} ms, spread {100 * r['spread']:.1f}%, "
+                  f"within +-10% of the fastest {100 * r['within_10']:.0f}%, +-5% {100 * r['within_5']:.0f}%",
+                  flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--devices", nargs="+", default=["cpu-ort", "cpu-ort-int8"])
+    ap.add_argument("--resolution", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--json", dest="json_out")
+    args = ap.parse_args(argv)
+    if args.repeats < 2:
+        ap.error(f"--repeats must be >= 2; got {args.repeats}")  # exit code 2
+    if args.resolution < 32:
+        ap.error(f"--resolution must be >= 32; got {args.resolution}")
+    try:
+        for name in args.devices:
+            get_device(name)
+        result = run(args.devices, args.resolution, args.repeats)
+    except HwnasError as exc:  # an unknown device lists the known ones
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"resolution": args.resolution, "repeats": args.repeats,
+                                                   "devices": result}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
