@@ -1,12 +1,14 @@
 """Weight inheritance: how many epochs an inherited child needs to reach its from-scratch accuracy.
 
-    python benchmarks/inherit_proxy.py [--space mlp] [--epochs 8] [--pairs 20] [--seeds 2] [--json OUT]
+    python benchmarks/inherit_proxy.py [--space mlp] [--epochs 8] [--pairs 20] [--seeds 2]
+        [--inherit-schedule one-cycle|constant|cosine] [--json OUT]
 
 Per pair: a random parent trained ``--epochs`` epochs from scratch (proxy training on digits, as
 ``hwnas search`` does), a child one mutation away (``space.mutate``, as evolution breeds it), the
 child trained ``--epochs`` from scratch (its accuracy A), then the child trained e = 1, 2, ...
 epochs from the parent's weights (``ProxyTrainingEvaluator.train_inherited``: each e a full
-one-cycle schedule of e epochs) until its accuracy reaches A. Reported: e / epochs per pair (1.0
+one-cycle schedule of e epochs, or ``--inherit-schedule``) until its accuracy reaches A; every
+training ends with its BatchNorm statistics re-estimated, from scratch as inherited. Reported: e / epochs per pair (1.0
 when only the full epochs reach A, ``null`` when they do not), their mean (pairs that never reach A
 count as 1.0), and the accuracies. torch uses one thread.
 """
@@ -42,6 +44,7 @@ def pair(ev, space, rng, epochs: int) -> dict:  # noqa: ANN001
 
 def main() -> None:
     from hwnas.search import ProxyTrainingEvaluator, create_space
+    from hwnas.search._evaluators import SCHEDULES
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--space", default="mlp")
@@ -49,13 +52,16 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--resolution", type=int, default=16)
+    ap.add_argument("--inherit-schedule", choices=SCHEDULES, default="one-cycle",
+                    help="the learning-rate schedule of a child trained from its parent's weights")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
     space = create_space(args.space)
     rows = []
     for seed in range(args.seeds):
-        ev = ProxyTrainingEvaluator(space, epochs=args.epochs, resolution=args.resolution, seed=seed)
+        ev = ProxyTrainingEvaluator(space, epochs=args.epochs, resolution=args.resolution, seed=seed,
+                                    inherit_schedule=args.inherit_schedule)
         rng = np.random.default_rng(seed)
         for _ in range(args.pairs):
             rows.append({"seed": seed, **pair(ev, space, rng, args.epochs)})

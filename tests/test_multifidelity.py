@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from hwnas.errors import ArgumentError, HwnasError, UnknownNameError
@@ -113,8 +114,33 @@ def test_a_constant_schedule_makes_a_rung_independent_of_the_full_length(tmp_pat
     assert const.train_to(arch, 2, 6, ck) == const.train_to(arch, 2, 3)  # continued from a checkpoint too
     cycle = ProxyTrainingEvaluator(space, epochs=3)
     assert cycle.train_to(arch, 2, 3) != cycle.train_to(arch, 2, 6)
-    with pytest.raises(UnknownNameError, match="constant, one-cycle"):
-        ProxyTrainingEvaluator(space, schedule="cosine")
+    with pytest.raises(UnknownNameError, match="constant, cosine, one-cycle"):
+        ProxyTrainingEvaluator(space, schedule="nope")
+    with pytest.raises(UnknownNameError, match="constant, cosine, one-cycle"):
+        ProxyTrainingEvaluator(space, inherit_schedule="nope")
+
+
+def test_an_inherited_child_trains_on_its_own_schedule() -> None:
+    """``inherit_schedule`` sets the learning rate of a child trained from its parent's weights
+    only: ``cosine`` starts at ``lr`` (no warm-up) and ends at 0; from-scratch training keeps
+    ``schedule``."""
+    from hwnas.search import ProxyTrainingEvaluator
+
+    space = create_space("mlp")
+    arch = space.make([1, 1, 0, 0, 0, 0, 0])
+    ev = ProxyTrainingEvaluator(space, epochs=2, inherit_schedule="cosine")
+    assert (ev.schedule, ev.inherit_schedule) == ("one-cycle", "cosine")
+    assert ProxyTrainingEvaluator(space, schedule="constant").inherit_schedule == "constant"
+    run = ev._start(arch, 2, ev.inherit_schedule)
+    assert run.opt.param_groups[0]["lr"] == pytest.approx(ev.lr)
+    run.epochs_to(2)
+    assert run.opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+    scratch = ev._start(arch, 2)
+    assert scratch.opt.param_groups[0]["lr"] == pytest.approx(ev.lr * 5 / 25)  # one-cycle's warm-up start
+    module, parent_acc = ev.train(arch)
+    state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    _, acc, stats = ev.train_inherited(arch, state, 1)
+    assert stats.fraction == 1.0 and 0.0 <= acc <= 1.0
 
 
 @pytest.mark.parametrize("args, match", [
@@ -163,3 +189,26 @@ def test_restarted_rungs_train_from_scratch(tmp_path) -> None:
     assert "27 training epochs" in schedule_text([successive_halving_schedule(9, 3, 1, 9)], restart=True)
     with pytest.raises(ArgumentError, match="restart"):
         multifidelity_schedule("hyperband", {"restart": 2})
+
+
+def test_every_training_ends_with_batchnorm_statistics_re_estimated(tmp_path) -> None:
+    """From scratch, in rungs and from a parent alike: the running statistics are the exact average
+    over the training images, so inherited and from-scratch candidates are scored the same way."""
+    import torch
+
+    from hwnas.search import ProxyTrainingEvaluator
+
+    space = create_space("nb201")
+    arch = space.sample(np.random.default_rng(3))
+    ev = ProxyTrainingEvaluator(space, epochs=1, resolution=8)
+    module, acc = ev.train(arch)
+    run = ev._start(arch, 1)
+    run.epochs_to(1)
+    stale = [m.running_mean.clone() for m in run.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert run.finish() == acc
+    fresh = [m.running_mean for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert fresh and all(torch.equal(a, b) for a, b in zip(fresh, [m.running_mean for m in run.model.modules()
+                                                                     if isinstance(m, torch.nn.BatchNorm2d)]))
+    assert any(not torch.allclose(a, b) for a, b in zip(stale, fresh))  # the momentum averages lagged
+    ck = tmp_path / "r.pt"
+    assert ev.train_to(arch, 1, 1, ck) == acc  # a rung scores as a full training does

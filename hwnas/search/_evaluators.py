@@ -149,20 +149,23 @@ class ProxyTrainingEvaluator:
     ``quantized``, the accuracy of the trained network quantized to int8 as an int8 device runs it
     (:func:`hwnas.profilers.quantize_int8`, calibrated on training images), so that a network that
     loses accuracy when quantized is not chosen for an int8 device. ``schedule``: the learning rate
-    over a training, ``one-cycle`` (up to 5 x ``lr`` and down over the training's epochs) or
+    over a training, ``one-cycle`` (up to 5 x ``lr`` and down over the training's epochs),
     ``constant`` (``lr`` throughout: a shorter training is exactly a prefix of a longer one,
-    whatever the full length)."""
+    whatever the full length) or ``cosine`` (from ``lr`` down to 0, no warm-up);
+    ``inherit_schedule``: the same for a child trained from its parent's weights
+    (:meth:`train_inherited`; default: ``schedule``)."""
 
     def __init__(self, space: SearchSpace, dataset: str = "digits", epochs: int = 3, resolution: int | None = 32,
                  batch_size: int = 64, lr: float = 0.01, device: str = "cpu", seed: int = 0,
-                 quantized: bool = False, schedule: str = "one-cycle") -> None:
+                 quantized: bool = False, schedule: str = "one-cycle", inherit_schedule: str | None = None) -> None:
         import torch
 
-        if schedule not in SCHEDULES:
-            from hwnas.errors import UnknownNameError
+        for value in (schedule, inherit_schedule or schedule):
+            if value not in SCHEDULES:
+                from hwnas.errors import UnknownNameError
 
-            raise UnknownNameError("training schedule", schedule, list(SCHEDULES))
-        self.schedule = schedule
+                raise UnknownNameError("training schedule", value, list(SCHEDULES))
+        self.schedule, self.inherit_schedule = schedule, inherit_schedule or schedule
 
         if device == "cuda" and not torch.cuda.is_available():
             raise HwnasError("--train-device cuda requested but no CUDA GPU is available")
@@ -210,10 +213,12 @@ class ProxyTrainingEvaluator:
         return self._at[res]
 
     def train(self, arch: Arch):  # noqa: ANN201
-        """The trained module (eval mode) and its validation accuracy."""
+        """The trained module (eval mode) and its validation accuracy. Every training here ends with
+        its BatchNorm statistics re-estimated on the training images (``_TrainingRun.finish``), from
+        scratch as from a parent's weights, so that candidates are compared alike."""
         run = self._start(arch, self.epochs)
         run.epochs_to(self.epochs)
-        return run.model.eval(), run.accuracy()
+        return run.model.eval(), run.finish()
 
     #: :meth:`train_to` continues a candidate's training from a checkpoint (multi-fidelity search)
     supports_fidelity = True
@@ -224,14 +229,13 @@ class ProxyTrainingEvaluator:
         """The module trained ``epochs`` epochs from ``parent_state`` (weights inherited by
         :func:`hwnas.search._inherit.inherit_weights`), its validation accuracy, and what was inherited.
         BatchNorm statistics are re-estimated on the training images after training (as once-for-all
-        networks do): a few epochs from inherited weights leave the running averages behind."""
+        networks do), as after any training here (:meth:`train`)."""
         from hwnas.search._inherit import inherit_weights
 
-        run = self._start(arch, epochs)
+        run = self._start(arch, epochs, self.inherit_schedule)
         stats = inherit_weights(run.model, parent_state)
         run.epochs_to(epochs)
-        run.recalibrate_batchnorm()
-        return run.model.eval(), run.accuracy(), stats
+        return run.model.eval(), run.finish(), stats
 
     def train_to(self, arch: Arch, epochs: int, max_epochs: int, checkpoint: str | Path | None = None) -> float:
         """Validation accuracy after ``epochs`` epochs of a ``max_epochs`` schedule (the learning rate
@@ -254,9 +258,9 @@ class ProxyTrainingEvaluator:
             tmp = path.with_suffix(".tmp")
             torch.save({**run.state(), "max_epochs": max_epochs}, tmp)
             tmp.replace(path)  # a run killed while writing keeps the earlier rung's file
-        return run.accuracy()
+        return run.finish()
 
-    def _start(self, arch: Arch, total_epochs: int) -> _TrainingRun:
+    def _start(self, arch: Arch, total_epochs: int, schedule: str | None = None) -> _TrainingRun:
         import torch
 
         xt, yt, xv, yv, classes = self._data_for(arch)
@@ -267,11 +271,11 @@ class ProxyTrainingEvaluator:
             kw = {"resolution": None if self.searches_resolution else self.resolution}
         model = self.space.build_module(arch, classes=classes, **kw).to(self.device)
         return _TrainingRun(model, (xt, yt, xv, yv), self.batch_size, self.lr, total_epochs, self.seed, self.device,
-                            self.schedule)
+                            schedule or self.schedule)
 
 
 #: learning-rate schedules of :class:`ProxyTrainingEvaluator`
-SCHEDULES = ("one-cycle", "constant")
+SCHEDULES = ("one-cycle", "constant", "cosine")
 
 
 class _TrainingRun:
@@ -289,6 +293,8 @@ class _TrainingRun:
         steps = total_epochs * ((n + batch_size - 1) // batch_size)
         if schedule == "constant":
             self.sched = torch.optim.lr_scheduler.ConstantLR(self.opt, factor=1.0, total_iters=0)
+        elif schedule == "cosine":
+            self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, steps))
         else:
             self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=lr * 5, total_steps=max(1, steps))
         self.gen = torch.Generator().manual_seed(seed)
@@ -329,6 +335,15 @@ class _TrainingRun:
                 self.model(xt[i: i + self.batch_size].to(self.device))
         for m, mom in zip(bns, saved):
             m.momentum = mom
+
+    def finish(self) -> float:
+        """The validation accuracy after re-estimating the BatchNorm statistics (what every
+        training of the evaluator reports: a few epochs at a high learning rate leave the running
+        averages behind the weights). Training on afterwards is unchanged (train mode uses each
+        batch's own statistics), so a rung continued from a checkpoint still equals training
+        straight through."""
+        self.recalibrate_batchnorm()
+        return self.accuracy()
 
     def accuracy(self) -> float:
         import torch
