@@ -239,6 +239,45 @@ def test_constrained_derivation_is_the_most_likely_architecture_within_the_targe
                 assert table.of(space, space.make(c)) > t
 
 
+def test_constrained_derivation_is_exact_against_brute_force(tiny) -> None:
+    """Five layers free (seven options each where allowed), the rest fixed: the derivation equals
+    the best of every combination within T, at several T; the additive split of the calibrated
+    latency reproduces the table's prediction."""
+    import itertools
+
+    pred, space, _ = tiny
+    table = LatencyTable(pred, space)
+    lin, fixed, raw, raw_fixed = table.layer_costs()
+    rng = np.random.default_rng(7)
+    free = sorted(rng.choice(len(space.allowed), 5, replace=False).tolist())
+    lp = []
+    for i, a in enumerate(space.allowed):
+        v = np.full(7, -np.inf)
+        if i in free:
+            v[list(a)] = rng.normal(0, 1.0, len(a))
+        else:
+            v[int(rng.choice(list(a)))] = 0.0
+        lp.append(v)
+    fixed_choice = [int(np.argmax(v)) for v in lp]
+    combos = []
+    for picks in itertools.product(*[np.flatnonzero(np.isfinite(lp[i])) for i in free]):
+        c = list(fixed_choice)
+        for i, j in zip(free, picks):
+            c[i] = int(j)
+        combos.append(c)
+    lat = np.array([table.of(space, space.make(c)) for c in combos])
+    split = np.array([max(fixed + sum(lin[i, j] for i, j in enumerate(c)),
+                          table.calibration.MIN_FRACTION * (raw_fixed + sum(raw[i, j] for i, j in enumerate(c))))
+                      for c in combos])
+    np.testing.assert_allclose(split, lat, rtol=1e-9)
+    ll = np.array([sum(v[j] for v, j in zip(lp, c)) for c in combos])
+    for q in (5, 25, 50, 90):
+        t = float(np.percentile(lat, q))
+        arch = table.constrained_argmax(space, lp, t)
+        assert table.of(space, arch) <= t
+        assert sum(v[j] for v, j in zip(lp, arch.choices)) == pytest.approx(ll[lat <= t].max(), abs=1e-9)
+
+
 @pytest.mark.slow
 def test_factorised_derivation_keeps_a_layer_unless_zero_holds_half(tiny) -> None:
     pred, space, data = tiny

@@ -322,16 +322,42 @@ class LatencyTable:
     def of(self, space: ProxylessSpace, arch: Arch) -> float:
         return float(self.table.predict(np.array([space.layer_indices(arch)]))[0])
 
+    def layer_costs(self) -> tuple[np.ndarray, float, np.ndarray, float]:
+        """The calibrated latency split into additive parts: per option of each searchable layer
+        its share of the calibration's linear part, and the fixed layers' share plus the offset;
+        then the same for the raw op sum that the calibration's floor (``MIN_FRACTION``) applies
+        to. An architecture's latency is ``max(linear, MIN_FRACTION * raw)`` (``linear`` alone when
+        the predictor is not calibrated)."""
+        cal = self.calibration
+        weights = {"ms": cal.scale, "units": cal.per_unit_ms, "io_mb": cal.per_mb_ms,
+                   "weight_mb": cal.per_weight_mb_ms, "silu": cal.per_silu_ms, "hardswish_ms": cal.hardswish_scale}
+        lin = sum(w * self.terms[n].numpy() for n, w in weights.items())
+        fixed = sum(w * self.fixed[n] for n, w in weights.items()) + cal.offset_ms
+        return lin, float(fixed), self.terms["ms"].numpy(), float(self.fixed["ms"])
+
     def constrained_argmax(self, space: ProxylessSpace, log_probs: list[np.ndarray], target_ms: float) -> Arch:
         """The most likely architecture (sum of per-layer log-probabilities) whose predicted latency
-        is <= ``target_ms``; the argmax itself when it is within the target.
+        is <= ``target_ms``; the argmax itself when it is within the target. When not even the
+        fastest options meet the target, the fastest architecture (the caller reports it as over
+        the target).
 
-        Lagrangian relaxation: per layer ``argmax(log p - mu * ms)``, with ``mu`` bisected to the
-        smallest value whose architecture is within the target (latency falls as ``mu`` grows), then
-        greedy single-layer changes that raise the likelihood and stay within the target (they use
-        the slack the relaxation leaves). When not even the fastest options meet the target, the
-        fastest architecture (the caller reports it as over the target).
+        Exact: a branch and bound over the layers (a multiple-choice knapsack), started from the
+        Lagrangian relaxation's answer (:meth:`_relaxed_argmax`) and pruned by the relaxation's dual
+        bound; the latency is the calibrated one, split into additive parts (:meth:`layer_costs`).
         """
+        best = self._relaxed_argmax(space, log_probs, target_ms)
+        if self.of(space, best) > target_ms:
+            return best  # nothing meets the target: the fastest
+        lp = [np.asarray(v, dtype=float) for v in log_probs]
+        choice = _KnapsackArgmax(lp, *self.layer_costs(), self.calibration, target_ms).solve(list(best.choices))
+        arch = space.make(choice)
+        return arch if self.of(space, arch) <= target_ms else best  # a rounding step over the target
+
+    def _relaxed_argmax(self, space: ProxylessSpace, log_probs: list[np.ndarray], target_ms: float) -> Arch:
+        """Lagrangian relaxation: per layer ``argmax(log p - mu * ms)``, with ``mu`` bisected to the
+        smallest value whose architecture is within the target (latency falls as ``mu`` grows), then
+        greedy single-layer changes that raise the likelihood and stay within the target; the
+        fastest architecture when nothing meets the target. A good answer, not always the best."""
         ms = self.layer_ms()
         lp = [np.asarray(v, dtype=float) for v in log_probs]
         allowed = [np.isfinite(v) for v in lp]
@@ -370,6 +396,75 @@ class LatencyTable:
                     choices, improved = trial, True
                     break
         return space.make(choices)
+
+
+class _KnapsackArgmax:
+    """Depth-first branch and bound for :meth:`LatencyTable.constrained_argmax`: choose one allowed
+    option per layer to maximise the summed log-probability subject to ``fixed + sum(lin) <= T``
+    and, for a calibrated predictor, ``MIN_FRACTION * (raw_fixed + sum(raw)) <= T``. A branch is cut
+    when its likelihood plus the best the remaining layers could add (the smaller of their
+    per-layer maxima and the Lagrangian dual bound at the root's best multiplier) cannot beat the
+    incumbent, or when even the cheapest remaining options break a limit."""
+
+    EPS = 1e-12
+
+    def __init__(self, lp: list[np.ndarray], lin: np.ndarray, fixed: float, raw: np.ndarray, raw_fixed: float,
+                 calibration: Any, target_ms: float) -> None:
+        n = len(lp)
+        self.lp = lp
+        self.allowed = [np.flatnonzero(np.isfinite(v)) for v in lp]
+        self.lin = [lin[i, : len(lp[i])] for i in range(n)]
+        self.raw = [raw[i, : len(lp[i])] for i in range(n)]
+        self.budget = target_ms - fixed
+        floor = calibration.MIN_FRACTION if calibration.fitted else 0.0
+        self.raw_budget = (target_ms / floor - raw_fixed) if floor > 0 else math.inf
+        # suffix bounds: the best likelihood and the cheapest costs of layers i..n-1
+        self.max_lp = np.append(np.cumsum([v[a].max() for v, a in zip(lp, self.allowed)][::-1])[::-1], 0.0)
+        self.min_lin = np.append(np.cumsum([c[a].min() for c, a in zip(self.lin, self.allowed)][::-1])[::-1], 0.0)
+        self.min_raw = np.append(np.cumsum([c[a].min() for c, a in zip(self.raw, self.allowed)][::-1])[::-1], 0.0)
+        self.mu, self.dual = self._multiplier()
+        self.order = [a[np.argsort(-lp[i][a], kind="stable")] for i, a in enumerate(self.allowed)]
+
+    def _dual_suffix(self, mu: float) -> np.ndarray:
+        per = [float((v[a] - mu * c[a]).max()) for v, c, a in zip(self.lp, self.lin, self.allowed)]
+        return np.append(np.cumsum(per[::-1])[::-1], 0.0)
+
+    def _multiplier(self) -> tuple[float, np.ndarray]:
+        """The multiplier (on the linear latency) whose dual bound at the root is the smallest."""
+        best_mu, best_val = 0.0, float(self.max_lp[0])
+        for mu in np.geomspace(1e-4, 1e6, 121):
+            val = float(self._dual_suffix(mu)[0] + mu * self.budget)
+            if val < best_val:
+                best_mu, best_val = float(mu), val
+        return best_mu, self._dual_suffix(best_mu)
+
+    def _value(self, choice: list[int]) -> float:
+        return float(sum(v[j] for v, j in zip(self.lp, choice)))
+
+    def solve(self, incumbent: list[int]) -> list[int]:
+        best = list(incumbent)
+        best_val = self._value(best)
+        n = len(self.lp)
+        current = [0] * n
+
+        def visit(i: int, val: float, lin: float, raw: float) -> None:
+            nonlocal best, best_val
+            if i == n:
+                if val > best_val + self.EPS:
+                    best, best_val = list(current), val
+                return
+            for j in self.order[i]:
+                v, c, r = val + self.lp[i][j], lin + self.lin[i][j], raw + self.raw[i][j]
+                if c + self.min_lin[i + 1] > self.budget + self.EPS or r + self.min_raw[i + 1] > self.raw_budget + self.EPS:
+                    continue
+                bound = v + min(self.max_lp[i + 1], self.dual[i + 1] + self.mu * (self.budget - c))
+                if bound <= best_val + self.EPS:
+                    continue  # options come in falling likelihood, but costs differ: keep looking
+                current[i] = int(j)
+                visit(i + 1, v, c, r)
+
+        visit(0, 0.0, 0.0, 0.0)
+        return best
 
 
 def factorised_scores(space: ProxylessSpace, log_probs: list[np.ndarray]) -> list[np.ndarray]:
