@@ -341,3 +341,21 @@ def test_machine_noise_interface_and_bad_input(tmp_path, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         mod.main(["--repeats", "1"])
     assert exc.value.code == 2
+
+
+def test_constrained_derivation_interface_and_bad_input(trained, tmp_path, capsys) -> None:
+    """The exact derivation against the relaxation on a real (small) predictor's table: never
+    less likely, always within the limit."""
+    bench = _module("constrained_derivation")
+    out = tmp_path / "d.json"
+    assert bench.main(["--predictor", str(trained / "predictor"), "--cases", "3", "--fractions", "0.6", "0.9",
+                       "--resolution", "32", "--width", "0.35", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert len(r["rows"]) == 6 and r["summary"]["never_worse"] and r["summary"]["all_within"]
+    assert all(x["exact_ll"] >= x["relaxed_ll"] - 1e-9 for x in r["rows"])
+    assert '"summary"' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--predictor", str(trained / "predictor"), "--fractions", "1.5"])
+    assert exc.value.code == 2
+    assert bench.main(["--predictor", str(tmp_path / "none")]) == 2
+    assert "error:" in capsys.readouterr().err
