@@ -68,6 +68,10 @@ def test_pnas_grows_cells_exports_and_resumes(trained, few_digits, tmp_path) -> 
     assert step["expansions"] > 2 and len(step["trained_accuracy"]) == 2
     assert res["predicted_ms"] <= 1e3 and res["measured_ms"] > 0 and (tmp_path / "p" / "model.onnx").exists()
     assert json.loads((tmp_path / "p" / "arch.json").read_text())["arch"] == res["arch"]
+    whole = pnas_search("cpu-ort", tmp_path / "w", export=False, **opts)  # the same run, never interrupted
+    assert whole["arch"] == res["arch"] and whole["steps"] == res["steps"]
+    assert json.loads((tmp_path / "w" / "pnas.json").read_text()).keys() == json.loads(
+        (tmp_path / "p" / "pnas.json").read_text()).keys()
 
 
 @pytest.mark.parametrize("kw,words", [

@@ -102,10 +102,13 @@ class Pnas:
                     tmp.replace(self.journal)
             on_trained(k + 1, len(cells))
 
-    def _surrogate(self) -> Any:
+    def _surrogate(self, blocks: int) -> Any:
+        """An ensemble fitted to the cells trained before the step that grows cells to ``blocks``
+        (those with fewer blocks): a resumed run's journal may already hold some of this step's
+        cells, which the uninterrupted run had not seen when it ranked them."""
         from sklearn.neural_network import MLPRegressor
 
-        rows = list(self.trained.values())
+        rows = [r for r in self.trained.values() if len(r["blocks"]) < blocks]
         x = np.array([cell_features(tuple(tuple(b) for b in r["blocks"]), self.max_blocks) for r in rows])
         y = np.array([r["accuracy"] for r in rows])
         rng = np.random.default_rng(self.cfg.seed + len(rows))
@@ -137,7 +140,7 @@ class Pnas:
         beam = [first[i] for i in rng.permutation(len(first))[: self.cfg.beam]]
         self._train(beam, report(1))
         for b in range(2, self.max_blocks + 1):
-            surrogate = self._surrogate()
+            surrogate = self._surrogate(b)
             cands = self._feasible([e for c in beam for e in self.expansions(c)])
             if not cands:
                 raise HwnasError(f"pnas: no cell of {b} blocks grown from the kept ones is predicted within "
