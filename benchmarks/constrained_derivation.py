@@ -48,7 +48,7 @@ def run(predictor_dir: str, cases: int, fractions: list[float], resolution: int,
         for f in fractions:
             t = f * top
             t0 = time.perf_counter()
-            relaxed = table._relaxed_argmax(space, lp, t)
+            relaxed = table.relaxed_argmax(space, lp, t)
             t1 = time.perf_counter()
             exact = table.constrained_argmax(space, lp, t)
             t2 = time.perf_counter()

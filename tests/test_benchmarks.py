@@ -325,6 +325,7 @@ def test_predictor_accuracy_reports_how_far_whole_model_passes_agree(tmp_path) -
     assert pa.repeatability({"spread": {"a": 0.0}, "passes": {"a": 1}}, ["a"]) == {"n": 0}
 
 
+@pytest.mark.slow
 def test_machine_noise_interface_and_bad_input(tmp_path, capsys) -> None:
     mod = _module("machine_noise")
     out = tmp_path / "noise.json"
@@ -343,6 +344,7 @@ def test_machine_noise_interface_and_bad_input(tmp_path, capsys) -> None:
     assert exc.value.code == 2
 
 
+@pytest.mark.slow
 def test_constrained_derivation_interface_and_bad_input(trained, tmp_path, capsys) -> None:
     """The exact derivation against the relaxation on a real (small) predictor's table: never
     less likely, always within the limit."""
@@ -359,3 +361,18 @@ def test_constrained_derivation_interface_and_bad_input(trained, tmp_path, capsy
     assert exc.value.code == 2
     assert bench.main(["--predictor", str(tmp_path / "none")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script, args", [
+    ("predictor_accuracy", ["--model-statistic", "p50"]),
+    ("inherit_proxy", ["--inherit-schedule", "warm"]),
+])
+def test_a_bad_choice_in_the_benchmarks_is_one_error_line_and_writes_nothing(tmp_path, script, args) -> None:
+    import subprocess
+
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *args, "--json", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert r.returncode == 2 and len(errors) == 1 and "invalid choice" in errors[0], r.stderr
+    assert "Traceback" not in r.stderr and not out.exists() and list(tmp_path.iterdir()) == []

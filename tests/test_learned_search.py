@@ -239,6 +239,7 @@ def test_constrained_derivation_is_the_most_likely_architecture_within_the_targe
                 assert table.of(space, space.make(c)) > t
 
 
+@pytest.mark.slow
 def test_constrained_derivation_is_exact_against_brute_force(tiny) -> None:
     """Five layers free (seven options each where allowed), the rest fixed: the derivation equals
     the best of every combination within T, at several T; the additive split of the calibrated

@@ -160,7 +160,7 @@ class ProxyTrainingEvaluator:
                  quantized: bool = False, schedule: str = "one-cycle", inherit_schedule: str | None = None) -> None:
         import torch
 
-        for value in (schedule, inherit_schedule or schedule):
+        for value in dict.fromkeys((schedule, inherit_schedule or schedule)):
             if value not in SCHEDULES:
                 from hwnas.errors import UnknownNameError
 
@@ -279,8 +279,8 @@ SCHEDULES = ("one-cycle", "constant", "cosine")
 
 
 class _TrainingRun:
-    """One candidate's training: SGD with a one-cycle schedule over ``total_epochs`` (or a constant
-    learning rate), a seeded shuffle; its state (model, optimiser, schedule, shuffle, epochs done)
+    """One candidate's training: SGD with a learning-rate schedule over ``total_epochs`` (one of
+    ``SCHEDULES``), a seeded shuffle; its state (model, optimiser, schedule, shuffle, epochs done)
     saves and loads."""
 
     def __init__(self, model: Any, data: tuple, batch_size: int, lr: float, total_epochs: int, seed: int,

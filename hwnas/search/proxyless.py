@@ -342,18 +342,19 @@ class LatencyTable:
         the target).
 
         Exact: a branch and bound over the layers (a multiple-choice knapsack), started from the
-        Lagrangian relaxation's answer (:meth:`_relaxed_argmax`) and pruned by the relaxation's dual
+        Lagrangian relaxation's answer (:meth:`relaxed_argmax`) and pruned by the relaxation's dual
         bound; the latency is the calibrated one, split into additive parts (:meth:`layer_costs`).
         """
-        best = self._relaxed_argmax(space, log_probs, target_ms)
+        best = self.relaxed_argmax(space, log_probs, target_ms)
         if self.of(space, best) > target_ms:
             return best  # nothing meets the target: the fastest
         lp = [np.asarray(v, dtype=float) for v in log_probs]
-        choice = _KnapsackArgmax(lp, *self.layer_costs(), self.calibration, target_ms).solve(list(best.choices))
+        floor = self.calibration.MIN_FRACTION if self.calibration.fitted else 0.0
+        choice = _KnapsackArgmax(lp, *self.layer_costs(), floor, target_ms).solve(list(best.choices))
         arch = space.make(choice)
         return arch if self.of(space, arch) <= target_ms else best  # a rounding step over the target
 
-    def _relaxed_argmax(self, space: ProxylessSpace, log_probs: list[np.ndarray], target_ms: float) -> Arch:
+    def relaxed_argmax(self, space: ProxylessSpace, log_probs: list[np.ndarray], target_ms: float) -> Arch:
         """Lagrangian relaxation: per layer ``argmax(log p - mu * ms)``, with ``mu`` bisected to the
         smallest value whose architecture is within the target (latency falls as ``mu`` grows), then
         greedy single-layer changes that raise the likelihood and stay within the target; the
@@ -401,7 +402,8 @@ class LatencyTable:
 class _KnapsackArgmax:
     """Depth-first branch and bound for :meth:`LatencyTable.constrained_argmax`: choose one allowed
     option per layer to maximise the summed log-probability subject to ``fixed + sum(lin) <= T``
-    and, for a calibrated predictor, ``MIN_FRACTION * (raw_fixed + sum(raw)) <= T``. A branch is cut
+    and ``floor * (raw_fixed + sum(raw)) <= T`` (``floor``: the calibration's ``MIN_FRACTION``, 0
+    for an uncalibrated predictor). A branch is cut
     when its likelihood plus the best the remaining layers could add (the smaller of their
     per-layer maxima and the Lagrangian dual bound at the root's best multiplier) cannot beat the
     incumbent, or when even the cheapest remaining options break a limit."""
@@ -409,14 +411,12 @@ class _KnapsackArgmax:
     EPS = 1e-12
 
     def __init__(self, lp: list[np.ndarray], lin: np.ndarray, fixed: float, raw: np.ndarray, raw_fixed: float,
-                 calibration: Any, target_ms: float) -> None:
-        n = len(lp)
+                 floor: float, target_ms: float) -> None:
         self.lp = lp
         self.allowed = [np.flatnonzero(np.isfinite(v)) for v in lp]
-        self.lin = [lin[i, : len(lp[i])] for i in range(n)]
-        self.raw = [raw[i, : len(lp[i])] for i in range(n)]
+        self.lin = [lin[i, : len(v)] for i, v in enumerate(lp)]
+        self.raw = [raw[i, : len(v)] for i, v in enumerate(lp)]
         self.budget = target_ms - fixed
-        floor = calibration.MIN_FRACTION if calibration.fitted else 0.0
         self.raw_budget = (target_ms / floor - raw_fixed) if floor > 0 else math.inf
         # suffix bounds: the best likelihood and the cheapest costs of layers i..n-1
         self.max_lp = np.append(np.cumsum([v[a].max() for v, a in zip(lp, self.allowed)][::-1])[::-1], 0.0)
