@@ -1,6 +1,6 @@
 """Weight inheritance: how many epochs an inherited child needs to reach its from-scratch accuracy.
 
-    python benchmarks/inherit_proxy.py [--space mlp] [--epochs 8] [--pairs 20] [--seeds 2]
+    python benchmarks/inherit_proxy.py [--space mlp] [--epochs 8] [--pairs 20] [--seeds 2] [--first-seed 0]
         [--inherit-schedule one-cycle|constant|cosine] [--json OUT]
 
 Per pair: a random parent trained ``--epochs`` epochs from scratch (proxy training on digits, as
@@ -10,7 +10,9 @@ epochs from the parent's weights (``ProxyTrainingEvaluator.train_inherited``: ea
 one-cycle schedule of e epochs, or ``--inherit-schedule``) until its accuracy reaches A; every
 training ends with its BatchNorm statistics re-estimated, from scratch as inherited. Reported: e / epochs per pair (1.0
 when only the full epochs reach A, ``null`` when they do not), their mean (pairs that never reach A
-count as 1.0), and the accuracies. torch uses one thread.
+count as 1.0), and the accuracies; also the child's accuracy with the parent's weights before any
+training (``untrained_acc``, its BatchNorm statistics re-estimated: how much of the parent's function
+survives the mutation). torch uses one thread.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hwnas.search._inherit import block_correspondence, inherit_weights
+
 
 def pair(ev, space, rng, epochs: int) -> dict:  # noqa: ANN001
     parent = space.sample(rng)
@@ -29,16 +33,19 @@ def pair(ev, space, rng, epochs: int) -> dict:  # noqa: ANN001
     module, parent_acc = ev.train(parent)
     state = {k: v.detach().clone() for k, v in module.state_dict().items()}
     _, scratch = ev.train(child)
+    run = ev._start(child, 1)
+    inherit_weights(run.model, state, block_correspondence(space, child, parent))
+    untrained = run.finish()
     reached, curve, frac = None, [], 0.0
     for e in range(1, epochs + 1):
-        _, acc, stats = ev.train_inherited(child, state, e)
+        _, acc, stats = ev.train_inherited(child, state, e, parent=parent)
         curve.append(round(acc, 4))
         frac = stats.fraction
         if acc >= scratch:
             reached = e
             break
     return {"parent": space.to_string(parent), "child": space.to_string(child), "parent_acc": round(parent_acc, 4),
-            "scratch_acc": round(scratch, 4), "inherited_curve": curve, "epochs_to_scratch": reached,
+            "scratch_acc": round(scratch, 4), "untrained_acc": round(untrained, 4), "inherited_curve": curve, "epochs_to_scratch": reached,
             "ratio": None if reached is None else reached / epochs, "inherited_fraction": round(frac, 3)}
 
 
@@ -51,6 +58,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--resolution", type=int, default=16)
     ap.add_argument("--inherit-schedule", choices=SCHEDULES, default="one-cycle",
                     help="the learning-rate schedule of a child trained from its parent's weights")
@@ -59,7 +67,7 @@ def main() -> None:
     torch.set_num_threads(1)
     space = create_space(args.space)
     rows = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         ev = ProxyTrainingEvaluator(space, epochs=args.epochs, resolution=args.resolution, seed=seed,
                                     inherit_schedule=args.inherit_schedule)
         rng = np.random.default_rng(seed)
@@ -70,7 +78,8 @@ def main() -> None:
     summary = {"pairs": len(rows), "mean_ratio": round(float(np.mean(ratios)), 3),
                "median_ratio": round(float(np.median(ratios)), 3),
                "never_reached": sum(r["ratio"] is None for r in rows),
-               "mean_scratch_acc": round(float(np.mean([r["scratch_acc"] for r in rows])), 4)}
+               "mean_scratch_acc": round(float(np.mean([r["scratch_acc"] for r in rows])), 4),
+               "mean_untrained_acc": round(float(np.mean([r["untrained_acc"] for r in rows])), 4)}
     print(json.dumps({"summary": summary}))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

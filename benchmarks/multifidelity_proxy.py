@@ -8,8 +8,10 @@
 Per seed, in this order: ``hyperband`` (sampler random), ``hyperband`` with ``--sampler bo``
 (BOHB-like), ``successive-halving`` (n = eta^3, 1 -> max epochs), each a real run
 (:func:`hwnas.jobs.multifidelity_search`, checkpoints and journal in a temporary folder); then
-``evolution`` (aging evolution, population 10, every candidate trained for the full ``max_epochs``)
-and ``random`` (full epochs), each for as long as that seed's Hyperband run took (the equal wall
+``evolution`` (aging evolution, population 10, every candidate trained for the full ``max_epochs``),
+``random`` (full epochs) and ``evolution-inherit`` (the same evolution, children trained
+``max_epochs // 3`` epochs from their parent's weights, ``--inherit``; its best retrained from
+scratch to the full epochs), each for as long as that seed's Hyperband run took (the equal wall
 time), timed on training alone. Reported: the validation accuracy of the best candidate trained to
 the full epochs (a multi-fidelity run's rungs are prefixes of one full-epoch training, so its best
 is already "retrained to the full epochs": ``train_to`` equals training straight through, tested),
@@ -43,22 +45,37 @@ def multifidelity(args: argparse.Namespace, method: str, sampler: str, seed: int
 
 
 def full_fidelity(args: argparse.Namespace, strategy: str, seed: int, seconds: float) -> dict:
+    """``strategy`` (``evolution``, ``random``, or ``evolution-inherit``: evolution whose children
+    train ``max_epochs // 3`` epochs from their parent's weights) for ``seconds`` of training; the
+    best candidate of an inheriting run is then trained from scratch for the full epochs (not
+    counted in its time), and that is its accuracy."""
     from hwnas.jobs import create_search
 
-    params = {"population_size": 10, "tournament_size": 10} if strategy == "evolution" else {}
-    s = create_search(args.space, "cpu-ort", target_ms=args.target_ms, predictor=args.predictor, strategy=strategy,
-                      evaluator="proxy", epochs=args.max_epochs, seed=seed, verify=0, strategy_params=params)
-    spent, best, n = 0.0, (0.0, ""), 0
-    while spent < seconds:
-        t = s.ask()
-        t0 = time.perf_counter()
-        acc = s.evaluator(s.arch_of(t))
-        spent += time.perf_counter() - t0
-        s.tell(t, acc)
-        n += 1
-        best = max(best, (acc, t.arch))
-    return {"method": strategy, "seed": seed, "best_accuracy": best[0], "best_arch": best[1], "evaluations": n,
-            "epochs": n * args.max_epochs, "train_s": round(spent, 2)}
+    inherit = strategy == "evolution-inherit"
+    params = {"population_size": 10, "tournament_size": 10} if strategy.startswith("evolution") else {}
+    with tempfile.TemporaryDirectory() as d:
+        s = create_search(args.space, "cpu-ort", target_ms=args.target_ms, predictor=args.predictor,
+                          strategy=strategy.removesuffix("-inherit"), evaluator="proxy", epochs=args.max_epochs,
+                          seed=seed, verify=0, strategy_params=params, storage=Path(d) / "run",
+                          inherit_epochs=max(1, args.max_epochs // 3) if inherit else None)
+        spent, best, n, epochs = 0.0, (0.0, ""), 0, 0
+        while spent < seconds:
+            t = s.ask()
+            arch = s.arch_of(t)
+            t0 = time.perf_counter()
+            acc = s.evaluator(arch)
+            spent += time.perf_counter() - t0
+            s.tell(t, acc)
+            n += 1
+            epochs += s.evaluator.epochs if inherit and arch in s.evaluator.inherited else args.max_epochs
+            best = max(best, (acc, t.arch))
+        row = {"method": strategy, "seed": seed, "best_accuracy": best[0], "best_arch": best[1], "evaluations": n,
+               "epochs": epochs, "train_s": round(spent, 2)}
+        if inherit:
+            arch = s.space.from_string(best[1])
+            row.update(search_accuracy=best[0], inherited=len(s.evaluator.inherited),
+                       best_accuracy=s.evaluator.base(arch))  # retrained from scratch, full epochs
+    return row
 
 
 def main() -> None:
@@ -84,7 +101,7 @@ def main() -> None:
         rows.append(multifidelity(args, "successive-halving", "random", seed,
                                   {"n": args.eta ** 3, "eta": args.eta, "max_epochs": args.max_epochs}))
         print(json.dumps(rows[-1]), flush=True)
-        for strategy in ("evolution", "random"):
+        for strategy in ("evolution", "random", "evolution-inherit"):
             rows.append(full_fidelity(args, strategy, seed, hb["train_s"]))
             print(json.dumps(rows[-1]), flush=True)
     summary = {}

@@ -113,7 +113,7 @@ def check_latency_model(model: Any, configs: Sequence[OpConfig], latency_ms: Seq
 
 def check_space(space: Any, samples: int = 30, seed: int = 0) -> None:
     """Every search space: string and vector encodings round-trip, variation stays in the space,
-    op configurations and costs exist."""
+    op configurations and costs exist, block keys (where given) name the module's blocks."""
     rng = np.random.default_rng(seed)
     dims = fdims = None
     for _ in range(samples):
@@ -130,6 +130,9 @@ def check_space(space: Any, samples: int = 30, seed: int = 0) -> None:
         space.validate(space.crossover(a, b, rng))
         assert hash(a) == hash(space.make(a.choices))
         assert space.op_configs(a) and space.params(a) > 0 and space.flops(a) > 0
+    keys = space.block_keys(a)
+    if keys is not None:  # weight inheritance: one unique key per block of the module's chain
+        assert len(keys) == len(set(keys)) == len(space.build_module(a).blocks)
 
 
 def deterministic_feasibility(space: Any, keep: float = 0.5) -> Any:

@@ -73,3 +73,34 @@ def test_bad_inherit_on_the_command_line_is_one_line(tmp_path, args, match) -> N
                         "--target-ms", "1000", "--out", str(tmp_path / "r"), *args], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and match in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("change", [
+    {"s1l1": "zero"},  # a layer dropped: the blocks after it shift in the chain
+    {"s1l2": "k5e6"},  # wider and a larger kernel
+])
+def test_proxyless_children_find_their_parents_layers_and_new_blocks_start_as_identities(change) -> None:
+    """A proxyless layer switched on (from ``zero``) or changed keeps the parent's function: the
+    blocks after an added layer inherit from the same layers of the parent, not from the block at
+    the same position in the chain, and the added residual block starts as the identity."""
+    from hwnas.search._inherit import block_correspondence
+
+    space = create_space("proxyless", resolution=32, width=0.35)
+    names = [d.name for d in space.decisions]
+    parent = space.from_string("-".join("k3e3" for _ in names))
+    child = space.make([d.options.index(change.get(d.name, "k3e3")) for d in space.decisions])
+    parent, child = (child, parent) if "zero" in change.values() else (parent, child)  # the child adds the layer
+    torch.manual_seed(0)
+    p = space.build_module(parent, resolution=32)
+    c = space.build_module(child, resolution=32)
+    blocks = block_correspondence(space, child, parent)
+    assert sum(v is None for v in blocks.values()) == (1 if "zero" in change.values() else 0)
+    stats = inherit_weights(c, p.state_dict(), blocks)
+    x = torch.randn(4, 3, 32, 32)  # training mode: BatchNorm on the batch's statistics
+    assert torch.allclose(p(x), c(x), atol=1e-4)
+    # matched by position in the chain instead, the added layer shifts every later block
+    shifted = space.build_module(child, resolution=32)
+    inherit_weights(shifted, p.state_dict())
+    if "zero" in change.values():
+        assert stats.identity_layers == 1
+        assert not torch.allclose(p(x), shifted(x), atol=1e-2)

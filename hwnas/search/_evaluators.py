@@ -225,15 +225,19 @@ class ProxyTrainingEvaluator:
     #: :meth:`train_inherited` starts a child from its parent's trained weights (``--inherit``)
     supports_inheritance = True
 
-    def train_inherited(self, arch: Arch, parent_state: dict[str, Any], epochs: int):  # noqa: ANN201
+    def train_inherited(self, arch: Arch, parent_state: dict[str, Any], epochs: int,  # noqa: ANN201
+                        parent: Arch | None = None):
         """The module trained ``epochs`` epochs from ``parent_state`` (weights inherited by
-        :func:`hwnas.search._inherit.inherit_weights`), its validation accuracy, and what was inherited.
-        BatchNorm statistics are re-estimated on the training images after training (as once-for-all
-        networks do), as after any training here (:meth:`train`)."""
-        from hwnas.search._inherit import inherit_weights
+        :func:`hwnas.search._inherit.inherit_weights`; ``parent``, the architecture those weights
+        belong to, lets layers correspond where the child adds or drops some: default, ``arch``
+        itself), its validation accuracy, and what was inherited. BatchNorm statistics are
+        re-estimated on the training images after training (as once-for-all networks do), as after
+        any training here (:meth:`train`)."""
+        from hwnas.search._inherit import block_correspondence, inherit_weights
 
         run = self._start(arch, epochs, self.inherit_schedule)
-        stats = inherit_weights(run.model, parent_state)
+        blocks = None if parent is None else block_correspondence(self.space, arch, parent)
+        stats = inherit_weights(run.model, parent_state, blocks)
         run.epochs_to(epochs)
         return run.model.eval(), run.finish(), stats
 

@@ -11,7 +11,7 @@ from typing import Any
 from hwnas.errors import HwnasError
 from hwnas.search.spaces._base import Arch, SearchSpace
 
-__all__ = ["inherit_weights", "InheritStats", "InheritingEvaluator"]
+__all__ = ["inherit_weights", "block_correspondence", "InheritStats", "InheritingEvaluator"]
 
 
 @dataclass(frozen=True)
@@ -83,34 +83,93 @@ def _identity(module: Any) -> None:
             module.bias.zero_()
 
 
-def inherit_weights(child: Any, parent_state: dict[str, Any]) -> InheritStats:
-    """Start ``child`` (a torch module) from ``parent_state`` (its parent's trained ``state_dict``):
-    layers matched by name (the classifiers, the last Linear of each, to each other), each tensor
-    copied on its overlap (:func:`_overlap`); a Linear or Conv2d the parent lacks starts as an
-    identity (:func:`_identity`); anything else keeps its fresh initialisation."""
+def block_correspondence(space: SearchSpace, child: Arch, parent: Arch) -> dict[str, str | None] | None:
+    """Each of ``child``'s blocks (``blocks.<i>``) to its parent's block of the same layer
+    (``SearchSpace.block_keys``), ``None`` for a layer the parent lacks; ``None`` altogether where the
+    space's module names already correspond."""
+    ck, pk = space.block_keys(child), space.block_keys(parent)
+    if ck is None or pk is None:
+        return None
+    where = {k: i for i, k in enumerate(pk)}
+    return {f"blocks.{i}": (f"blocks.{where[k]}" if k in where else None) for i, k in enumerate(ck)}
+
+
+def _source_name(name: str, blocks: dict[str, str | None] | None) -> tuple[str | None, bool]:
+    """The parent's name for the child's module ``name`` and whether it lies in a block the parent
+    lacks (``blocks``: :func:`block_correspondence`)."""
+    if not blocks:
+        return name, False
+    head = ".".join(name.split(".")[:2])
+    if head not in blocks:
+        return name, False
+    src = blocks[head]
+    return (None, True) if src is None else (src + name[len(head):], False)
+
+
+def _zero_residual_branches(block: Any) -> int:
+    """In a new block, every residual unit (a module with ``residual`` set: output = input + branch)
+    gets its branch's last BatchNorm scale and shift zeroed, so that the unit starts as the identity
+    (Net2Net's deepening for residual networks; "zero-gamma"). Returns the units so started."""
+    import torch
     import torch.nn as nn
 
+    n = 0
+    for m in block.modules():
+        if getattr(m, "residual", False) is True:
+            bns = [b for b in m.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm) and b.affine]
+            if bns:
+                with torch.no_grad():
+                    bns[-1].weight.zero_()
+                    bns[-1].bias.zero_()
+                n += 1
+    return n
+
+
+def inherit_weights(child: Any, parent_state: dict[str, Any],
+                    blocks: dict[str, str | None] | None = None) -> InheritStats:
+    """Start ``child`` (a torch module) from ``parent_state`` (its parent's trained ``state_dict``):
+    layers matched by name (the classifiers, the last Linear of each, to each other; ``blocks`` from
+    :func:`block_correspondence` renames a chain's blocks where layers were added or removed), each
+    tensor copied on its overlap (:func:`_overlap`); a block the parent lacks starts as the identity
+    where it is residual (:func:`_zero_residual_branches`); any other Linear or Conv2d the parent
+    lacks starts as an identity (:func:`_identity`); anything else keeps its fresh initialisation."""
     head_c, head_p = _heads(child, parent_state)
     copied = identities = 0
+    new_blocks = {name: m for name, m in child.named_modules() if blocks and blocks.get(name, "") is None}
+    zeroed = {name: _zero_residual_branches(m) for name, m in new_blocks.items()}
+    identities += sum(zeroed.values())
     for name, module in child.named_modules():
         if not _weighted(module):
             continue
-        src = head_p if name == head_c else (None if name == head_p else name)
-        # parameters only: a parent's BatchNorm statistics describe the parent's activations (a
-        # child's differ; copied, they left nb201 children at chance accuracy after training)
-        tensors = dict(module.named_parameters(recurse=False))
-        matched = src is not None and f"{src}.weight" in parent_state
-        if not matched:
-            if isinstance(module, (nn.Linear, nn.Conv2d)) and (module.groups if isinstance(module, nn.Conv2d) else 1) == 1:
-                _identity(module)
-                identities += 1
-            continue
-        for key, t in tensors.items():
-            p = parent_state.get(f"{src}.{key}")
-            if p is not None:
-                copied += _overlap(t.data, p)
+        src, in_new = _source_name(name, blocks)
+        if in_new and zeroed[".".join(name.split(".")[:2])]:
+            continue  # a residual unit already started as the identity: its layers keep their fresh weights
+        src = head_p if name == head_c else (None if src is None or src == head_p else src)
+        copied_here, identity = _inherit_module(module, src, parent_state)
+        copied += copied_here
+        identities += identity
     total = sum(p.numel() for p in child.parameters())
     return InheritStats(copied, identities, total)
+
+
+def _inherit_module(module: Any, src: str | None, parent_state: dict[str, Any]) -> tuple[int, int]:
+    """Copy one module's parameters from the parent's ``src`` (elements copied, 0), or start an
+    unmatched Linear/Conv2d as an identity (0, 1)."""
+    import torch.nn as nn
+
+    # parameters only: a parent's BatchNorm statistics describe the parent's activations (a
+    # child's differ; copied, they left nb201 children at chance accuracy after training)
+    if src is None or f"{src}.weight" not in parent_state:
+        if isinstance(module, (nn.Linear, nn.Conv2d)) and (module.groups if isinstance(module, nn.Conv2d) else 1) == 1:
+            _identity(module)
+            return 0, 1
+        return 0, 0
+    copied = 0
+    for key, t in dict(module.named_parameters(recurse=False)).items():
+        p = parent_state.get(f"{src}.{key}")
+        if p is not None:
+            copied += _overlap(t.data, p)
+    return copied, 0
 
 
 class InheritingEvaluator:
@@ -140,7 +199,7 @@ class InheritingEvaluator:
         path = None if parent is None else self._path(parent)
         if path is not None and path.exists():
             state = torch.load(path, map_location="cpu", weights_only=True)
-            module, acc, stats = self.base.train_inherited(arch, state, self.epochs)
+            module, acc, stats = self.base.train_inherited(arch, state, self.epochs, parent=parent)
             self.inherited[arch] = stats
         else:
             module, acc = self.base.train(arch)

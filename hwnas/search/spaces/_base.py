@@ -198,6 +198,13 @@ class SearchSpace(ABC):
     def op_configs(self, arch: Arch) -> list[OpConfig]:
         """The op configurations whose latencies make up the model (for the predictor)."""
 
+    def block_keys(self, arch: Arch) -> list[str] | None:
+        """For weight inheritance: one key per block of ``build_module(arch)`` (its ``blocks.<i>``),
+        the same key for the same layer of the space in every architecture, so that a child's
+        blocks find their parent's when a layer is added or removed before them. ``None`` (the
+        default): the module's own names already correspond between architectures."""
+        return None
+
     def input_shape(self, arch: Arch) -> tuple[int, ...]:
         return (1, 3, 32, 32)
 

@@ -106,6 +106,13 @@ class ProxylessSpace(SearchSpace):
         self.validate(arch)
         return [0, 0, *arch.choices, 0, 0, 0]
 
+    def block_keys(self, arch: Arch) -> list[str]:
+        """``<row>.<op>``: the row of ``layer_options()`` and the op within the chosen option (a
+        skipped layer has no block, so the blocks after it keep their keys)."""
+        table = self.layer_options()
+        return [f"{t}.{c}" for t, (layer, j) in enumerate(zip(table, self.layer_indices(arch)))
+                for c in range(len(layer[j]))]
+
     def op_configs(self, arch: Arch) -> list[OpConfig]:
         table = self.layer_options()
         return [c for layer, j in zip(table, self.layer_indices(arch)) for c in layer[j]]
