@@ -104,3 +104,22 @@ def test_proxyless_children_find_their_parents_layers_and_new_blocks_start_as_id
     if "zero" in change.values():
         assert stats.identity_layers == 1
         assert not torch.allclose(p(x), shifted(x), atol=1e-2)
+
+
+def test_mnasnet_layers_added_to_a_block_keep_the_later_blocks_weights() -> None:
+    """An mnasnet block one layer longer: the layers after it inherit from the parent's same layers,
+    and the added layer (a residual one) starts as the identity."""
+    from hwnas.search._inherit import block_correspondence
+
+    space = create_space("mnasnet")
+    text = "r96_w0.5|" + "|".join(["mb3_k3_se0_id_n+0_f1.0"] * 7)
+    parent = space.from_string(text)
+    child = space.from_string(text.replace("|mb3_k3_se0_id_n+0_f1.0", "|mb3_k3_se0_id_n+1_f1.0", 3))
+    torch.manual_seed(0)
+    p, c = space.build_module(parent), space.build_module(child)
+    blocks = block_correspondence(space, child, parent)
+    assert sum(v is None for v in blocks.values()) == 3
+    stats = inherit_weights(c, p.state_dict(), blocks)
+    assert stats.identity_layers == 3
+    x = torch.randn(2, 3, 96, 96)
+    assert torch.allclose(p(x), c(x), atol=1e-4)

@@ -31,6 +31,9 @@ _FIELDS = ("op", "k", "se", "skip", "layers", "filters")
 class _Residual(nn.Module):
     """Ops with an identity skip around them (for conv / depthwise-separable layers)."""
 
+    #: output = input + branch (weight inheritance starts a new one as the identity)
+    residual = True
+
     def __init__(self, ops: list[nn.Module]) -> None:
         super().__init__()
         self.ops = nn.ModuleList(ops)
@@ -149,6 +152,15 @@ class MnasNetSpace(SearchSpace):
         layers += [[h] for h in head]
         skips += [False] * 3
         return layers, skips, res
+
+    def block_keys(self, arch: Arch) -> list[str]:
+        """``stem``, ``<block>.<layer>`` (a layer added to a block does not move the later blocks'
+        keys), ``head.<i>``: one per top-level block of :meth:`build_module`."""
+        _, _, blocks = self._blocks(arch)
+        keys = ["stem"]
+        for b, ((_, n, _), blk) in enumerate(zip(MNAS_SKELETON, blocks)):
+            keys += [f"{b}.{i}" for i in range(max(1, n + blk["layers"]))]
+        return keys + ["head.0", "head.1", "head.2"]
 
     def op_configs(self, arch: Arch) -> list[OpConfig]:
         layers, skips, _ = self._layers(arch)
