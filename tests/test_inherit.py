@@ -123,3 +123,21 @@ def test_mnasnet_layers_added_to_a_block_keep_the_later_blocks_weights() -> None
     assert stats.identity_layers == 3
     x = torch.randn(2, 3, 96, 96)
     assert torch.allclose(p(x), c(x), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_the_inheriting_evaluator_matches_a_proxyless_childs_layers_to_its_parents(tmp_path) -> None:
+    """``--inherit`` in a proxyless search: the evaluator hands the parent to the training, so a
+    child one layer deeper starts as its parent (the added block an identity)."""
+    from hwnas.search import ProxyTrainingEvaluator
+    from hwnas.search._inherit import InheritingEvaluator
+
+    space = create_space("proxyless", resolution=16, width=0.35)
+    parent = space.from_string("-".join(["k3e3"] + ["zero" if d.name == "s2l1" else "k3e3" for d in space.decisions[1:]]))
+    child = space.from_string("-".join("k3e3" for _ in space.decisions))
+    base = ProxyTrainingEvaluator(space, epochs=1, resolution=16)
+    ev = InheritingEvaluator(base, tmp_path / "w", 1, {child: parent}.get, space)
+    ev(parent)
+    ev(child)
+    stats = ev.inherited[child]
+    assert stats.identity_layers == 1 and stats.fraction > 0.9
