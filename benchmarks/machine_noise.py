@@ -8,7 +8,12 @@ reported per model: the spread of those latencies (largest / smallest - 1) and h
 (fp32 ``cpu-ort``, BENCHMARKS.md); where it reaches 10%, no predictor can be checked to +-10%.
 
     python benchmarks/machine_noise.py [--devices cpu-ort cpu-ort-int8] [--resolution 128]
-        [--repeats 10] [--json OUT]
+        [--repeats 10] [--with-reference] [--json OUT]
+
+``--with-reference``: the models are measured in rounds, each with the drift guard's reference op
+timed just before and after it, to see whether that reference tracks the models' slowdowns
+(its spread, the correlation, the models' spread normalised by it, and how far the models
+measured in the same round move together).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 
 from hwnas import get_device, zoo
 from hwnas.errors import HwnasError
-from hwnas.profilers import Profiler
+from hwnas.profilers import DriftPolicy, OpConfig, Profiler
 
 #: (family, width): one model of three families
 MODELS = [("efficientnet", 0.75), ("squeezenet", 1.0), ("mobilenetv2", 1.0)]
@@ -35,25 +40,64 @@ def spread(values: list[float]) -> dict[str, float]:
             "within_5": float(np.mean(a <= 1.05 * a.min()))}
 
 
-def run(devices: list[str], resolution: int, repeats: int) -> dict[str, dict[str, dict]]:
-    """``{device: {model: {"ms": [...], "spread": ..., ...}}}``."""
+def run(devices: list[str], resolution: int, repeats: int, with_reference: bool = False) -> dict[str, dict[str, dict]]:
+    """``{device: {model: {"ms": [...], "spread": ..., ...}}}``; with ``with_reference``, the models
+    are measured in rounds (each model once per round) with the drift guard's reference op timed
+    just before and after each, and :func:`reference_check` is added per model."""
     models = [zoo.create(f, w, resolution, 1000) for f, w in MODELS]
     out: dict[str, dict[str, dict]] = {}
     for name in devices:
         profiler = Profiler(get_device(name))
-        out[name] = {}
+        ref = OpConfig.parse(DriftPolicy().reference)
+        stats: dict[str, list] = {m.name: [] for m in models}
+        refs: dict[str, list[float]] = {m.name: [] for m in models}
+        order = [m for _ in range(repeats) for m in models] if with_reference else \
+            [m for m in models for _ in range(repeats)]
+        for m in order:
+            before = profiler.profile_op(ref).latency_ms if with_reference else None
+            stats[m.name].append(profiler.profile_model(m.onnx, name=m.name, breakdown_runs=0).stats)
+            if with_reference:
+                refs[m.name].append(float(np.sqrt(before * profiler.profile_op(ref).latency_ms)))
+        out[name] = {m.name: summarise(stats[m.name], refs[m.name]) for m in models}
         for m in models:
-            stats = [profiler.profile_model(m.onnx, name=m.name, breakdown_runs=0).stats for _ in range(repeats)]
-            ms = [s.latency_ms for s in stats]
-            p10, low = [s.p10_ms for s in stats], [s.min_ms for s in stats]
-            out[name][m.name] = {"ms": ms, **spread(ms), "p10_ms": p10, "p10": spread(p10), "min_ms": low,
-                                 "min": spread(low)}
             r = out[name][m.name]
-            print(f"{name} {m.name}: {min(ms):.3f}-{max(ms):.3f} ms, spread {100 * r['spread']:.1f}%, "
+            print(f"{name} {m.name}: {min(r['ms']):.3f}-{max(r['ms']):.3f} ms, spread {100 * r['spread']:.1f}%, "
                   f"within +-10% of the fastest {100 * r['within_10']:.0f}%, +-5% {100 * r['within_5']:.0f}%; "
                   f"by each measurement's 10th percentile: spread {100 * r['p10']['spread']:.1f}%, "
                   f"fastest run: {100 * r['min']['spread']:.1f}%", flush=True)
+            if with_reference:
+                c = r["reference"]
+                print(f"  reference {c['reference_spread']:.1%} spread, correlation with the model "
+                      f"{c['correlation']:.2f}, model normalised by it: spread {c['normalised_spread']:.1%}", flush=True)
+        if with_reference:
+            out[name]["rounds_correlation"] = rounds_correlation([[s.latency_ms for s in stats[m.name]] for m in models])
+            print(f"  models measured in the same round, pairwise correlation: {out[name]['rounds_correlation']}")
     return out
+
+
+def summarise(stats: list, refs: list[float]) -> dict:
+    ms = [s.latency_ms for s in stats]
+    p10, low = [s.p10_ms for s in stats], [s.min_ms for s in stats]
+    r = {"ms": ms, **spread(ms), "p10_ms": p10, "p10": spread(p10), "min_ms": low, "min": spread(low)}
+    if refs:
+        r["reference"] = reference_check(ms, refs)
+    return r
+
+
+def reference_check(ms: list[float], refs: list[float]) -> dict[str, float]:
+    """Does the reference op track the model? Its spread, the correlation of the logs, and the
+    spread of the model's latencies divided by the reference's speed factor (reading / fastest)."""
+    a, b = np.log(ms), np.log(refs)
+    norm = np.asarray(ms) / (np.asarray(refs) / min(refs))
+    corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0
+    return {"ref_ms": list(refs), "reference_spread": float(max(refs) / min(refs) - 1), "correlation": corr,
+            "normalised_spread": float(norm.max() / norm.min() - 1)}
+
+
+def rounds_correlation(series: list[list[float]]) -> list[float]:
+    """Pairwise correlation of the models' log latencies across rounds (do they move together?)."""
+    c = np.corrcoef(np.log(np.asarray(series)))
+    return [round(float(c[i, j]), 2) for i in range(len(series)) for j in range(i + 1, len(series))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--devices", nargs="+", default=["cpu-ort", "cpu-ort-int8"])
     ap.add_argument("--resolution", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--with-reference", action="store_true",
+                    help="measure in rounds with the drift guard's reference op timed around each model")
     ap.add_argument("--json", dest="json_out")
     args = ap.parse_args(argv)
     if args.repeats < 2:
@@ -70,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in args.devices:
             get_device(name)
-        result = run(args.devices, args.resolution, args.repeats)
+        result = run(args.devices, args.resolution, args.repeats, args.with_reference)
     except HwnasError as exc:  # an unknown device lists the known ones
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -337,6 +337,15 @@ def test_machine_noise_interface_and_bad_input(tmp_path, capsys) -> None:
         assert 0.5 <= r["within_5"] <= r["within_10"] <= 1  # the fastest is always within
     assert "spread" in capsys.readouterr().out
     assert mod.spread([1.0, 1.08, 1.2]) == pytest.approx({"spread": 0.2, "within_10": 2 / 3, "within_5": 1 / 3})
+    assert mod.main(["--devices", "cpu-ort", "--repeats", "2", "--resolution", "32", "--with-reference",
+                     "--json", str(out)]) == 0
+    d = json.loads(out.read_text())["devices"]["cpu-ort"]
+    assert len(d.pop("rounds_correlation")) == 3
+    for r in d.values():
+        c = r["reference"]
+        assert len(c["ref_ms"]) == 2 and -1 <= c["correlation"] <= 1 and c["normalised_spread"] >= 0
+    c = mod.reference_check([1.0, 1.2], [0.1, 0.12])  # a reference that tracks the model exactly
+    assert c["correlation"] == pytest.approx(1.0) and c["normalised_spread"] == pytest.approx(0.0)
     assert mod.main(["--devices", "no-such-device"]) == 2
     assert "Known devices" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
