@@ -76,7 +76,7 @@ def test_bad_inherit_on_the_command_line_is_one_line(tmp_path, args, match) -> N
 
 
 @pytest.mark.parametrize("change", [
-    {"s1l1": "zero"},  # a layer dropped: the blocks after it shift in the chain
+    {"s1l1": "zero"},  # the parent skips a layer the child has: the blocks after it shift in the chain
     {"s1l2": "k5e6"},  # wider and a larger kernel
 ])
 def test_proxyless_children_find_their_parents_layers_and_new_blocks_start_as_identities(change) -> None:
