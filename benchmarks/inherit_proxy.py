@@ -64,6 +64,8 @@ def main() -> None:
                     help="the learning-rate schedule of a child trained from its parent's weights")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    if args.first_seed < 0:
+        ap.error(f"--first-seed must be >= 0; got {args.first_seed}")  # exit code 2, nothing written
     torch.set_num_threads(1)
     space = create_space(args.space)
     rows = []

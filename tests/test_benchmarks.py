@@ -372,16 +372,17 @@ def test_constrained_derivation_interface_and_bad_input(trained, tmp_path, capsy
     assert "error:" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("script, args", [
-    ("predictor_accuracy", ["--model-statistic", "p50"]),
-    ("inherit_proxy", ["--inherit-schedule", "warm"]),
+@pytest.mark.parametrize("script, args, message", [
+    ("predictor_accuracy", ["--model-statistic", "p50"], "invalid choice"),
+    ("inherit_proxy", ["--inherit-schedule", "warm"], "invalid choice"),
+    ("inherit_proxy", ["--first-seed", "-1"], "--first-seed must be >= 0"),
 ])
-def test_a_bad_choice_in_the_benchmarks_is_one_error_line_and_writes_nothing(tmp_path, script, args) -> None:
+def test_a_bad_choice_in_the_benchmarks_is_one_error_line_and_writes_nothing(tmp_path, script, args, message) -> None:
     import subprocess
 
     out = tmp_path / "r.json"
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *args, "--json", str(out)],
                        capture_output=True, text=True, timeout=120)
     errors = [line for line in r.stderr.splitlines() if "error:" in line]
-    assert r.returncode == 2 and len(errors) == 1 and "invalid choice" in errors[0], r.stderr
+    assert r.returncode == 2 and len(errors) == 1 and message in errors[0], r.stderr
     assert "Traceback" not in r.stderr and not out.exists() and list(tmp_path.iterdir()) == []
