@@ -24,8 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hwnas.search._inherit import block_correspondence, inherit_weights
-
 
 def pair(ev, space, rng, epochs: int) -> dict:  # noqa: ANN001
     parent = space.sample(rng)
@@ -33,9 +31,7 @@ def pair(ev, space, rng, epochs: int) -> dict:  # noqa: ANN001
     module, parent_acc = ev.train(parent)
     state = {k: v.detach().clone() for k, v in module.state_dict().items()}
     _, scratch = ev.train(child)
-    run = ev._start(child, 1)
-    inherit_weights(run.model, state, block_correspondence(space, child, parent))
-    untrained = run.finish()
+    _, untrained, _ = ev.train_inherited(child, state, 0, parent=parent)  # no epochs: the BatchNorm re-estimate only
     reached, curve, frac = None, [], 0.0
     for e in range(1, epochs + 1):
         _, acc, stats = ev.train_inherited(child, state, e, parent=parent)

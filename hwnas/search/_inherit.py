@@ -94,16 +94,14 @@ def block_correspondence(space: SearchSpace, child: Arch, parent: Arch) -> dict[
     return {f"blocks.{i}": (f"blocks.{where[k]}" if k in where else None) for i, k in enumerate(ck)}
 
 
-def _source_name(name: str, blocks: dict[str, str | None] | None) -> tuple[str | None, bool]:
-    """The parent's name for the child's module ``name`` and whether it lies in a block the parent
-    lacks (``blocks``: :func:`block_correspondence`)."""
-    if not blocks:
-        return name, False
+def _source_name(name: str, blocks: dict[str, str | None] | None) -> tuple[str | None, str | None]:
+    """The parent's name for the child's module ``name``, and the child's block it lies in where the
+    parent lacks that block (``blocks``: :func:`block_correspondence`)."""
     head = ".".join(name.split(".")[:2])
-    if head not in blocks:
-        return name, False
+    if not blocks or head not in blocks:
+        return name, None
     src = blocks[head]
-    return (None, True) if src is None else (src + name[len(head):], False)
+    return (None, head) if src is None else (src + name[len(head):], None)
 
 
 def _zero_residual_branches(block: Any) -> int:
@@ -135,14 +133,14 @@ def inherit_weights(child: Any, parent_state: dict[str, Any],
     lacks starts as an identity (:func:`_identity`); anything else keeps its fresh initialisation."""
     head_c, head_p = _heads(child, parent_state)
     copied = identities = 0
-    new_blocks = {name: m for name, m in child.named_modules() if blocks and blocks.get(name, "") is None}
-    zeroed = {name: _zero_residual_branches(m) for name, m in new_blocks.items()}
+    zeroed = {name: _zero_residual_branches(m) for name, m in child.named_modules()
+              if blocks and name in blocks and blocks[name] is None}
     identities += sum(zeroed.values())
     for name, module in child.named_modules():
         if not _weighted(module):
             continue
-        src, in_new = _source_name(name, blocks)
-        if in_new and zeroed[".".join(name.split(".")[:2])]:
+        src, new_block = _source_name(name, blocks)
+        if new_block is not None and zeroed[new_block]:
             continue  # a residual unit already started as the identity: its layers keep their fresh weights
         src = head_p if name == head_c else (None if src is None or src == head_p else src)
         copied_here, identity = _inherit_module(module, src, parent_state)
