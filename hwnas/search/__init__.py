@@ -8,6 +8,7 @@ journaled and resumable :class:`Search`, accuracy evaluators, and run directorie
 
 from hwnas.search._evaluators import (ProxyTrainingEvaluator, TableEvaluator, create_evaluator, dataset_classes,
                                       list_evaluators, load_dataset, register_evaluator)
+from hwnas.search._inherit import InheritingEvaluator, InheritStats, block_correspondence, inherit_weights
 from hwnas.search._parallel import (EvaluationFailed, Executor, InlineExecutor, ProcessExecutor, RayExecutor,
                                     create_executor, evaluate_trial, list_executors, register_executor, run_trials)
 from hwnas.search._multifidelity import (MULTI_FIDELITY, MultiFidelitySearch, Rung, RungJournal, RungResult,
@@ -23,7 +24,7 @@ from hwnas.search.strategies import (SearchExhausted, Strategy, check_strategy_p
                                      register_strategy,
                                      strategy_class, strategy_names)
 
-__all__ = ["MnasReward", "pareto_front", "reward_preset", "OBJECTIVES", "Journal", "Limits", "Trial",
+__all__ = ["inherit_weights", "block_correspondence", "InheritStats", "InheritingEvaluator", "MnasReward", "pareto_front", "reward_preset", "OBJECTIVES", "Journal", "Limits", "Trial",
            "best_and_front", "check_budget_feasible", "feasibility", "incumbent", "strategy_reward", "RunDir",
            "atomic_write_text", "write_json", "Search", "LatencyCache", "Feasibility", "Arch", "SearchSpace",
            "create_space", "register_space", "list_spaces", "space_settings", "space_names", "Strategy",
