@@ -27,7 +27,7 @@ import numpy as np
 
 from hwnas import get_device, zoo
 from hwnas.errors import HwnasError
-from hwnas.profilers import DriftPolicy, OpConfig, Profiler
+from hwnas.profilers import OpConfig, Profiler, default_reference
 
 #: (family, width): one model of three families
 MODELS = [("efficientnet", 0.75), ("squeezenet", 1.0), ("mobilenetv2", 1.0)]
@@ -48,7 +48,7 @@ def run(devices: list[str], resolution: int, repeats: int, with_reference: bool 
     out: dict[str, dict[str, dict]] = {}
     for name in devices:
         profiler = Profiler(get_device(name))
-        ref = OpConfig.parse(DriftPolicy().reference)
+        ref = OpConfig.parse(default_reference(profiler.device))
         stats: dict[str, list] = {m.name: [] for m in models}
         refs: dict[str, list[float]] = {m.name: [] for m in models}
         order = [m for _ in range(repeats) for m in models] if with_reference else \

@@ -46,7 +46,7 @@ def test_steady_device_measures_each_chunk_once(tmp_path) -> None:
     out = guard.run(list(range(5)), lambda x: calls.append(x) or x * 10, "test")
     assert out == [0, 10, 20, 30, 40] and calls == [0, 1, 2, 3, 4]
     assert guard.events == []
-    assert len(store.speed_readings(guard.profiler.fingerprint.id, guard.policy.reference)) == 4  # 1 + one per chunk
+    assert len(store.speed_readings(guard.profiler.fingerprint.id, guard.reference)) == 4  # 1 + one per chunk
 
 
 def test_drifted_chunk_is_measured_again_then_accepted(tmp_path) -> None:
@@ -97,6 +97,23 @@ def test_bad_policy_is_refused() -> None:
         DriftPolicy(tolerance=0)
     with pytest.raises(Exception):
         DriftPolicy(reference="nonsense")
+
+
+def test_the_reference_is_sized_to_the_device_kind(tmp_path) -> None:
+    """A GPU device's reference is a kernel long enough to read its speed through the launch
+    jitter (the CPU's is a microsecond kernel on a GPU); a policy naming one overrides both."""
+    from hwnas.profilers import DriftGuard, default_reference
+
+    reg = default_registry()
+    cpu, gpu = (OpConfig.parse(default_reference(reg.get(n))) for n in ("cpu-ort", "cuda-torch"))
+    assert gpu.macs() >= 1000 * cpu.macs()
+    assert {default_reference(reg.get(n)) for n in ("cuda-torch-fp16", "cuda-torch-eager", "cuda-ort")} == {str(gpu)}
+    guard, store = _guard(tmp_path, [1.0] * 4)
+    assert guard.reference == str(cpu) and guard.summary()["reference"] == str(cpu)
+    guard.run([1], lambda x: x, "test")
+    assert len(store.speed_readings(guard.profiler.fingerprint.id, str(cpu))) == 2
+    own = "conv_i8_o8_r8_k1_s1_g1_arelu"
+    assert DriftGuard(guard.profiler, DriftPolicy(reference=own)).reference == own
 
 
 def test_auto_pin_chooses_among_the_allowed_cpus() -> None:

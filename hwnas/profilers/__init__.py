@@ -8,7 +8,7 @@
 from hwnas.profilers._backends import (Backend, NodeTiming, Prepared, backend_names, get_backend, list_backends,
                                       random_inputs, register_backend)
 from hwnas.profilers._blocks import ChainModel, build_module, build_onnx, build_sequence_onnx, chain_of_ops
-from hwnas.profilers._drift import DriftEvent, DriftGuard, DriftPolicy, SpeedDriftWarning
+from hwnas.profilers._drift import DriftEvent, DriftGuard, DriftPolicy, SpeedDriftWarning, default_reference
 from hwnas.profilers._onnx import OPSET, load_onnx, module_to_onnx
 from hwnas.profilers._onnx_torch import onnx_to_torch
 from hwnas.profilers._quantize import INT8_RECIPE, dataset_feeds, onnx_accuracy, quantize_int8, to_fp16
@@ -29,7 +29,7 @@ __all__ = [
     "random_inputs", "list_op_sets", "register_op_set", "op_set_doc",
     "build_module", "build_onnx", "build_sequence_onnx", "load_onnx", "module_to_onnx", "chain_of_ops", "ChainModel",
     "op_set", "op_set_names", "read_ops_file", "mobilenetv2_layers",
-    "Profiler", "ProfileRun", "DriftPolicy", "DriftGuard", "DriftEvent", "SpeedDriftWarning", "OpMeasurement", "ModelMeasurement", "RepeatCheck",
+    "Profiler", "ProfileRun", "DriftPolicy", "DriftGuard", "DriftEvent", "SpeedDriftWarning", "default_reference", "OpMeasurement", "ModelMeasurement", "RepeatCheck",
     "MeasuredModel", "measure_models", "fingerprint", "onnx_to_torch",
     "INT8_RECIPE", "quantize_int8", "to_fp16", "dataset_feeds", "onnx_accuracy",
     "ProfileStore", "SCHEMA_VERSION", "default_db_path",

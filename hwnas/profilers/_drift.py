@@ -41,7 +41,19 @@ class Measurer(Protocol):
 
     def profile_op(self, config: OpConfig) -> Any: ...
 
-__all__ = ["DriftPolicy", "DriftGuard", "DriftEvent", "SpeedDriftWarning"]
+__all__ = ["DriftPolicy", "DriftGuard", "DriftEvent", "SpeedDriftWarning", "default_reference"]
+
+#: ~0.05-0.2 ms on a CPU
+CPU_REFERENCE = "conv_i32_o32_r16_k3_s1_g1_arelu"
+#: ~30 GMACs: a GPU kernel of a tenth of a millisecond or more, far above the few microseconds of
+#: jitter in launching or replaying it (the CPU's reference is a microsecond kernel on a GPU, whose
+#: readings scatter by more than the tolerance: BENCHMARKS.md, "GPU paths")
+GPU_REFERENCE = "conv_i512_o512_r112_k3_s1_g1_arelu"
+
+
+def default_reference(device: Any) -> str:
+    """The reference op for ``device`` when the policy names none: sized to the device kind."""
+    return GPU_REFERENCE if device.options.device_type == "cuda" else CPU_REFERENCE
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -58,13 +70,14 @@ class DriftPolicy:
     tolerance: float = 0.10  # accepted relative change of the reference latency against the baseline
     retries: int = 3  # re-measurements of a drifted chunk
     wait_s: float = 5.0  # pause before the first re-measurement, doubled for each further one
-    reference: str = "conv_i32_o32_r16_k3_s1_g1_arelu"  # ~0.05-0.2 ms on a CPU
+    reference: str | None = None  # an op config; None: the device's (:func:`default_reference`)
 
     def __post_init__(self) -> None:
         if self.every < 1 or self.every_model < 1 or self.retries < 0 or not 0 < self.tolerance < 1 or self.wait_s < 0:
             raise HwnasError(f"invalid drift policy {self}: need every >= 1, retries >= 0, "
                              "0 < tolerance < 1, wait_s >= 0")
-        OpConfig.parse(self.reference)
+        if self.reference is not None:
+            OpConfig.parse(self.reference)
 
 
 @dataclass(frozen=True)
@@ -90,17 +103,22 @@ class DriftGuard:
     #: True after a kept drifted chunk, until a reading is back within the tolerance
     _settled_off: bool = False
 
+    @property
+    def reference(self) -> str:
+        """The reference op: the policy's, else the device's (:func:`default_reference`)."""
+        return self.policy.reference or default_reference(self.profiler.device)
+
     def reading(self, context: str) -> float:
         """Time the reference op once (the profiler's timing policy) and store the reading."""
-        m = self.profiler.profile_op(OpConfig.parse(self.policy.reference))
+        m = self.profiler.profile_op(OpConfig.parse(self.reference))
         if m.status != "ok" or m.stats is None:
-            raise HwnasError(f"the speed reference {self.policy.reference} does not run on "
+            raise HwnasError(f"the speed reference {self.reference} does not run on "
                              f"{self.profiler.device.name}: {m.reason}")
         ms = m.stats.latency_ms
         self.readings_ms.append(ms)
         store = self.profiler.store
         if store is not None:
-            store.record_speed_check(self.profiler.fingerprint.id, self.policy.reference, ms, context)
+            store.record_speed_check(self.profiler.fingerprint.id, self.reference, ms, context)
         self._last = ms
         if self._baseline is not None:
             self._baseline = min(self._baseline, ms)
@@ -112,7 +130,7 @@ class DriftGuard:
             known: list[float] = list(self.readings_ms)
             store = self.profiler.store
             if store is not None:
-                known += store.speed_readings(self.profiler.fingerprint.id, self.policy.reference)
+                known += store.speed_readings(self.profiler.fingerprint.id, self.reference)
             self._baseline = min(known) if known else self.reading("baseline")
         return self._baseline
 
@@ -147,7 +165,7 @@ class DriftGuard:
                         off = fa if not self._ok(fa) else fb  # the reading that failed the check
                         warnings.warn(
                             f"{context}: the device's speed is {off:.2f}x its baseline (reference "
-                            f"{pol.reference}, tolerance {pol.tolerance:.0%}) after {attempt} attempts; "
+                            f"{self.reference}, tolerance {pol.tolerance:.0%}) after {attempt} attempts; "
                             f"kept {len(chunk)} measurement(s) taken at that speed; further drifted "
                             "chunks are kept without retries until the speed is back within the tolerance",
                             SpeedDriftWarning, stacklevel=2)
@@ -165,7 +183,7 @@ class DriftGuard:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "reference": self.policy.reference,
+            "reference": self.reference,
             "baseline_ms": self.baseline_ms if (self._baseline is not None or self.readings_ms) else None,
             "readings": len(self.readings_ms),
             "factor_min": min(self.readings_ms) / self.baseline_ms if self.readings_ms else None,

@@ -15,7 +15,7 @@ from hwnas.devices._device import Device
 from hwnas.devices._fingerprint import Fingerprint
 from hwnas.profilers._fingerprint import fingerprint
 from hwnas.profilers._backends import Backend, Prepared, get_backend
-from hwnas.profilers._drift import DriftGuard, DriftPolicy
+from hwnas.profilers._drift import DriftGuard, DriftPolicy, default_reference
 from hwnas.profilers._onnx import graph_sha256, load_onnx
 from hwnas.profilers._ops import OpConfig
 from hwnas.errors import DeviceUnreachableError, HwnasError
@@ -124,7 +124,7 @@ class Profiler:
         self.pinned: tuple[int, ...] | None = device.options.cpu_affinity
         self.cpu_speeds_ms: dict[int, float] = {}
         self.auto_pin = auto_pin and self.pinned is None and device.options.device_type == "cpu"
-        self._reference = (drift or DriftPolicy()).reference
+        self._reference = (drift or DriftPolicy()).reference or default_reference(device)
         self.repin()
         #: record each op's kernel time too (``OpMeasurement.kernel_ms``) where the runtime reports it
         self.kernel_times = kernel_times and self.backend.reports_kernel_times
