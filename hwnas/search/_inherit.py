@@ -17,13 +17,11 @@ __all__ = ["inherit_weights", "block_correspondence", "InheritStats", "Inheritin
 @dataclass(frozen=True)
 class InheritStats:
     """How much of a child came from its parent: parameter elements copied, layers initialised as
-    identities (new depth), the child's parameter elements in all, and new summed branches started
-    at zero (:func:`_new_summands`)."""
+    identities (new depth), and the child's parameter elements in all."""
 
     copied: int
     identity_layers: int
     total: int
-    zero_branches: int = 0
 
     @property
     def fraction(self) -> float:
@@ -106,40 +104,23 @@ def _source_name(name: str, blocks: dict[str, str | None] | None) -> tuple[str |
     return (None, head) if src is None else (src + name[len(head):], None)
 
 
-def _zero_last_norm(module: Any) -> bool:
-    """Zero the scale and shift of ``module``'s last affine BatchNorm (its output becomes zero, so
-    a branch added to others adds nothing: "zero-gamma"); False where it has none."""
-    import torch
-    import torch.nn as nn
-
-    bns = [b for b in module.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm) and b.affine]
-    if not bns:
-        return False
-    with torch.no_grad():
-        bns[-1].weight.zero_()
-        bns[-1].bias.zero_()
-    return True
-
-
 def _zero_residual_branches(block: Any) -> int:
     """In a new block, every residual unit (a module with ``residual`` set: output = input + branch)
     gets its branch's last BatchNorm scale and shift zeroed, so that the unit starts as the identity
     (Net2Net's deepening for residual networks; "zero-gamma"). Returns the units so started."""
-    return sum(_zero_last_norm(m) for m in block.modules() if getattr(m, "residual", False) is True)
+    import torch
+    import torch.nn as nn
 
-
-def _new_summands(child: Any, parent_state: dict[str, Any]) -> list[str]:
-    """The child's modules marked ``summand`` (their output is added to other branches', as a cell's
-    edges are) whose parameters the parent lacks (it had a parameter-free operation there, such as
-    none, skip or pooling): each starts adding nothing (:func:`_zero_last_norm`), which keeps the
-    parent's function exactly where the parent's operation was none. Returns their names."""
-    out = []
-    for name, m in child.named_modules():
-        if getattr(m, "summand", False) is True:
-            keys = [f"{name}.{k}" for k, _ in m.named_parameters()]
-            if keys and not any(k in parent_state for k in keys) and _zero_last_norm(m):
-                out.append(name)
-    return out
+    n = 0
+    for m in block.modules():
+        if getattr(m, "residual", False) is True:
+            bns = [b for b in m.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm) and b.affine]
+            if bns:
+                with torch.no_grad():
+                    bns[-1].weight.zero_()
+                    bns[-1].bias.zero_()
+                n += 1
+    return n
 
 
 def inherit_weights(child: Any, parent_state: dict[str, Any],
@@ -149,26 +130,24 @@ def inherit_weights(child: Any, parent_state: dict[str, Any],
     :func:`block_correspondence` renames a chain's blocks where layers were added or removed), each
     tensor copied on its overlap (:func:`_overlap`); a block the parent lacks starts as the identity
     where it is residual (:func:`_zero_residual_branches`); any other Linear or Conv2d the parent
-    lacks starts as an identity (:func:`_identity`), except in a new summand, which starts adding
-    nothing (:func:`_new_summands`); anything else keeps its fresh initialisation."""
+    lacks starts as an identity (:func:`_identity`); anything else keeps its fresh initialisation."""
     head_c, head_p = _heads(child, parent_state)
     copied = identities = 0
     zeroed = {name: _zero_residual_branches(m) for name, m in child.named_modules()
               if blocks and name in blocks and blocks[name] is None}
-    summands = tuple(f"{n}." for n in _new_summands(child, parent_state))
     identities += sum(zeroed.values())
     for name, module in child.named_modules():
         if not _weighted(module):
             continue
         src, new_block = _source_name(name, blocks)
-        if (new_block is not None and zeroed[new_block]) or name.startswith(summands):
-            continue  # a unit already started as the identity (or as zero): its layers keep their fresh weights
+        if new_block is not None and zeroed[new_block]:
+            continue  # a residual unit already started as the identity: its layers keep their fresh weights
         src = head_p if name == head_c else (None if src is None or src == head_p else src)
         copied_here, identity = _inherit_module(module, src, parent_state)
         copied += copied_here
         identities += identity
     total = sum(p.numel() for p in child.parameters())
-    return InheritStats(copied, identities, total, len(summands))
+    return InheritStats(copied, identities, total)
 
 
 def _inherit_module(module: Any, src: str | None, parent_state: dict[str, Any]) -> tuple[int, int]:

@@ -20,8 +20,6 @@ NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from), in
 
 
 class _ReLUConvBN(nn.Module):
-    summand = True  # a cell edge: its output is added to the node's other edges (weight inheritance)
-
     def __init__(self, c: int, k: int) -> None:
         super().__init__()
         self.op = nn.Sequential(nn.ReLU(), nn.Conv2d(c, c, k, 1, k // 2, bias=False), nn.BatchNorm2d(c))
