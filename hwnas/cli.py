@@ -4,6 +4,7 @@ function (:mod:`hwnas.jobs`) and renders its result. Bad input: one line and exi
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -857,7 +858,22 @@ def _flag(exc: ArgumentError) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point; returns the exit code (2 for bad input, 130 when interrupted)."""
+    """Console-script entry point; returns the exit code (2 for bad input, 130 when interrupted).
+    hwnas's own warnings (speed drift, fallback estimates) print as one ``warning:`` line."""
+    with warnings.catch_warnings():  # restores Python's own display on the way out
+        python_shows = warnings.showwarning
+
+        def show(message: Warning | str, category: type[Warning], *where: Any) -> None:
+            if category.__module__.startswith("hwnas."):
+                _err().print(f"[yellow]warning:[/] {message}", highlight=False)
+            else:
+                python_shows(message, category, *where)
+
+        warnings.showwarning = show
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         rc = app(args=argv, standalone_mode=False, prog_name="hwnas")
     except ArgumentError as exc:

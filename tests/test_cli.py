@@ -232,3 +232,27 @@ def test_progress_prints_plain_lines_where_the_console_is_not_a_terminal(monkeyp
     assert lines[0].startswith("profiling: 1/12") and lines[-1].startswith("profiling: 12/12")
     assert 3 <= len(lines) <= 6  # throttled: not one line per update
     assert "ETA" in lines[1] and "op" in lines[1]
+
+
+def test_hwnas_warnings_print_as_one_line(capsys, monkeypatch) -> None:
+    """A speed-drift warning during a command is one "warning:" line, without Python's file name
+    and source line; other warnings keep Python's display."""
+    import warnings
+
+    from hwnas import cli
+    from hwnas.profilers import SpeedDriftWarning
+
+    def command(**_: object) -> int:
+        warnings.warn("whole models: the device's speed is 1.83x its baseline", SpeedDriftWarning, stacklevel=1)
+        warnings.warn("a library's own", RuntimeWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(cli, "app", command)
+    with pytest.warns(RuntimeWarning, match="a library's own") as passed_on:  # to Python's display
+        assert cli.main([]) == 0
+    assert not any(issubclass(w.category, SpeedDriftWarning) for w in passed_on)
+    err = capsys.readouterr().err
+    drift = [line for line in err.splitlines() if "1.83x" in line]
+    assert drift == ["warning: whole models: the device's speed is 1.83x its baseline"], err
+    assert "RuntimeWarning" not in err and "test_cli.py" not in err
+    assert warnings.showwarning.__module__ == "warnings"  # Python's display is back after the command
