@@ -865,7 +865,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def show(message: Warning | str, category: type[Warning], *where: Any) -> None:
             if category.__module__.startswith("hwnas."):
-                _err().print(f"[yellow]warning:[/] {message}", highlight=False)
+                _say(_err())(f"warning: {message}")  # the jobs' own warning line
             else:
                 python_shows(message, category, *where)
 
