@@ -1,7 +1,8 @@
 """Where an adapted predictor goes wrong: its median error per held-out family, beside the scratch one's.
 
-Reads what ``benchmarks/adapt_accuracy.py`` left under --out (the predictors and the held-out
-measurements in each device's store; nothing is measured again):
+Reads what ``benchmarks/adapt_accuracy.py`` left under --out (the predictors, and the held-out
+measurements in each device's store, which are reused: give the same --model-passes and
+--heldout-set as that run, or the missing measurements are taken now):
 
     python benchmarks/adapt_by_family.py --out benchmarks/out/adapt_s46 --targets cpu-ort cpu-torch --samples 20 50
 
@@ -13,49 +14,71 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 import hwnas
+from hwnas.errors import HwnasError
 from hwnas.jobs import load_predictor
 
 
-def errors(device: str, path: Path, store: Path, heldout: str) -> dict[str, list[float]]:
-    """Each held-out model's relative error, grouped by family."""
-    ev = hwnas.evaluate_predictor(device, predictor=load_predictor(device, path=path), store=store,
-                                  model_passes=2, heldout=heldout)
+def by_family(rows: list[dict]) -> dict[str, list[float]]:
+    """Relative errors (predicted / measured - 1) of ``PredictorEvaluation.rows``, grouped by family."""
     out: dict[str, list[float]] = defaultdict(list)
-    for r in ev.rows:
+    for r in rows:
         out[r["family"]].append(r["predicted_ms"] / r["measured_ms"] - 1)
-    return out
+    return dict(out)
 
 
-def main() -> int:
+def medians(adapted: dict[str, list[float]], scratch: dict[str, list[float]]) -> dict[str, dict]:
+    """Per family: its size and the median error of each predictor (``None`` where scratch has none)."""
+    return {f: {"n": len(v), "adapted_median": float(np.median(v)),
+                "scratch_median": float(np.median(scratch[f])) if f in scratch else None}
+            for f, v in adapted.items()}
+
+
+def errors(device: str, path: Path, store: Path, passes: int, heldout: str) -> dict[str, list[float]]:
+    ev = hwnas.evaluate_predictor(device, predictor=load_predictor(device, path=path), store=store,
+                                  model_passes=passes, heldout=heldout)
+    return by_family(ev.rows)
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="adapt_accuracy.py's --out")
     ap.add_argument("--targets", nargs="+", required=True)
     ap.add_argument("--samples", nargs="+", type=int, default=[20])
+    ap.add_argument("--model-passes", type=int, default=2)
     ap.add_argument("--heldout-set", default="first")
     ap.add_argument("--json", dest="json_out", type=Path)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    missing = [str(args.out / t / f"adapt-{k}") for t in args.targets for k in args.samples
+               if not (args.out / t / f"adapt-{k}").is_dir()]
+    if missing:
+        ap.error(f"no adapted predictor at {', '.join(missing)} (run benchmarks/adapt_accuracy.py first)")
     result: dict = {}
-    for t in args.targets:
-        d = args.out / t
-        ref = errors(t, d / "scratch", d / "scratch.sqlite", args.heldout_set) if (d / "scratch").is_dir() else {}
-        for k in args.samples:
-            got = errors(t, d / f"adapt-{k}", d / "scratch.sqlite", args.heldout_set)
-            result[f"{t} K={k}"] = {f: {"n": len(v), "adapted_median": float(np.median(v)),
-                                        "scratch_median": float(np.median(ref[f])) if f in ref else None}
-                                    for f, v in got.items()}
-            for f, m in result[f"{t} K={k}"].items():
-                s = "" if m["scratch_median"] is None else f", scratch {100 * m['scratch_median']:+.0f}%"
-                print(f"{t} K={k} {f} (n={m['n']}): adapted {100 * m['adapted_median']:+.0f}%{s}")
+    try:
+        for t in args.targets:
+            d = args.out / t
+            ref = (errors(t, d / "scratch", d / "scratch.sqlite", args.model_passes, args.heldout_set)
+                   if (d / "scratch").is_dir() else {})
+            for k in args.samples:
+                got = errors(t, d / f"adapt-{k}", d / "scratch.sqlite", args.model_passes, args.heldout_set)
+                result[f"{t} K={k}"] = medians(got, ref)
+                for f, m in result[f"{t} K={k}"].items():
+                    s = "" if m["scratch_median"] is None else f", scratch {100 * m['scratch_median']:+.0f}%"
+                    print(f"{t} K={k} {f} (n={m['n']}): adapted {100 * m['adapted_median']:+.0f}%{s}")
+    except HwnasError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(result, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -372,10 +372,23 @@ def test_constrained_derivation_interface_and_bad_input(trained, tmp_path, capsy
     assert "error:" in capsys.readouterr().err
 
 
+def test_adapt_by_family_groups_the_errors_by_family() -> None:
+    mod = _module("adapt_by_family")
+    rows = [{"family": "squeezenet", "measured_ms": 1.0, "predicted_ms": 1.5},
+            {"family": "squeezenet", "measured_ms": 2.0, "predicted_ms": 3.0},
+            {"family": "random", "measured_ms": 4.0, "predicted_ms": 3.0}]
+    got = mod.by_family(rows)
+    assert got == {"squeezenet": [pytest.approx(0.5), pytest.approx(0.5)], "random": [pytest.approx(-0.25)]}
+    m = mod.medians(got, {"squeezenet": [0.1, 0.0, 0.05]})
+    assert m["squeezenet"] == {"n": 2, "adapted_median": pytest.approx(0.5), "scratch_median": pytest.approx(0.05)}
+    assert m["random"]["scratch_median"] is None
+
+
 @pytest.mark.parametrize("script, args, message", [
     ("predictor_accuracy", ["--model-statistic", "p50"], "invalid choice"),
     ("inherit_proxy", ["--inherit-schedule", "warm"], "invalid choice"),
     ("inherit_proxy", ["--first-seed", "-1"], "--first-seed must be >= 0"),
+    ("adapt_by_family", ["--out", "no-such-run", "--targets", "cpu-ort"], "no adapted predictor at no-such-run/cpu-ort/adapt-20"),
 ])
 def test_a_bad_choice_in_the_benchmarks_is_one_error_line_and_writes_nothing(tmp_path, script, args, message) -> None:
     import subprocess
