@@ -23,7 +23,7 @@ from hwnas.profilers._onnx import GraphBuilder
 from hwnas.profilers._opsets import mobilenetv2_layers
 from hwnas.profilers._ops import Act, OpConfig, OpType
 
-__all__ = ["ZooModel", "create", "family_names", "list_families", "register_family", "random_model", "ResBasic", "Fire", "ChainModel", "OpBlock"]
+__all__ = ["ZooModel", "create", "family_names", "list_families", "register_family", "random_model", "random_mixed_model", "ResBasic", "Fire", "ChainModel", "OpBlock"]
 
 
 def _ch(c: float, width: float, divisor: int = 8) -> int:
@@ -222,3 +222,61 @@ def random_model(seed: int, resolution: int | None = None, classes: int = 1000) 
         module = chain_of_ops(layers).eval()
     name = f"random-{seed}-r{layers[0].h}"
     return ZooModel(name, "random", 1.0, layers[0].h, module, module.to_onnx(name))
+
+
+def _mixed_stage(kind: str, cin: int, cout: int, r: int, stride: int, repeats: int, act: Act,
+                 rng: np.random.Generator) -> tuple[list[nn.Module], int, int]:
+    """One stage of :func:`random_mixed_model`: its blocks, output channels and resolution."""
+    blocks: list[nn.Module] = []
+    for i in range(repeats):
+        st = stride if i == 0 else 1
+        if kind == "resnet":
+            blocks.append(ResBasic(cin, cout, st))
+            r, cin = (r + 2 - 3) // st + 1, cout
+        elif kind == "fire":  # no stride of its own: the stage starts with a max pool
+            ex = _ch(cout / 2, 1.0)
+            blocks.append(Fire(cin, _ch(cout / 8, 1.0), ex))
+            cin = 2 * ex
+        else:
+            if kind == "conv":
+                cfg = OpConfig(OpType.CONV, cin, cout, r, r, kernel=int(rng.choice([1, 3, 5])), stride=st, act=act)
+            else:
+                cfg = OpConfig(OpType.MBCONV, cin, cout, r, r, kernel=int(rng.choice([3, 5, 7])), stride=st,
+                               expand=float(rng.choice([1, 3, 4, 6])), se=float(rng.choice([0.0, 0.25])), act=act,
+                               residual=st == 1 and cin == cout)
+            blocks.append(OpBlock(cfg))
+            r, cin = cfg.out_hw[0], cout
+    return blocks, cin, r
+
+
+def random_mixed_model(seed: int, resolution: int | None = None, classes: int = 1000) -> ZooModel:
+    """A random network whose stages draw from every kind of block in the zoo: MBConv (with or
+    without squeeze-excite), plain convolutions, ResNet basic blocks (residual adds) and SqueezeNet
+    fire modules (concatenations), each stage downsampling by a stride or a 3x3/2 max pool.
+    Measurements that must cover the kinds of op a device runs, not one family's, draw from it
+    (few-shot adaptation's candidates); :func:`random_model` stays the search-like MBConv network."""
+    rng = np.random.default_rng(seed)
+    r = int(resolution or rng.choice([96, 128, 160, 192, 224]))
+    act = Act(rng.choice(["relu", "relu6", "hardswish", "silu"]))
+    stem = OpConfig(OpType.CONV, 3, int(rng.choice([16, 24, 32, 48, 64])), r, r, kernel=3, stride=2, act=Act.RELU)
+    blocks: list[nn.Module] = [OpBlock(stem)]
+    r, cin = stem.out_hw[0], stem.cout
+    for stage in range(int(rng.integers(3, 6))):
+        kind = str(rng.choice(["mbconv", "conv", "resnet", "fire"]))
+        cout = _ch(cin * rng.uniform(1.2, 2.0), 1.0)
+        stride = 2 if stage < 4 and r >= 8 else 1
+        if stride == 2 and (kind == "fire" or rng.random() < 0.25):
+            pool = OpConfig(OpType.MAXPOOL, cin, h=r, w=r, kernel=3, stride=2)
+            blocks.append(OpBlock(pool))
+            r, stride = pool.out_hw[0], 1
+        more, cin, r = _mixed_stage(kind, cin, cout, r, stride, int(rng.integers(1, 4)), act, rng)
+        blocks += more
+    last = int(rng.choice([512, 1024, 1280]))
+    for cfg in (OpConfig(OpType.PWCONV, cin, last, r, r, act=act), OpConfig(OpType.GAP, last, h=r, w=r),
+                OpConfig(OpType.LINEAR, last, classes)):
+        blocks.append(OpBlock(cfg))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = ChainModel(blocks, (1, 3, stem.h, stem.h), (1, classes)).eval()
+    name = f"mixed-{seed}-r{stem.h}"
+    return ZooModel(name, "mixed", 1.0, stem.h, module, module.to_onnx(name))

@@ -177,3 +177,27 @@ def test_a_device_that_cannot_run_is_refused(trained, capsys) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is here")
     assert rc == 2 and "cannot run here" in err
+
+
+def test_mixed_random_networks_cover_the_block_kinds_a_family_alone_lacks() -> None:
+    import collections
+
+    import onnxruntime as ort
+    import torch
+
+    from hwnas import zoo
+    from hwnas.latency_models._predictor import kernel_configs
+
+    kinds: collections.Counter = collections.Counter()
+    for seed in range(6):
+        m = zoo.random_mixed_model(seed, resolution=64, classes=10)
+        assert m.family == "mixed" and m.name == f"mixed-{seed}-r64"
+        kinds.update({n.op_type for n in m.onnx.graph.node})
+        x = torch.randn(1, 3, 64, 64)
+        with torch.no_grad():
+            want = m.module(x).numpy()
+        sess = ort.InferenceSession(m.onnx.SerializeToString(), providers=["CPUExecutionProvider"])
+        assert np.allclose(sess.run(None, {"input": x.numpy()})[0], want, atol=1e-4)
+        assert kernel_configs(m.onnx), "the predictors read its kernels"
+    assert {"Concat", "Add", "MaxPool", "Mul"} <= set(kinds), kinds
+    assert zoo.random_mixed_model(3).name == zoo.random_mixed_model(3).name

@@ -384,11 +384,23 @@ def test_adapt_by_family_groups_the_errors_by_family() -> None:
     assert m["random"]["scratch_median"] is None
 
 
+def test_adapt_pools_compares_the_zoo_pool_with_the_mixed_default() -> None:
+    mod = _module("adapt_pools")
+    zoo, mixed = mod.POOLS["zoo"](), mod.POOLS["zoo+mixed"]()
+    assert {c.family for c in zoo} == {"random", "mobilenetv2", "resnet"}
+    assert {c.family for c in mixed} - {c.family for c in zoo} == {"mixed"}
+    assert len(mixed) == len(zoo) + 20
+    rows = [{"family": "mixed", "measured_ms": 1.0, "predicted_ms": 1.2}] * 3
+    assert mod.family_medians(rows) == {"mixed": pytest.approx(0.2)}
+
+
 @pytest.mark.parametrize("script, args, message", [
     ("predictor_accuracy", ["--model-statistic", "p50"], "invalid choice"),
     ("inherit_proxy", ["--inherit-schedule", "warm"], "invalid choice"),
     ("inherit_proxy", ["--first-seed", "-1"], "--first-seed must be >= 0"),
     ("adapt_by_family", ["--out", "no-such-run", "--targets", "cpu-ort"], "no adapted predictor at no-such-run/cpu-ort/adapt-20"),
+    ("adapt_pools", ["--from-run", "no-such-run", "--targets", "cpu-ort", "--out", "x"],
+     "no-such-run has scratch predictors for no device; need one for each target (cpu-ort)"),
 ])
 def test_a_bad_choice_in_the_benchmarks_is_one_error_line_and_writes_nothing(tmp_path, script, args, message) -> None:
     import subprocess

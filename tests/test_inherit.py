@@ -141,3 +141,42 @@ def test_the_inheriting_evaluator_matches_a_proxyless_childs_layers_to_its_paren
     ev(child)
     stats = ev.inherited[child]
     assert stats.identity_layers == 1 and stats.fraction > 0.9
+
+
+def test_a_switched_nb201_edge_blends_from_the_parents_operation_into_the_childs() -> None:
+    from hwnas.search._inherit import blend_steps, blended
+
+    space = create_space("nb201", channels=4, cells_per_stage=1)
+    parent = space.from_string("|avg_pool_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|")
+    child = space.from_string("|skip_connect~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|")
+    # edge 0 switches pooling -> skip; edge 2's 1x1 -> 3x3 keeps the function (kernel in the centre)
+    assert space.switched_ops(child, parent) == ["2.edges.0", "4.edges.0", "6.edges.0"]
+    assert space.switched_ops(parent, parent) == []
+    torch.manual_seed(0)
+    p, c = space.build_module(parent), space.build_module(child)
+    inherit_weights(c, p.state_dict())
+    x = torch.randn(4, 3, 8, 8)
+    with torch.no_grad(), blended(c, p, space.switched_ops(child, parent), steps=2) as n:
+        assert n == 3
+        assert torch.allclose(c(x), p(x), atol=1e-5), "the first step computes the parent's function"
+        c(x)
+        ref = space.build_module(child)
+        ref.load_state_dict(c.state_dict(), strict=False)
+        assert torch.allclose(c(x), ref(x), atol=1e-5), "after the blend, the child's own"
+    assert type(c[2].edges[0]).__name__ == "Identity", "the child holds its own modules afterwards"
+    assert not any(k.startswith("2.edges.0.old") for k in c.state_dict())
+    assert blend_steps(0, 28) == 0 and blend_steps(1, 28) == 14 and blend_steps(8, 28) == 28
+
+
+def test_an_nb201_child_trained_from_its_parent_reports_the_blended_edges() -> None:
+    from hwnas.search import ProxyTrainingEvaluator
+
+    space = create_space("nb201", channels=4, cells_per_stage=1)
+    parent = space.from_string("|avg_pool_3x3~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|")
+    child = space.from_string("|none~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|")
+    ev = ProxyTrainingEvaluator(space, epochs=1, resolution=8)
+    module, _ = ev.train(parent)
+    _, acc, stats = ev.train_inherited(child, module.state_dict(), 1, parent=parent)
+    assert stats.blended_layers == 3 and 0.0 <= acc <= 1.0
+    _, _, untrained = ev.train_inherited(child, module.state_dict(), 0, parent=parent)
+    assert untrained.blended_layers == 0, "no training, no blend: the child itself"

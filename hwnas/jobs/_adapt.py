@@ -57,11 +57,16 @@ class Candidate:
     onnx: Any
 
 
-def default_candidates(space: Any = None, space_models: int = 40) -> list[Candidate]:
+def default_candidates(space: Any = None, space_models: int = 40, mixed: int = 20) -> list[Candidate]:
     """The zoo's calibration networks (random architectures, MobileNetV2- and ResNet-like at several
-    widths and resolutions; the held-out families stay out), and with ``space`` that many of the
-    space's own networks spread over its FLOPs."""
+    widths and resolutions; the held-out families stay out), ``mixed`` random networks of every
+    block kind (:func:`hwnas.zoo.random_mixed_model`: fire modules' concatenations, residual adds,
+    squeeze-excite, max pools, so that the measured networks cover the op types a device runs),
+    and with ``space`` that many of the space's own networks spread over its FLOPs."""
+    from hwnas.zoo import random_mixed_model
+
     out = [Candidate(m.name, m.family, m.onnx) for m in calibration_models(n_random=40)]
+    out += [Candidate(m.name, m.family, m.onnx) for m in map(random_mixed_model, range(mixed))]
     if space is not None:
         out += [Candidate(n, space.name, m) for n, m in space_calibration_models(space, space_models)]
     return out

@@ -238,8 +238,27 @@ class ProxyTrainingEvaluator:
         run = self._start(arch, epochs, self.inherit_schedule)
         blocks = None if parent is None else block_correspondence(self.space, arch, parent)
         stats = inherit_weights(run.model, parent_state, blocks)
-        run.epochs_to(epochs)
+        switched = [] if parent is None or epochs == 0 else self.space.switched_ops(arch, parent)
+        if switched:
+            stats = self._train_blended(run, parent, parent_state, switched, epochs, stats)
+        else:
+            run.epochs_to(epochs)
         return run.model.eval(), run.finish(), stats
+
+    def _train_blended(self, run: _TrainingRun, parent: Arch, parent_state: dict[str, Any], switched: list[str],
+                       epochs: int, stats: Any) -> Any:
+        """Train ``run`` with its switched operations blended in from the parent's
+        (:func:`hwnas.search._inherit.blended`); the stats gain the modules blended."""
+        import dataclasses
+
+        from hwnas.search._inherit import blend_steps, blended
+
+        old = self._module(parent)
+        old.load_state_dict(parent_state)
+        per_epoch = (len(run.data[1]) + self.batch_size - 1) // self.batch_size
+        with blended(run.model, old, switched, blend_steps(epochs, per_epoch)) as n:
+            run.epochs_to(epochs)
+        return dataclasses.replace(stats, blended_layers=n)
 
     def train_to(self, arch: Arch, epochs: int, max_epochs: int, checkpoint: str | Path | None = None) -> float:
         """Validation accuracy after ``epochs`` epochs of a ``max_epochs`` schedule (the learning rate
@@ -264,16 +283,22 @@ class ProxyTrainingEvaluator:
             tmp.replace(path)  # a run killed while writing keeps the earlier rung's file
         return run.finish()
 
-    def _start(self, arch: Arch, total_epochs: int, schedule: str | None = None) -> _TrainingRun:
-        import torch
-
-        xt, yt, xv, yv, classes = self._data_for(arch)
-        torch.manual_seed(self.seed)
+    def _module(self, arch: Arch) -> Any:
+        """The architecture's fresh torch module for this evaluator's data, on its device."""
+        data = self._data_for(arch)
+        xt, classes = data[0], data[4]
         if self.space.name == "mlp":
             kw = {"resolution": xt.shape[1]}
         else:
             kw = {"resolution": None if self.searches_resolution else self.resolution}
-        model = self.space.build_module(arch, classes=classes, **kw).to(self.device)
+        return self.space.build_module(arch, classes=classes, **kw).to(self.device)
+
+    def _start(self, arch: Arch, total_epochs: int, schedule: str | None = None) -> _TrainingRun:
+        import torch
+
+        xt, yt, xv, yv, _ = self._data_for(arch)
+        torch.manual_seed(self.seed)
+        model = self._module(arch)
         return _TrainingRun(model, (xt, yt, xv, yv), self.batch_size, self.lr, total_epochs, self.seed, self.device,
                             schedule or self.schedule)
 

@@ -3,7 +3,8 @@ function-preserving where the structure allows) and trains for fewer epochs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,17 +12,19 @@ from typing import Any
 from hwnas.errors import HwnasError
 from hwnas.search.spaces._base import Arch, SearchSpace
 
-__all__ = ["inherit_weights", "block_correspondence", "InheritStats", "InheritingEvaluator"]
+__all__ = ["inherit_weights", "block_correspondence", "blended", "blend_steps", "InheritStats", "InheritingEvaluator"]
 
 
 @dataclass(frozen=True)
 class InheritStats:
     """How much of a child came from its parent: parameter elements copied, layers initialised as
-    identities (new depth), and the child's parameter elements in all."""
+    identities (new depth), the child's parameter elements in all, and its modules blended in from
+    the parent's operation (:func:`blended`)."""
 
     copied: int
     identity_layers: int
     total: int
+    blended_layers: int = 0
 
     @property
     def fraction(self) -> float:
@@ -168,6 +171,57 @@ def _inherit_module(module: Any, src: str | None, parent_state: dict[str, Any]) 
         if p is not None:
             copied += _overlap(t.data, p)
     return copied, 0
+
+
+def _blend_module() -> Any:
+    import torch.nn as nn
+
+    class Blend(nn.Module):
+        """``(1 - a) * old(x) + a * new(x)``, ``a`` rising linearly from 0 to 1 over ``steps``
+        training forward passes (``old`` frozen); at ``a = 1``, ``new`` alone."""
+
+        def __init__(self, old: nn.Module, new: nn.Module, steps: int) -> None:
+            super().__init__()
+            self.old, self.new, self.steps, self.t = old, new, steps, 0
+            for p in old.parameters():
+                p.requires_grad_(False)
+
+        def forward(self, x: Any) -> Any:
+            a = min(1.0, self.t / self.steps) if self.steps > 0 else 1.0
+            if self.training:
+                self.t += 1
+            return self.new(x) if a >= 1.0 else (1.0 - a) * self.old(x) + a * self.new(x)
+
+    return Blend
+
+
+def _set_module(root: Any, name: str, module: Any) -> None:
+    owner, _, attr = name.rpartition(".")
+    setattr(root.get_submodule(owner) if owner else root, attr, module)
+
+
+@contextmanager
+def blended(child: Any, parent: Any, names: Sequence[str], steps: int) -> Iterator[int]:
+    """Within the block, each of ``child``'s modules ``names`` (a switched operation:
+    :meth:`SearchSpace.switched_ops`) computes a blend of ``parent``'s module of the same name
+    (its trained weights, frozen) and its own, moving from the parent's to its own over ``steps``
+    training steps: the child starts with its parent's function and ends as itself (a gradual
+    network morphism where no initialisation preserves the function). On leaving, the child holds
+    its own modules only. Yields the number of modules blended."""
+    blend = _blend_module()
+    own = {n: child.get_submodule(n) for n in names}
+    for n, m in own.items():
+        _set_module(child, n, blend(parent.get_submodule(n), m, steps))
+    try:
+        yield len(own)
+    finally:
+        for n, m in own.items():
+            _set_module(child, n, m)
+
+
+def blend_steps(epochs: int, steps_per_epoch: int) -> int:
+    """How long a switched operation blends: one epoch, or half the training where that is shorter."""
+    return min(steps_per_epoch, epochs * steps_per_epoch // 2)
 
 
 class InheritingEvaluator:

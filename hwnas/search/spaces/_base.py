@@ -205,6 +205,14 @@ class SearchSpace(ABC):
         default): the module's own names already correspond between architectures."""
         return None
 
+    def switched_ops(self, child: Arch, parent: Arch) -> list[str]:
+        """For weight inheritance: the names of ``build_module(child)``'s modules that compute another
+        operation than the parent's module of the same name, one that no initialisation from the
+        parent's weights makes compute the same (NB201: an edge switched from pooling to a skip).
+        Inheritance blends each from the parent's operation into the child's over the first steps
+        (:func:`hwnas.search._inherit.blended`). Default: none."""
+        return []
+
     def input_shape(self, arch: Arch) -> tuple[int, ...]:
         return (1, 3, 32, 32)
 
