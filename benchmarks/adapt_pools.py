@@ -1,6 +1,6 @@
 """Few-shot adaptation from two candidate pools, side by side: the zoo's calibration networks alone
-(``zoo``: stop 46 and before) and with random networks of every block kind (``zoo+mixed``: the
-default now, :func:`hwnas.zoo.random_mixed_model`).
+(``zoo``, the default) and with 20 random networks of every block kind (``zoo+mixed``,
+:func:`hwnas.zoo.random_mixed_model`, ``default_candidates(mixed=20)``).
 
     python benchmarks/adapt_pools.py --from-run benchmarks/out/adapt_s46 --targets cpu-ort cpu-torch \\
         --samples 20 --out benchmarks/out/pools [--json OUT]
@@ -28,8 +28,8 @@ from hwnas.jobs import default_candidates, load_predictor
 from adapt_accuracy import _bar, _fmt
 from adapt_by_family import by_family
 
-#: the candidate pools compared (the default pool is ``zoo+mixed``)
-POOLS = {"zoo": lambda: default_candidates(mixed=0), "zoo+mixed": default_candidates}
+#: the candidate pools compared (the default pool is ``zoo``)
+POOLS = {"zoo": default_candidates, "zoo+mixed": lambda: default_candidates(mixed=20)}
 
 
 def family_medians(rows: list[dict]) -> dict[str, float]:
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heldout-set", default="first")
     ap.add_argument("--json", dest="json_out", type=Path)
     args = ap.parse_args(argv)
-    have = sorted(p.parent.name for p in args.from_run.glob("*/scratch/model.json"))
+    have = sorted(p.parent.parent.name for p in args.from_run.glob("*/scratch/model.json"))
     missing = [t for t in args.targets if t not in have]
     if missing or len(have) < 2:
         ap.error(f"{args.from_run} has scratch predictors for {', '.join(have) or 'no device'}; need one for each "

@@ -394,6 +394,18 @@ def test_adapt_pools_compares_the_zoo_pool_with_the_mixed_default() -> None:
     assert mod.family_medians(rows) == {"mixed": pytest.approx(0.2)}
 
 
+def test_adapt_pools_finds_the_runs_scratch_predictors(tmp_path, capsys) -> None:
+    mod = _module("adapt_pools")
+    for dev in ("cpu-ort", "cpu-torch"):
+        (tmp_path / dev / "scratch").mkdir(parents=True)
+        (tmp_path / dev / "scratch" / "model.json").write_text("{}")
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--from-run", str(tmp_path), "--targets", "cpu-tvm", "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    assert "has scratch predictors for cpu-ort, cpu-torch; need one for each target (cpu-tvm)" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("script, args, message", [
     ("predictor_accuracy", ["--model-statistic", "p50"], "invalid choice"),
     ("inherit_proxy", ["--inherit-schedule", "warm"], "invalid choice"),

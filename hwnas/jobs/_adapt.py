@@ -57,12 +57,13 @@ class Candidate:
     onnx: Any
 
 
-def default_candidates(space: Any = None, space_models: int = 40, mixed: int = 20) -> list[Candidate]:
+def default_candidates(space: Any = None, space_models: int = 40, mixed: int = 0) -> list[Candidate]:
     """The zoo's calibration networks (random architectures, MobileNetV2- and ResNet-like at several
-    widths and resolutions; the held-out families stay out), ``mixed`` random networks of every
-    block kind (:func:`hwnas.zoo.random_mixed_model`: fire modules' concatenations, residual adds,
-    squeeze-excite, max pools, so that the measured networks cover the op types a device runs),
-    and with ``space`` that many of the space's own networks spread over its FLOPs."""
+    widths and resolutions; the held-out families stay out), with ``space`` that many of the space's
+    own networks spread over its FLOPs, and ``mixed`` random networks of every block kind
+    (:func:`hwnas.zoo.random_mixed_model`: fire modules' concatenations, residual adds,
+    squeeze-excite, max pools; none by default: they did not lower the error on held-out families,
+    BENCHMARKS.md, "Few-shot adaptation")."""
     from hwnas.zoo import random_mixed_model
 
     out = [Candidate(m.name, m.family, m.onnx) for m in calibration_models(n_random=40)]
