@@ -106,7 +106,9 @@ def test_int8_op_measured_without_its_edges() -> None:
     from hwnas.testing import FAST_POLICY
 
     m = Profiler(default_registry().get("cpu-ort-int8"), policy=FAST_POLICY).profile_op(cfg)
-    assert m.status == "ok" and m.kernel_ms is not None and m.kernel_ms <= m.stats.latency_ms
+    # the kernels' time comes from a separate profiled run, rounded to the microsecond: on a ~10 us
+    # op a noisy host can put it above the timed median (0.012 against 0.0106 ms once), not far above
+    assert m.status == "ok" and m.kernel_ms is not None and 0 < m.kernel_ms <= 1.5 * m.stats.latency_ms
     prepared = get_backend("onnxruntime").prepare_op(cfg, default_registry().get("cpu-ort-int8"))
     nodes = prepared.breakdown(3)
     assert any(n.op_type == "QLinearConv" for n in nodes)
