@@ -255,7 +255,15 @@ def random_mixed_model(seed: int, resolution: int | None = None, classes: int = 
     fire modules (concatenations), each stage downsampling by a stride or a 3x3/2 max pool.
     Measurements that must cover the kinds of op a device runs, not one family's, draw from it
     (few-shot adaptation's candidates); :func:`random_model` stays the search-like MBConv network."""
-    rng = np.random.default_rng(seed)
+    with torch.random.fork_rng(devices=[]):  # the weights from ``seed``, the global generator untouched
+        torch.manual_seed(seed)
+        module, res = _mixed_chain(np.random.default_rng(seed), resolution, classes)
+    name = f"mixed-{seed}-r{res}"
+    return ZooModel(name, "mixed", 1.0, res, module, module.to_onnx(name))
+
+
+def _mixed_chain(rng: np.random.Generator, resolution: int | None, classes: int) -> tuple[ChainModel, int]:
+    """:func:`random_mixed_model`'s network (eval mode) and its input resolution."""
     r = int(resolution or rng.choice([96, 128, 160, 192, 224]))
     act = Act(rng.choice(["relu", "relu6", "hardswish", "silu"]))
     stem = OpConfig(OpType.CONV, 3, int(rng.choice([16, 24, 32, 48, 64])), r, r, kernel=3, stride=2, act=Act.RELU)
@@ -275,8 +283,4 @@ def random_mixed_model(seed: int, resolution: int | None = None, classes: int = 
     for cfg in (OpConfig(OpType.PWCONV, cin, last, r, r, act=act), OpConfig(OpType.GAP, last, h=r, w=r),
                 OpConfig(OpType.LINEAR, last, classes)):
         blocks.append(OpBlock(cfg))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        module = ChainModel(blocks, (1, 3, stem.h, stem.h), (1, classes)).eval()
-    name = f"mixed-{seed}-r{stem.h}"
-    return ZooModel(name, "mixed", 1.0, stem.h, module, module.to_onnx(name))
+    return ChainModel(blocks, (1, 3, stem.h, stem.h), (1, classes)).eval(), stem.h

@@ -200,4 +200,7 @@ def test_mixed_random_networks_cover_the_block_kinds_a_family_alone_lacks() -> N
         assert np.allclose(sess.run(None, {"input": x.numpy()})[0], want, atol=1e-4)
         assert kernel_configs(m.onnx), "the predictors read its kernels"
     assert {"Concat", "Add", "MaxPool", "Mul"} <= set(kinds), kinds
-    assert zoo.random_mixed_model(3).name == zoo.random_mixed_model(3).name
+    state = torch.random.get_rng_state()
+    a, b = zoo.random_mixed_model(3), zoo.random_mixed_model(3)
+    assert torch.equal(torch.random.get_rng_state(), state), "the global generator is untouched"
+    assert a.name == b.name and a.onnx.SerializeToString() == b.onnx.SerializeToString()
