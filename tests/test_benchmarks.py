@@ -394,6 +394,17 @@ def test_adapt_pools_compares_the_zoo_pool_with_the_mixed_default() -> None:
     assert mod.family_medians(rows) == {"mixed": pytest.approx(0.2)}
 
 
+def test_inherit_compare_counts_epochs_within_images() -> None:
+    mod = _module("inherit_compare")
+    pair = {"scratch_acc": 0.99, "inherited_curve": [0.95, 0.9872, 0.99], "ratio": 0.375}
+    assert mod.ratio_within(pair, 0, 359, 8) == 0.375
+    assert mod.ratio_within(pair, 1, 359, 8) == 0.25  # 0.9872 is within one image (0.0028) of 0.99
+    never = {"scratch_acc": 0.99, "inherited_curve": [0.9] * 8, "ratio": None}
+    assert mod.ratio_within(never, 2, 359, 8) == 1.0
+    s = mod.summary([pair, never], 359, 8)
+    assert s["mean_ratio_within_0"] == pytest.approx(0.688, abs=1e-3) and s["never_reached"] == 1
+
+
 def test_adapt_pools_finds_the_runs_scratch_predictors(tmp_path, capsys) -> None:
     mod = _module("adapt_pools")
     for dev in ("cpu-ort", "cpu-torch"):
@@ -411,6 +422,7 @@ def test_adapt_pools_finds_the_runs_scratch_predictors(tmp_path, capsys) -> None
     ("inherit_proxy", ["--inherit-schedule", "warm"], "invalid choice"),
     ("inherit_proxy", ["--first-seed", "-1"], "--first-seed must be >= 0"),
     ("adapt_by_family", ["--out", "no-such-run", "--targets", "cpu-ort"], "no adapted predictor at no-such-run/cpu-ort/adapt-20"),
+    ("inherit_compare", ["--before", "no-such.json", "--after", "no-such.json"], "no such file: no-such.json"),
     ("adapt_pools", ["--from-run", "no-such-run", "--targets", "cpu-ort", "--out", "x"],
      "no-such-run has scratch predictors for no device; need one for each target (cpu-ort)"),
 ])
