@@ -13,7 +13,6 @@ and random), the median of predicted / measured - 1, adapted and from scratch.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import hwnas
+from hwnas._files import write_json
 from hwnas.errors import HwnasError
 from hwnas.jobs import load_predictor
 
@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(result, indent=1))
+        write_json(args.json_out, result)
     return 0
 
 

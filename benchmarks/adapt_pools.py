@@ -16,12 +16,12 @@ adapted predictor and the target's scratch predictor are scored on those measure
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import hwnas
+from hwnas._files import write_json
 from hwnas.errors import HwnasError
 from hwnas.jobs import default_candidates, load_predictor
 
@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(result, indent=1))
+        write_json(args.json_out, result)
     return 0
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hwnas._files import write_json
+
 
 def ratio_within(pair: dict, images: int, val_images: int, epochs: int) -> float:
     """e / E of the first inherited epoch within ``images`` of the scratch accuracy (1.0: never)."""
@@ -55,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-images", type=int, default=359)
     ap.add_argument("--json", dest="json_out", type=Path)
     args = ap.parse_args(argv)
+    if args.val_images < 1:
+        ap.error(f"--val-images must be >= 1; got {args.val_images}")
     missing = [str(p) for p in args.before + args.after if not p.is_file()]
     if missing:
         ap.error(f"no such file: {', '.join(missing)}")
@@ -73,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                                                for a, b in zip(before, after))}
     print(json.dumps(result, indent=1))
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(result, indent=1))
+        write_json(args.json_out, result)
     return 0
 
 

@@ -279,8 +279,5 @@ def _mixed_chain(rng: np.random.Generator, resolution: int | None, classes: int)
             r, stride = pool.out_hw[0], 1
         more, cin, r = _mixed_stage(kind, cin, cout, r, stride, int(rng.integers(1, 4)), act, rng)
         blocks += more
-    last = int(rng.choice([512, 1024, 1280]))
-    for cfg in (OpConfig(OpType.PWCONV, cin, last, r, r, act=act), OpConfig(OpType.GAP, last, h=r, w=r),
-                OpConfig(OpType.LINEAR, last, classes)):
-        blocks.append(OpBlock(cfg))
+    blocks += map(OpBlock, _head([], cin, r, int(rng.choice([512, 1024, 1280])), classes, act))
     return ChainModel(blocks, (1, 3, stem.h, stem.h), (1, classes)).eval(), stem.h

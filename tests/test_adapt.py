@@ -204,3 +204,8 @@ def test_mixed_random_networks_cover_the_block_kinds_a_family_alone_lacks() -> N
     a, b = zoo.random_mixed_model(3), zoo.random_mixed_model(3)
     assert torch.equal(torch.random.get_rng_state(), state), "the global generator is untouched"
     assert a.name == b.name and a.onnx.SerializeToString() == b.onnx.SerializeToString()
+    from hwnas.errors import HwnasError
+    from hwnas.jobs import default_candidates
+
+    with pytest.raises(HwnasError, match="mixed"):
+        default_candidates(mixed=-1)

@@ -405,6 +405,27 @@ def test_inherit_compare_counts_epochs_within_images() -> None:
     assert s["mean_ratio_within_0"] == pytest.approx(0.688, abs=1e-3) and s["never_reached"] == 1
 
 
+def test_inherit_compare_refuses_sets_of_other_pairs_and_leaves_them_as_they_were(tmp_path, capsys) -> None:
+    import hashlib
+    import json
+
+    mod = _module("inherit_compare")
+    pair = {"parent": "p", "child": "c", "scratch_acc": 0.9, "inherited_curve": [0.9], "ratio": 0.125}
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"settings": {"epochs": "8"}, "pairs": [pair]}))
+    b.write_text(json.dumps({"settings": {"epochs": "8"}, "pairs": [{**pair, "child": "other"}]}))
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (a, b)}
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["--before", str(a), "--after", str(b), "--json", str(tmp_path / "out.json")])
+    assert exc.value.code == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and "not the same pairs (1 and 1 pairs, 1 differing" in err[0]
+    assert not (tmp_path / "out.json").exists()
+    assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (a, b)}
+    assert mod.main(["--before", str(a), "--after", str(a), "--json", str(tmp_path / "out.json")]) == 0
+    assert json.loads((tmp_path / "out.json").read_text())["after"]["mean_ratio_within_0"] == 0.125
+
+
 def test_adapt_pools_finds_the_runs_scratch_predictors(tmp_path, capsys) -> None:
     mod = _module("adapt_pools")
     for dev in ("cpu-ort", "cpu-torch"):
@@ -423,6 +444,7 @@ def test_adapt_pools_finds_the_runs_scratch_predictors(tmp_path, capsys) -> None
     ("inherit_proxy", ["--first-seed", "-1"], "--first-seed must be >= 0"),
     ("adapt_by_family", ["--out", "no-such-run", "--targets", "cpu-ort"], "no adapted predictor at no-such-run/cpu-ort/adapt-20"),
     ("inherit_compare", ["--before", "no-such.json", "--after", "no-such.json"], "no such file: no-such.json"),
+    ("inherit_compare", ["--before", "a.json", "--after", "a.json", "--val-images", "0"], "--val-images must be >= 1; got 0"),
     ("adapt_pools", ["--from-run", "no-such-run", "--targets", "cpu-ort", "--out", "x"],
      "no-such-run has scratch predictors for no device; need one for each target (cpu-ort)"),
 ])

@@ -66,6 +66,7 @@ def default_candidates(space: Any = None, space_models: int = 40, mixed: int = 0
     BENCHMARKS.md, "Few-shot adaptation")."""
     from hwnas.zoo import random_mixed_model
 
+    check_count("mixed", mixed, 0)
     out = [Candidate(m.name, m.family, m.onnx) for m in calibration_models(n_random=40)]
     out += [Candidate(m.name, m.family, m.onnx) for m in map(random_mixed_model, range(mixed))]
     if space is not None:

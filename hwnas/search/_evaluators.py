@@ -255,8 +255,7 @@ class ProxyTrainingEvaluator:
 
         old = self._module(parent)
         old.load_state_dict(parent_state)
-        per_epoch = (len(run.data[1]) + self.batch_size - 1) // self.batch_size
-        with blended(run.model, old, switched, blend_steps(epochs, per_epoch)) as n:
+        with blended(run.model, old, switched, blend_steps(epochs, run.steps_per_epoch)) as n:
             run.epochs_to(epochs)
         return dataclasses.replace(stats, blended_layers=n)
 
@@ -317,9 +316,8 @@ class _TrainingRun:
         import torch
 
         self.model, self.data, self.batch_size, self.device = model, data, batch_size, device
-        n = len(data[1])
         self.opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-        steps = total_epochs * ((n + batch_size - 1) // batch_size)
+        steps = total_epochs * self.steps_per_epoch
         if schedule == "constant":
             self.sched = torch.optim.lr_scheduler.ConstantLR(self.opt, factor=1.0, total_iters=0)
         elif schedule == "cosine":
@@ -328,6 +326,11 @@ class _TrainingRun:
             self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=lr * 5, total_steps=max(1, steps))
         self.gen = torch.Generator().manual_seed(seed)
         self.done = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps in one epoch (batches of the training images)."""
+        return (len(self.data[1]) + self.batch_size - 1) // self.batch_size
 
     def epochs_to(self, epochs: int) -> None:
         import torch

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from hwnas.errors import HwnasError
 from hwnas.search.spaces._base import Arch, SearchSpace
 
@@ -173,26 +175,21 @@ def _inherit_module(module: Any, src: str | None, parent_state: dict[str, Any]) 
     return copied, 0
 
 
-def _blend_module() -> Any:
-    import torch.nn as nn
+class _Blend(nn.Module):
+    """``(1 - a) * old(x) + a * new(x)``, ``a`` rising linearly from 0 to 1 over ``steps``
+    training forward passes (``old`` frozen); at ``a = 1``, ``new`` alone."""
 
-    class Blend(nn.Module):
-        """``(1 - a) * old(x) + a * new(x)``, ``a`` rising linearly from 0 to 1 over ``steps``
-        training forward passes (``old`` frozen); at ``a = 1``, ``new`` alone."""
+    def __init__(self, old: nn.Module, new: nn.Module, steps: int) -> None:
+        super().__init__()
+        self.old, self.new, self.steps, self.t = old, new, steps, 0
+        for p in old.parameters():
+            p.requires_grad_(False)
 
-        def __init__(self, old: nn.Module, new: nn.Module, steps: int) -> None:
-            super().__init__()
-            self.old, self.new, self.steps, self.t = old, new, steps, 0
-            for p in old.parameters():
-                p.requires_grad_(False)
-
-        def forward(self, x: Any) -> Any:
-            a = min(1.0, self.t / self.steps) if self.steps > 0 else 1.0
-            if self.training:
-                self.t += 1
-            return self.new(x) if a >= 1.0 else (1.0 - a) * self.old(x) + a * self.new(x)
-
-    return Blend
+    def forward(self, x: Any) -> Any:
+        a = min(1.0, self.t / self.steps) if self.steps > 0 else 1.0
+        if self.training:
+            self.t += 1
+        return self.new(x) if a >= 1.0 else (1.0 - a) * self.old(x) + a * self.new(x)
 
 
 def _set_module(root: Any, name: str, module: Any) -> None:
@@ -208,10 +205,9 @@ def blended(child: Any, parent: Any, names: Sequence[str], steps: int) -> Iterat
     training steps: the child starts with its parent's function and ends as itself (a gradual
     network morphism where no initialisation preserves the function). On leaving, the child holds
     its own modules only. Yields the number of modules blended."""
-    blend = _blend_module()
     own = {n: child.get_submodule(n) for n in names}
     for n, m in own.items():
-        _set_module(child, n, blend(parent.get_submodule(n), m, steps))
+        _set_module(child, n, _Blend(parent.get_submodule(n), m, steps))
     try:
         yield len(own)
     finally:

@@ -133,13 +133,10 @@ class NB201Space(SearchSpace):
         kernel inherited in the centre computes the same)."""
         kept = {("nor_conv_1x1", "nor_conv_3x3")}
         edges = [e for e, (p, c) in enumerate(zip(self.ops(parent), self.ops(child))) if p != c and (p, c) not in kept]
-        return [f"{i}.edges.{e}" for i in self._cell_indices() for e in edges]
-
-    def _cell_indices(self) -> list[int]:
-        """Where ``build_module`` puts the cells: after the stem's two layers, a reduction before
-        the second and third stages."""
-        n = self.cells_per_stage
-        return [2 + stage * (n + 1) + k for stage in range(3) for k in range(n)]
+        if not edges:
+            return []
+        cells = [n for n, m in self.build_module(child).named_modules() if isinstance(m, _Cell)]
+        return [f"{n}.edges.{e}" for n in cells for e in edges]
 
     def input_shape(self, arch: Arch) -> tuple[int, ...]:
         return (1, 3, self.resolution, self.resolution)
