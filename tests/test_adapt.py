@@ -75,6 +75,38 @@ def test_an_adapted_predictor_of_format_1_still_loads(adapted, tmp_path) -> None
     assert again.predict_onnx(zoo.create("squeezenet", 0.5, 32, 10).onnx).latency_ms > 0
 
 
+@pytest.mark.parametrize("damage, says", [
+    (lambda m: m.update(G=[row + [0.0] for row in m["G"]]), "G has (5, 6) where (5, 5) was expected"),
+    (lambda m: m.update(S=[row + [1.0] for row in m["S"]]), "S has (5, 2) where (5, 1) was expected"),
+    (lambda m: m.update(X=m["X"][:4]), "X has (4,) where (5,) was expected"),
+    (lambda m: m["measured"][0].pop("latency_ms"), "damaged (KeyError"),
+    (lambda m: m["measured"][0].update(latency_ms=-1.0), "not positive and finite"),
+    (lambda m: m.update(views=["ratio"]), "unknown view 'ratio'"),
+    (lambda m: m.update(G=None), "the parts view without G"),
+    (lambda m: m.update(S="abc"), "damaged (ValueError"),
+])
+def test_a_damaged_adapted_predictor_is_one_line_and_left_as_it_was(adapted, tmp_path, capsys, damage, says) -> None:
+    import json
+    import shutil
+
+    import onnx
+
+    d, _, _ = adapted
+    bad = tmp_path / "bad"
+    shutil.copytree(d / "pred", bad)
+    meta = json.loads((bad / "adapted.json").read_text())
+    damage(meta)
+    (bad / "adapted.json").write_text(json.dumps(meta))
+    before = (bad / "adapted.json").read_bytes()
+    m = tmp_path / "m.onnx"
+    onnx.save(zoo.create("mobilenetv2", 0.5, 32, 10).onnx, str(m))
+    capsys.readouterr()
+    assert main(["predict", str(m), "--device", "cpu-torch", "--predictor", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and "adapt again" in err and len(err.splitlines()) == 1, err
+    assert (bad / "adapted.json").read_bytes() == before
+
+
 def test_adapt_refuses_unknown_views(trained, tmp_path) -> None:
     with pytest.raises(hwnas.HwnasError, match="views takes one or more of multiplicative, additive, parts; got ratio"):
         hwnas.adapt_predictor("cpu-torch", [f"cpu-ort={trained / 'predictor'}"], views=("ratio",),

@@ -228,14 +228,41 @@ class AdaptedPredictor:
                 f"the adapted predictor in {d} is for device {stored.get('device_name')!r} with fingerprint "
                 f"{stored.get('id')}, not {fingerprint.id}: adapt again on this device, or override explicitly "
                 "(--allow-fingerprint-mismatch / allow_fingerprint_mismatch=True)")
+        names, X, S, y, measured, G, views = _stored_fit(meta, d / ADAPTED_FILE)
         sources = [LatencyPredictor.load(d / s["dir"]) for s in meta["sources"]]
-        out = cls(sources, [s["device"] for s in meta["sources"]], np.array(meta["X"]), np.array(meta["S"]),
-                  np.array([m["latency_ms"] for m in meta["measured"]]), stored,
-                  [m["name"] for m in meta["measured"]],
-                  None if meta.get("G") is None else np.array(meta["G"]),
-                  tuple(meta.get("views", _FORMAT1_VIEWS)))
+        out = cls(sources, names, X, S, y, stored, measured, G, views)
         out.path_ = d
         return out
+
+
+def _stored_fit(meta: dict[str, Any], path: Path) -> tuple:
+    """An ``adapted.json``'s sources' names, X, S, measured latencies and names, G and views, checked
+    to fit together (rows per measured network, a column of S per source, G's columns as
+    :func:`transfer_parts` makes them), or a :class:`HwnasError` naming what does not."""
+    from hwnas.latency_models._transfer import VIEWS
+
+    try:
+        names = [str(s["device"]) for s in meta["sources"]]
+        dirs = [str(s["dir"]) for s in meta["sources"]]
+        y = np.array([float(m["latency_ms"]) for m in meta["measured"]])
+        measured = [str(m["name"]) for m in meta["measured"]]
+        X, S = np.array(meta["X"], float), np.array(meta["S"], float)
+        G = None if meta.get("G") is None else np.array(meta["G"], float)
+        views = tuple(str(v) for v in meta.get("views", _FORMAT1_VIEWS))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HwnasError(f"{path} is damaged ({type(exc).__name__}: {exc}); adapt again") from None
+    n, k = len(y), len(names)
+    problems = [f"{what} has {shape} where {want} was expected" for what, shape, want in (
+        ("X", X.shape[:1], (n,)), ("S", S.shape, (n, k)),
+        ("G", None if G is None else G.shape, None if G is None else (n, 3 * k + 2))) if shape != want]
+    problems += [f"unknown view {v!r}" for v in views if v not in VIEWS]
+    problems += ["the parts view without G"] * ("parts" in views and G is None)
+    problems += ["a source without a directory"] * (not all(dirs))
+    problems += ["a measured latency that is not positive and finite"] * bool(np.any(~np.isfinite(y) | (y <= 0)))
+    if problems or X.ndim != 2 or not views:
+        raise HwnasError(f"{path} does not fit together ({'; '.join(problems) or 'no views or X not a table'}); "
+                         "adapt again")
+    return names, X, S, y, measured, G, views
 
 
 def load_any_predictor(directory: str | Path, fingerprint: Fingerprint | None = None,
