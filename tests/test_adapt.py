@@ -84,6 +84,8 @@ def test_an_adapted_predictor_of_format_1_still_loads(adapted, tmp_path) -> None
     (lambda m: m.update(views=["ratio"]), "unknown view 'ratio'"),
     (lambda m: m.update(G=None), "the parts view without G"),
     (lambda m: m.update(S="abc"), "damaged (ValueError"),
+    (lambda m: m.update(fingerprint="abc"), "a fingerprint that is not a table"),
+    (lambda m: m.update(X=[1, 2, 3, 4, 5]), "X is not a table"),
 ])
 def test_a_damaged_adapted_predictor_is_one_line_and_left_as_it_was(adapted, tmp_path, capsys, damage, says) -> None:
     import json

@@ -27,7 +27,7 @@ from hwnas.latency_models._predictor import (
     ModelPrediction,
     kernel_configs,
 )
-from hwnas.latency_models._transfer import TransferLatencyModel
+from hwnas.latency_models._transfer import VIEWS, TransferLatencyModel
 from hwnas.profilers import OpConfig
 
 __all__ = ["AdaptedPredictor", "network_features", "transfer_inputs", "transfer_parts", "spread_order",
@@ -47,6 +47,15 @@ _DENSE = {OpType.CONV, OpType.PWCONV, OpType.LINEAR}
 _DEPTHWISE = {OpType.DWCONV}
 
 
+#: kernel groups of the parts view: dense, depthwise, the rest (``_group``)
+_GROUPS = 3
+
+
+def _parts_width(n_sources: int) -> int:
+    """Columns of :func:`transfer_parts`: each source's groups, then the kernel count and a constant."""
+    return _GROUPS * n_sources + 2
+
+
 def _group(c: OpConfig) -> int:
     return 0 if c.op in _DENSE else 1 if c.op in _DEPTHWISE else 2
 
@@ -58,7 +67,7 @@ def network_features(configs: Sequence[OpConfig]) -> np.ndarray:
     macs = sum(c.macs() for c in ks)
     params = sum(c.params() for c in ks)
     io = sum(sum(int(np.prod(s)) for s in c.input_shapes()) + int(np.prod(c.output_shape())) for c in ks)
-    groups = np.bincount([_group(c) for c in ks], minlength=3)
+    groups = np.bincount([_group(c) for c in ks], minlength=_GROUPS)
     return np.array([np.log1p(macs / 1e6), np.log1p(params / 1e3), np.log1p(4 * io / 1e6), len(ks), *groups], float)
 
 
@@ -82,7 +91,7 @@ def transfer_parts(sources: Sequence[LatencyPredictor], archs: Sequence[Sequence
     cols = []
     for s in sources:
         ms = _kernel_ms(s, kernels)
-        for g in range(3):
+        for g in range(_GROUPS):
             cols.append([sum(t for t, c in zip(m, ks) if _group(c) == g) for m, ks in zip(ms, kernels)])
     cols += [[len(ks) for ks in kernels], [1.0] * len(kernels)]
     return np.array(cols, float).T.reshape(len(archs), -1)
@@ -222,25 +231,23 @@ class AdaptedPredictor:
         if not isinstance(meta, dict) or any(k not in meta for k in need) or meta["format"] not in (1, ADAPTED_FORMAT):
             raise HwnasError(f"{d / ADAPTED_FILE} is not an adapted predictor of format 1 or {ADAPTED_FORMAT}; "
                              "adapt again")
+        names, dirs, X, S, y, measured, G, views = _stored_fit(meta, d / ADAPTED_FILE)
         stored = meta["fingerprint"] or {}
         if fingerprint is not None and stored.get("id") != fingerprint.id and not allow_fingerprint_mismatch:
             raise FingerprintMismatchError(
                 f"the adapted predictor in {d} is for device {stored.get('device_name')!r} with fingerprint "
                 f"{stored.get('id')}, not {fingerprint.id}: adapt again on this device, or override explicitly "
                 "(--allow-fingerprint-mismatch / allow_fingerprint_mismatch=True)")
-        names, X, S, y, measured, G, views = _stored_fit(meta, d / ADAPTED_FILE)
-        sources = [LatencyPredictor.load(d / s["dir"]) for s in meta["sources"]]
+        sources = [LatencyPredictor.load(d / s) for s in dirs]
         out = cls(sources, names, X, S, y, stored, measured, G, views)
         out.path_ = d
         return out
 
 
 def _stored_fit(meta: dict[str, Any], path: Path) -> tuple:
-    """An ``adapted.json``'s sources' names, X, S, measured latencies and names, G and views, checked
-    to fit together (rows per measured network, a column of S per source, G's columns as
-    :func:`transfer_parts` makes them), or a :class:`HwnasError` naming what does not."""
-    from hwnas.latency_models._transfer import VIEWS
-
+    """An ``adapted.json``'s sources' names and directories, X, S, measured latencies and names, G
+    and views, checked to fit together (rows per measured network, a column of S per source, G's
+    columns as :func:`transfer_parts` makes them), or a :class:`HwnasError` naming what does not."""
     try:
         names = [str(s["device"]) for s in meta["sources"]]
         dirs = [str(s["dir"]) for s in meta["sources"]]
@@ -254,15 +261,16 @@ def _stored_fit(meta: dict[str, Any], path: Path) -> tuple:
     n, k = len(y), len(names)
     problems = [f"{what} has {shape} where {want} was expected" for what, shape, want in (
         ("X", X.shape[:1], (n,)), ("S", S.shape, (n, k)),
-        ("G", None if G is None else G.shape, None if G is None else (n, 3 * k + 2))) if shape != want]
+        ("G", None if G is None else G.shape, None if G is None else (n, _parts_width(k)))) if shape != want]
+    problems += ["X is not a table"] * (X.ndim != 2) + ["no views"] * (not views)
     problems += [f"unknown view {v!r}" for v in views if v not in VIEWS]
     problems += ["the parts view without G"] * ("parts" in views and G is None)
     problems += ["a source without a directory"] * (not all(dirs))
     problems += ["a measured latency that is not positive and finite"] * bool(np.any(~np.isfinite(y) | (y <= 0)))
-    if problems or X.ndim != 2 or not views:
-        raise HwnasError(f"{path} does not fit together ({'; '.join(problems) or 'no views or X not a table'}); "
-                         "adapt again")
-    return names, X, S, y, measured, G, views
+    problems += ["a fingerprint that is not a table"] * (not isinstance(meta["fingerprint"] or {}, dict))
+    if problems:
+        raise HwnasError(f"{path} does not fit together ({'; '.join(problems)}); adapt again")
+    return names, dirs, X, S, y, measured, G, views
 
 
 def load_any_predictor(directory: str | Path, fingerprint: Fingerprint | None = None,
