@@ -23,8 +23,11 @@ from hwnas._files import write_json
 
 
 def ratio_within(pair: dict, images: int, val_images: int, epochs: int) -> float:
-    """e / E of the first inherited epoch within ``images`` of the scratch accuracy (1.0: never)."""
+    """e / E of the first inherited epoch within ``images`` of the scratch accuracy (0 when the
+    child's accuracy before training is; 1.0: never)."""
     bar = pair["scratch_acc"] - images / val_images - 1e-4
+    if pair.get("untrained_acc", -1.0) >= bar:  # the parent's weights alone: 0 epochs (files before stop 43 lack it)
+        return 0.0
     for e, acc in enumerate(pair["inherited_curve"], 1):
         if acc >= bar:
             return e / epochs

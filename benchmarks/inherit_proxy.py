@@ -8,9 +8,11 @@ Per pair: a random parent trained ``--epochs`` epochs from scratch (proxy traini
 child trained ``--epochs`` from scratch (its accuracy A), then the child trained e = 1, 2, ...
 epochs from the parent's weights (``ProxyTrainingEvaluator.train_inherited``: each e a full
 one-cycle schedule of e epochs, or ``--inherit-schedule``; an operation the mutation switched is
-blended in from the parent's, ``blended_layers``) until its accuracy reaches A; every
-training ends with its BatchNorm statistics re-estimated, from scratch as inherited. Reported: e / epochs per pair (1.0
-when only the full epochs reach A, ``null`` when they do not), their mean (pairs that never reach A
+blended in from the parent's, ``blended_layers``) until its accuracy reaches A (e = 0 when the
+parent's weights alone, BatchNorm statistics re-estimated, already reach it; one epoch is still
+trained for the curve); every training ends with its BatchNorm statistics re-estimated, from scratch
+as inherited. Reported: e / epochs per pair (1.0 when only the full epochs reach A, ``null`` when
+they do not), their mean (pairs that never reach A
 count as 1.0), and the accuracies; also the child's accuracy with the parent's weights before any
 training (``untrained_acc``, its BatchNorm statistics re-estimated: how much of the parent's function
 survives the mutation). torch uses one thread.
@@ -33,13 +35,14 @@ def pair(ev, space, rng, epochs: int) -> dict:  # noqa: ANN001
     state = {k: v.detach().clone() for k, v in module.state_dict().items()}
     _, scratch = ev.train(child)
     _, untrained, _ = ev.train_inherited(child, state, 0, parent=parent)  # no epochs: the BatchNorm re-estimate only
-    reached, curve, frac, blend = None, [], 0.0, 0
-    for e in range(1, epochs + 1):
+    reached = 0 if untrained >= scratch else None  # the parent's weights alone are enough: 0 epochs
+    curve, frac, blend = [], 0.0, 0
+    for e in range(1, epochs + 1):  # at least one epoch, for the curve
         _, acc, stats = ev.train_inherited(child, state, e, parent=parent)
         curve.append(round(acc, 4))
         frac, blend = stats.fraction, stats.blended_layers
-        if acc >= scratch:
-            reached = e
+        if reached is not None or acc >= scratch:
+            reached = e if reached is None else reached
             break
     return {"parent": space.to_string(parent), "child": space.to_string(child), "parent_acc": round(parent_acc, 4),
             "scratch_acc": round(scratch, 4), "untrained_acc": round(untrained, 4), "inherited_curve": curve, "epochs_to_scratch": reached,

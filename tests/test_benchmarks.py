@@ -401,6 +401,8 @@ def test_inherit_compare_counts_epochs_within_images() -> None:
     assert mod.ratio_within(pair, 1, 359, 8) == 0.25  # 0.9872 is within one image (0.0028) of 0.99
     never = {"scratch_acc": 0.99, "inherited_curve": [0.9] * 8, "ratio": None}
     assert mod.ratio_within(never, 2, 359, 8) == 1.0
+    there = {**pair, "untrained_acc": 0.9872}  # before any training, within one image
+    assert mod.ratio_within(there, 0, 359, 8) == 0.375 and mod.ratio_within(there, 1, 359, 8) == 0.0
     s = mod.summary([pair, never], 359, 8)
     assert s["mean_ratio_within_0"] == pytest.approx(0.688, abs=1e-3) and s["never_reached"] == 1
 
