@@ -1,5 +1,6 @@
-"""A self-contained HTML report of a search run: Pareto front, search progress, predicted vs
-measured latency, and the chosen model's per-op latency breakdown (images inlined as base64)."""
+"""A self-contained HTML report of a search run: Pareto front, search progress (and a multi-fidelity
+run's rungs), predicted vs measured latency, and the chosen model's per-op latency breakdown (images
+inlined as base64)."""
 
 from __future__ import annotations
 
@@ -45,16 +46,22 @@ def _find_card(run: Path) -> dict[str, Any] | None:
     return card
 
 
+def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``path`` as a table with ``columns`` (one line naming the file where it is not)."""
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise HwnasError(f"{path} cannot be read as CSV ({exc})") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise HwnasError(f"{path} lacks the column(s) {', '.join(missing)}")
+    return table
+
+
 def _trials(run: RunDir) -> pd.DataFrame:
     if not run.trials_csv.is_file():
         raise HwnasError(f"{run.path} is not a search run directory (no trials.csv); run `hwnas search` first")
-    try:
-        trials = pd.read_csv(run.trials_csv)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise HwnasError(f"{run.trials_csv} cannot be read as CSV ({exc})") from None
-    missing = [c for c in ("number", "accuracy", "latency_ms") if c not in trials.columns]
-    if missing:
-        raise HwnasError(f"{run.trials_csv} lacks the column(s) {', '.join(missing)}")
+    trials = _read_csv(run.trials_csv, ("number", "accuracy", "latency_ms"))
     for c in ("number", "accuracy", "latency_ms"):
         trials[c] = pd.to_numeric(trials[c], errors="coerce")
     return trials
@@ -115,6 +122,35 @@ def _progress(plt: Any, run: RunDir, trials: pd.DataFrame, limit: Any) -> str:
         ax.legend(fontsize=8)
         progress += _png(fig)
     return "<h2>Search progress</h2>" + progress
+
+
+def _rungs(plt: Any, run: RunDir) -> str:
+    """A multi-fidelity run's rungs (``rungs.csv``; empty for other runs): each candidate's accuracy
+    at every rung it reached, a colour per bracket, a line joining the rungs of a promoted one; and
+    a table per bracket and rung of the candidates trained, their epochs and accuracies."""
+    path = run.path / "rungs.csv"
+    if not path.is_file():
+        return ""
+    rungs = _read_csv(path, ("bracket", "rung", "arch", "epochs", "accuracy"))
+    for c in ("bracket", "rung", "epochs", "accuracy"):
+        rungs[c] = pd.to_numeric(rungs[c], errors="coerce")
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for k, (bracket, group) in enumerate(rungs.groupby("bracket")):
+        for _, one in group.groupby("arch"):
+            one = one.sort_values("epochs")
+            ax.plot(one["epochs"], one["accuracy"], "-", color=f"C{k % 10}", alpha=0.5, lw=1)
+        ax.scatter(group["epochs"], group["accuracy"], s=14, color=f"C{k % 10}", label=f"bracket {bracket:g}")
+    ax.set_xticks(sorted(rungs["epochs"].dropna().unique()))
+    ax.set(xlabel="epochs trained", ylabel="accuracy", title="rungs: candidates and their promotions")
+    ax.legend(fontsize=8)
+    per = rungs.groupby(["bracket", "rung"]).agg(candidates=("arch", "size"), epochs=("epochs", "max"),
+                                                 best=("accuracy", "max"), median=("accuracy", "median"))
+    head = "".join(f"<th>{h}</th>" for h in ("bracket", "rung", "candidates", "epochs", "best accuracy",
+                                              "median accuracy"))
+    body = "".join(f"<tr><td>{b:g}</td><td>{r:g}</td><td>{int(v['candidates'])}</td><td>{v['epochs']:g}</td>"
+                   f"<td>{_fmt(v['best'], '.4f')}</td><td>{_fmt(v['median'], '.4f')}</td></tr>"
+                   for (b, r), v in per.iterrows())
+    return f"<h2>Rungs</h2>{_png(fig)}<table><tr>{head}</tr>{body}</table>"
 
 
 def _predicted_vs_measured(plt: Any, run: RunDir, card: dict[str, Any] | None) -> str:
@@ -181,7 +217,7 @@ def write_report(run: str | Path, out: str | Path | None = None, overwrite: bool
     limit = settings.get("limit_ms") or settings.get("target_ms")
     card = _find_card(rd.path)
     sections = [_summary(best, trials, card, limit), _front(plt, rd, trials, limit), _progress(plt, rd, trials, limit),
-                _predicted_vs_measured(plt, rd, card), _breakdown(plt, card)]
+                _rungs(plt, rd), _predicted_vs_measured(plt, rd, card), _breakdown(plt, card)]
     title = f"hwnas report: {rd.path.name}"
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
            "body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}"

@@ -174,6 +174,8 @@ def test_cli_hyperband_with_proxy_training_writes_a_run_that_resumes(trained, tm
     again = json.loads((tmp_path / "run" / "best.json").read_text())
     assert again["best"]["arch"] == best["best"]["arch"]
     assert main(args) == 2  # the run exists: --resume needed
+    assert main(["report", str(tmp_path / "run")]) == 0
+    assert "<h2>Rungs</h2>" in (tmp_path / "run" / "report.html").read_text()
 
 
 def test_restarted_rungs_train_from_scratch(tmp_path) -> None:
@@ -212,3 +214,26 @@ def test_every_training_ends_with_batchnorm_statistics_re_estimated(tmp_path) ->
     assert any(not torch.allclose(a, b) for a, b in zip(stale, fresh))  # the momentum averages lagged
     ck = tmp_path / "r.pt"
     assert ev.train_to(arch, 1, 1, ck) == acc  # a rung scores as a full training does
+
+
+def test_the_report_of_a_multifidelity_run_shows_its_rungs(tmp_path) -> None:
+    """The run directory as ``hwnas search --strategy hyperband`` writes it (a fake evaluator: the
+    orchestration only), then ``hwnas report``: a Rungs section with a row per bracket and rung; a
+    damaged rungs.csv is one line naming it."""
+    from types import SimpleNamespace
+
+    from hwnas.jobs._multifidelity import _write
+    from hwnas.report import write_report
+    from hwnas.search import RunDir
+
+    brackets = hyperband_schedule(9, 3)
+    _, rows = _run(tmp_path, FakeFidelityEvaluator(), brackets)
+    s = SimpleNamespace(space=create_space("nb201"), limit_ms=1.0, predictor=None)
+    _write(RunDir(tmp_path / "run"), s, rows, 9, {"space": "nb201", "strategy": "hyperband", "target_ms": 1.0}, brackets)
+    page = write_report(tmp_path / "run").read_text()
+    assert "<h2>Rungs</h2>" in page and page.count("data:image/png") >= 3
+    assert page.count("<tr><td>") == sum(len(b) for b in brackets)  # 3 + 2 + 1 rungs
+    assert "<tr><td>0</td><td>0</td><td>9</td><td>1</td>" in page  # bracket 0 starts with 9 candidates at 1 epoch
+    (tmp_path / "run" / "rungs.csv").write_text("bracket,arch\n0,x\n")
+    with pytest.raises(HwnasError, match=r"rungs.csv lacks the column\(s\) rung, epochs, accuracy"):
+        write_report(tmp_path / "run", overwrite=True)
