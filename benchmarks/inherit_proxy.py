@@ -41,8 +41,9 @@ def pair(ev, space, rng, epochs: int) -> dict:  # noqa: ANN001
         _, acc, stats = ev.train_inherited(child, state, e, parent=parent)
         curve.append(round(acc, 4))
         frac, blend = stats.fraction, stats.blended_layers
-        if reached is not None or acc >= scratch:
-            reached = e if reached is None else reached
+        if reached is None and acc >= scratch:
+            reached = e
+        if reached is not None:
             break
     return {"parent": space.to_string(parent), "child": space.to_string(child), "parent_acc": round(parent_acc, 4),
             "scratch_acc": round(scratch, 4), "untrained_acc": round(untrained, 4), "inherited_curve": curve, "epochs_to_scratch": reached,

@@ -134,6 +134,8 @@ def _rungs(plt: Any, run: RunDir) -> str:
     rungs = _read_csv(path, ("bracket", "rung", "arch", "epochs", "accuracy"))
     for c in ("bracket", "rung", "epochs", "accuracy"):
         rungs[c] = pd.to_numeric(rungs[c], errors="coerce")
+    if rungs.empty:
+        return "<h2>Rungs</h2><p>No rung evaluated yet.</p>"
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for k, (bracket, group) in enumerate(rungs.groupby("bracket")):
         for _, one in group.groupby("arch"):
@@ -143,6 +145,10 @@ def _rungs(plt: Any, run: RunDir) -> str:
     ax.set_xticks(sorted(rungs["epochs"].dropna().unique()))
     ax.set(xlabel="epochs trained", ylabel="accuracy", title="rungs: candidates and their promotions")
     ax.legend(fontsize=8)
+    return f"<h2>Rungs</h2>{_png(fig)}{_rung_table(rungs)}"
+
+
+def _rung_table(rungs: pd.DataFrame) -> str:
     per = rungs.groupby(["bracket", "rung"]).agg(candidates=("arch", "size"), epochs=("epochs", "max"),
                                                  best=("accuracy", "max"), median=("accuracy", "median"))
     head = "".join(f"<th>{h}</th>" for h in ("bracket", "rung", "candidates", "epochs", "best accuracy",
@@ -150,7 +156,7 @@ def _rungs(plt: Any, run: RunDir) -> str:
     body = "".join(f"<tr><td>{b:g}</td><td>{r:g}</td><td>{int(v['candidates'])}</td><td>{v['epochs']:g}</td>"
                    f"<td>{_fmt(v['best'], '.4f')}</td><td>{_fmt(v['median'], '.4f')}</td></tr>"
                    for (b, r), v in per.iterrows())
-    return f"<h2>Rungs</h2>{_png(fig)}<table><tr>{head}</tr>{body}</table>"
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _predicted_vs_measured(plt: Any, run: RunDir, card: dict[str, Any] | None) -> str:
