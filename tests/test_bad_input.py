@@ -230,6 +230,11 @@ def artefacts(trained, files: Path) -> Path:
     meta = json.loads((nofp / "model.json").read_text())
     meta.pop("fingerprint")
     (nofp / "model.json").write_text(json.dumps(meta))
+    badcoef = files / "badcoef"  # the fallback's coefficients damaged (read even where no op needs them)
+    shutil.copytree(files / "predictor", badcoef)
+    meta = json.loads((badcoef / "model.json").read_text())
+    meta["fallback_coef"] = "x"
+    (badcoef / "model.json").write_text(json.dumps(meta))
     c = sqlite3.connect(files / "goodrun" / "journal.sqlite")  # a copy of the run with a NULL accuracy
     c.close()
     shutil.copytree(files / "goodrun", files / "nullrun")
@@ -267,6 +272,8 @@ SLOW_CASES = [
      ["{d}/damaged"]),
     ("predict-no-fingerprint", ["predict", "{d}/model/model.onnx", "--predictor", "{d}/nofp"], r"records no device fingerprint",
      ["{d}/nofp"]),
+    ("predict-damaged-fallback", ["predict", "{d}/model/model.onnx", "--predictor", "{d}/badcoef"],
+     r"damaged fallback_coef \(x; 3 finite numbers", ["{d}/badcoef"]),
     ("export-over-model", ["export", "--arch", "{d}/arch.json", "-o", "{d}/model/model.onnx", "--no-train"], r"--overwrite",
      ["{d}/model"]),
     ("export-second-into-folder", ["export", "--arch", "{d}/arch.json", "-o", "{d}/model/other.onnx", "--no-train"],

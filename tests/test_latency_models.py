@@ -354,6 +354,11 @@ def test_lightgbm_linear_base_carries_the_trend_beyond_the_profiled_sizes(measur
     old = load_latency_model(tmp_path / "old", fp)
     assert old.base == "none"
     np.testing.assert_allclose(old.predict(big), tree.predict(big))
+    for coef in ("x", [1.0, 2.0], [1.0, float("nan"), 0.0]):  # the fallback's coefficients damaged
+        meta["fallback_coef"] = coef
+        (tmp_path / "old" / "model.json").write_text(json.dumps(meta))
+        with pytest.raises(HwnasError, match="damaged fallback_coef"):
+            load_latency_model(tmp_path / "old", fp)
     with pytest.raises(HwnasError, match="unknown base 'cubic'.*linear, none"):
         LightGBMLatencyModel(base="cubic").fit(cfgs, y, fp)
 
