@@ -1,6 +1,7 @@
 """Strategies side by side on NAS-Bench-201: ``nb201_search.py`` for every (device, strategy) pair
 in one run, the same seeds and predictors for all; a table of median regret and a PNG of the
-controllers' sampled rewards over time.
+controllers' sampled rewards over time. Each count of devices within 0.3 comes with how far it moves
+when each device's seeds are resampled (a bootstrap: the 5th-95th percentile of the count).
 
     python benchmarks/nb201_search_compare.py --latency-csv CSV --accuracy-csv CSV
         [--accuracy-column COL] [--devices D ...] [--strategies S ...] [--target median|pNN|MS]
@@ -51,6 +52,19 @@ def one(job: tuple[str, str, argparse.Namespace]) -> dict:
         return json.load(open(f.name))
 
 
+def seed_interval(rows: list[dict], draws: int = 2000, seed: int = 0) -> tuple[int, int]:
+    """How far the count of devices with median regret <= 0.3 (violations <= 5%) moves with the
+    seeds: each device's seeds resampled with replacement ``draws`` times; the 5th and 95th
+    percentiles of the count."""
+    rng = np.random.default_rng(seed)
+    counts = np.zeros(draws, dtype=int)
+    for row in rows:
+        reg, vio = np.array(row["regrets"]), np.array(row["violations"], dtype=float)
+        idx = rng.integers(0, len(reg), size=(draws, len(reg)))
+        counts += (np.median(reg[idx], axis=1) <= 0.3) & (vio[idx].mean(axis=1) <= 0.05)
+    return int(np.percentile(counts, 5)), int(np.percentile(counts, 95))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--latency-csv", required=True)
@@ -81,8 +95,10 @@ def main() -> int:
         results = list(ex.map(one, jobs))
     table: dict[str, dict[str, dict]] = {}
     for (d, s, _), r in zip(jobs, results):
-        table.setdefault(d, {})[s] = {k: r[k] for k in ("regret_median", "regret_mean", "violation_rate",
-                                                          "regret_floor_median", "reward_curve")}
+        table.setdefault(d, {})[s] = {**{k: r[k] for k in ("regret_median", "regret_mean", "violation_rate",
+                                                             "regret_floor_median", "reward_curve")},
+                                      "regrets": [float(x["regret"]) for x in r["per_seed"]],
+                                      "violations": [bool(x["violation"]) for x in r["per_seed"]]}
     print("| device | " + " | ".join(args.strategies) + " |")
     print("|---|" + "---|" * len(args.strategies))
     for d, row in table.items():
@@ -91,8 +107,9 @@ def main() -> int:
     for s in args.strategies:
         med = [table[d][s]["regret_median"] for d in table]
         hit = sum(table[d][s]["regret_median"] <= 0.3 and table[d][s]["violation_rate"] <= 0.05 for d in table)
+        lo, hi = seed_interval([table[d][s] for d in table])
         print(f"{s}: mean over devices of the median regret {np.mean(med):.3f}; median regret <= 0.3 with "
-              f"violations <= 5% on {hit} of {len(table)} devices")
+              f"violations <= 5% on {hit} of {len(table)} devices (seeds resampled: 90% of counts in {lo}-{hi})")
     for s in args.strategies:
         if s == "random":
             continue

@@ -163,6 +163,17 @@ def test_nb201_search_compare_passes_benchmark_options_after_an_at(tables) -> No
     assert res["target_ms"] == pytest.approx(float(lat_ms[lat_ms > 0].median()))  # p50 is the median
 
 
+def test_nb201_search_compare_counts_how_far_the_seeds_move_the_count() -> None:
+    compare = _module("nb201_search_compare")
+    sure = {"regrets": [0.0] * 10, "violations": [False] * 10}  # within 0.3 whatever the seeds
+    never = {"regrets": [1.0] * 10, "violations": [False] * 10}
+    unsafe = {"regrets": [0.0] * 10, "violations": [True] * 10}  # regret 0, but over the limit
+    coin = {"regrets": [0.0] * 5 + [1.0] * 5, "violations": [False] * 10}  # the median turns on the seeds
+    assert compare.seed_interval([sure, sure, never, unsafe]) == (2, 2)
+    lo, hi = compare.seed_interval([sure, coin, coin, coin])
+    assert lo <= 2 and hi >= 3 and 1 <= lo <= hi <= 4
+
+
 def test_nb201_surrogate_interface_and_bad_input(tables, tmp_path, capsys) -> None:
     _, acc = tables
     bench = _module("nb201_surrogate")
