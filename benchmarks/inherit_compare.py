@@ -6,8 +6,9 @@
 For each set: the mean e / E (a pair that never reaches its scratch accuracy counts as 1.0, as in
 ``inherit_proxy.py``), the same counted within 1 and 2 validation images of the scratch accuracy
 (``--val-images``: digits' 359; accuracies are stored to 4 decimals, so 1e-4 of rounding is
-allowed), the pairs never reached, and the mean accuracy after one inherited epoch. The files are
-paired in order and each pair must be the same parent and child.
+allowed), how far the exact mean moves when the pairs are resampled with replacement (2,000 draws,
+the 5th-95th percentile), the pairs never reached, and the mean accuracy after one inherited epoch.
+The files are paired in order and each pair must be the same parent and child.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ def ratio_within(pair: dict, images: int, val_images: int, epochs: int) -> float
 def summary(pairs: list[dict], val_images: int, epochs: int) -> dict:
     out = {f"mean_ratio_within_{k}": round(float(np.mean([ratio_within(p, k, val_images, epochs) for p in pairs])), 3)
            for k in (0, 1, 2)}
+    exact = np.array([ratio_within(p, 0, val_images, epochs) for p in pairs])
+    means = exact[np.random.default_rng(0).integers(0, len(exact), (2000, len(exact)))].mean(axis=1)
+    out["mean_ratio_90pct_pairs_resampled"] = [round(float(q), 3) for q in np.percentile(means, [5, 95])]
     out["never_reached"] = sum(p["ratio"] is None for p in pairs)
     out["mean_acc_after_1_epoch"] = round(float(np.mean([p["inherited_curve"][0] for p in pairs])), 4)
     return {"pairs": len(pairs), **out}

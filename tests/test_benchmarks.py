@@ -416,6 +416,8 @@ def test_inherit_compare_counts_epochs_within_images() -> None:
     assert mod.ratio_within(there, 0, 359, 8) == 0.375 and mod.ratio_within(there, 1, 359, 8) == 0.0
     s = mod.summary([pair, never], 359, 8)
     assert s["mean_ratio_within_0"] == pytest.approx(0.688, abs=1e-3) and s["never_reached"] == 1
+    lo, hi = s["mean_ratio_90pct_pairs_resampled"]  # the pairs resampled: 0.375 or 1.0 each
+    assert 0.375 <= lo <= 0.688 <= hi <= 1.0
 
 
 def test_inherit_compare_refuses_sets_of_other_pairs_and_leaves_them_as_they_were(tmp_path, capsys) -> None:
