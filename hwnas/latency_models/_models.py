@@ -377,6 +377,14 @@ def create_latency_model(name: str, **params: Any) -> LatencyModel:
     return _MODELS.get(name)(**params)
 
 
+def _check_fallback_coef(coef: Any, path: Path) -> None:
+    """The cost fallback's coefficients as saved: None (never fitted) or 3 finite numbers."""
+    if coef is not None and not (isinstance(coef, list) and len(coef) == 3
+                                 and all(isinstance(c, (int, float)) and np.isfinite(c) for c in coef)):
+        raise HwnasError(f"{path} has a damaged fallback_coef ({str(coef)[:40]}; 3 finite numbers expected): "
+                         "train it again")
+
+
 def load_latency_model(directory: str | Path, fingerprint: Fingerprint | None = None,
                        allow_fingerprint_mismatch: bool = False) -> LatencyModel:
     """Load a saved model; refuse one trained on another device fingerprint unless overridden."""
@@ -394,11 +402,7 @@ def load_latency_model(directory: str | Path, fingerprint: Fingerprint | None = 
             f"{path} has format {meta.get('format_version')} / feature schema {meta.get('feature_schema_version')}; "
             f"this hwnas reads {MODEL_FORMAT_VERSION} / {FEATURE_SCHEMA_VERSION}: retrain it"
         )
-    coef = meta["fallback_coef"]
-    if coef is not None and not (isinstance(coef, list) and len(coef) == 3
-                                 and all(isinstance(c, (int, float)) and np.isfinite(c) for c in coef)):
-        raise HwnasError(f"{path} has a damaged fallback_coef ({str(coef)[:40]}; 3 finite numbers expected): "
-                         "train it again")
+    _check_fallback_coef(meta["fallback_coef"], path)
     stored = meta.get("fingerprint")
     if fingerprint is not None and not allow_fingerprint_mismatch and not (isinstance(stored, dict) and stored.get("id")):
         raise FingerprintMismatchError(f"{path} records no device fingerprint: it cannot be checked against "
