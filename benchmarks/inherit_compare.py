@@ -36,9 +36,9 @@ def ratio_within(pair: dict, images: int, val_images: int, epochs: int) -> float
 
 
 def summary(pairs: list[dict], val_images: int, epochs: int) -> dict:
-    out = {f"mean_ratio_within_{k}": round(float(np.mean([ratio_within(p, k, val_images, epochs) for p in pairs])), 3)
-           for k in (0, 1, 2)}
-    exact = np.array([ratio_within(p, 0, val_images, epochs) for p in pairs])
+    within = {k: np.array([ratio_within(p, k, val_images, epochs) for p in pairs]) for k in (0, 1, 2)}
+    out = {f"mean_ratio_within_{k}": round(float(r.mean()), 3) for k, r in within.items()}
+    exact = within[0]
     means = exact[np.random.default_rng(0).integers(0, len(exact), (2000, len(exact)))].mean(axis=1)
     out["mean_ratio_90pct_pairs_resampled"] = [round(float(q), 3) for q in np.percentile(means, [5, 95])]
     out["never_reached"] = sum(p["ratio"] is None for p in pairs)

@@ -46,8 +46,9 @@ def _find_card(run: Path) -> dict[str, Any] | None:
     return card
 
 
-def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    """``path`` as a table with ``columns`` (one line naming the file where it is not)."""
+def _read_csv(path: Path, columns: tuple[str, ...], numeric: tuple[str, ...]) -> pd.DataFrame:
+    """``path`` as a table with ``columns`` (one line naming the file where it is not), the
+    ``numeric`` ones as numbers (NaN where a value is not one)."""
     try:
         table = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
@@ -55,16 +56,16 @@ def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise HwnasError(f"{path} lacks the column(s) {', '.join(missing)}")
+    for c in numeric:
+        table[c] = pd.to_numeric(table[c], errors="coerce")
     return table
 
 
 def _trials(run: RunDir) -> pd.DataFrame:
     if not run.trials_csv.is_file():
         raise HwnasError(f"{run.path} is not a search run directory (no trials.csv); run `hwnas search` first")
-    trials = _read_csv(run.trials_csv, ("number", "accuracy", "latency_ms"))
-    for c in ("number", "accuracy", "latency_ms"):
-        trials[c] = pd.to_numeric(trials[c], errors="coerce")
-    return trials
+    numeric = ("number", "accuracy", "latency_ms")
+    return _read_csv(run.trials_csv, numeric, numeric)
 
 
 def _summary(best: dict[str, Any], trials: pd.DataFrame, card: dict[str, Any] | None, limit: Any) -> str:
@@ -128,12 +129,10 @@ def _rungs(plt: Any, run: RunDir) -> str:
     """A multi-fidelity run's rungs (``rungs.csv``; empty for other runs): each candidate's accuracy
     at every rung it reached, a colour per bracket, a line joining the rungs of a promoted one; and
     a table per bracket and rung of the candidates trained, their epochs and accuracies."""
-    path = run.path / "rungs.csv"
-    if not path.is_file():
+    if not run.rungs_csv.is_file():
         return ""
-    rungs = _read_csv(path, ("bracket", "rung", "arch", "epochs", "accuracy"))
-    for c in ("bracket", "rung", "epochs", "accuracy"):
-        rungs[c] = pd.to_numeric(rungs[c], errors="coerce")
+    numeric = ("bracket", "rung", "epochs", "accuracy")
+    rungs = _read_csv(run.rungs_csv, ("arch", *numeric), numeric)
     if rungs.empty:
         return "<h2>Rungs</h2><p>No rung evaluated yet.</p>"
     fig, ax = plt.subplots(figsize=(6.5, 4.2))

@@ -67,6 +67,11 @@ def files(tmp_path: Path) -> Path:
     colrun.mkdir()
     (colrun / "best.json").write_text(json.dumps({"settings": {"space": "mlp", "strategy": "random"}, "best": None}))
     (colrun / "trials.csv").write_text("number,arch\n0,x\n")
+    rungrun = d / "rungrun"  # a multi-fidelity run whose rungs.csv is damaged
+    rungrun.mkdir()
+    (rungrun / "best.json").write_text(json.dumps({"settings": {"space": "mlp", "strategy": "hyperband"}, "best": None}))
+    (rungrun / "trials.csv").write_text("number,accuracy,latency_ms\n0,0.9,1.0\n")
+    (rungrun / "rungs.csv").write_text("bracket,arch\n0,x\n")
     qs = d / "qs"  # a quickstart folder with other settings
     qs.mkdir()
     (qs / "quickstart.json").write_text(json.dumps({"device": "cpu-ort", "search_budget": 99}))
@@ -158,6 +163,8 @@ CASES = [
     ("report-damaged-best", ["report", "{d}/run"], r"not a run's best.json", ["{d}/run"]),
     ("report-no-trials", ["report", "{d}/halfrun"], r"no trials.csv", ["{d}/halfrun"]),
     ("report-bad-trials", ["report", "{d}/colrun"], r"lacks the column", ["{d}/colrun"]),
+    ("report-bad-rungs", ["report", "{d}/rungrun"], r"rungs.csv lacks the column\(s\) rung, epochs, accuracy",
+     ["{d}/rungrun"]),
     ("report-over-best-json", ["report", "{d}/colrun", "-o", "{d}/colrun/best.json"], r"give an .html path", ["{d}/colrun"]),
     ("report-to-dir", ["report", "{d}/colrun", "-o", "{d}/adir"], r"is a directory", ["{d}/colrun", "{d}/adir"]),
     ("quickstart-out-file", ["quickstart", "--smoke", "--out", "{d}/garbage.bin"], r"is a file", ["{d}/garbage.bin"]),

@@ -104,7 +104,7 @@ def _write(run: RunDir, s: Any, results: list[RungResult], max_epochs: int, sett
     from hwnas._files import atomic_write_text
     from hwnas.search import best_and_front
 
-    atomic_write_text(run.path / "rungs.csv", pd.DataFrame([r.__dict__ for r in results]).to_csv(index=False))
+    atomic_write_text(run.rungs_csv, pd.DataFrame([r.__dict__ for r in results]).to_csv(index=False))
     full = [r for r in results if r.epochs == max_epochs]
     trials = [_trial(i, r, s, settings) for i, r in enumerate(full)]
     best, front = best_and_front(trials, s.limit_ms)

@@ -26,6 +26,7 @@ class RunDir:
     best_json = property(lambda self: self.path / "best.json")
     trials_csv = property(lambda self: self.path / "trials.csv")
     pareto_csv = property(lambda self: self.path / "pareto.csv")
+    rungs_csv = property(lambda self: self.path / "rungs.csv")  # multi-fidelity runs
     pareto_png = property(lambda self: self.path / "pareto.png")
 
     def has_journal(self) -> bool:
