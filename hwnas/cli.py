@@ -425,7 +425,7 @@ def search(
                          "(ms; default 5). once-for-all: one for all devices, or one per --device in their "
                          "order.")] = None,
     strategy: Annotated[str, typer.Option("--strategy", help="grid, random, evolution, guided-evolution "
-                        "(evolution screened by a surrogate), reinforce, ppo, bo (Gaussian process), tpe and gp (Optuna), "
+                        "(evolution screened by a surrogate), reinforce, ppo, bo (Gaussian process), tpe (Optuna), "
                         "nsga2 (multi-objective: --objective pareto), successive-halving or hyperband (proxy training "
                         "in rungs; --sampler), or proxyless (supernet with binary "
                         "gates and a latency loss; --space proxyless), or once-for-all (one single-path supernet, "

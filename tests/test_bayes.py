@@ -1,4 +1,4 @@
-"""Bayesian optimisation strategies: ``bo`` (a Gaussian process, EI/UCB), ``tpe`` and ``gp`` (Optuna).
+"""Bayesian optimisation strategies: ``bo`` (a Gaussian process, EI/UCB) and ``tpe`` (Optuna).
 The shared strategy checks (contract, determinism, feasibility, replay) run over the registry in
 test_search.py; here: batches of pending proposals, learning from rewards, bad parameters."""
 
@@ -18,7 +18,7 @@ def _reward(arch) -> float:  # noqa: ANN001
     return float(np.mean(np.array(arch.choices) == np.array(best)))
 
 
-@pytest.mark.parametrize("name", ["bo", "tpe", "gp"])
+@pytest.mark.parametrize("name", ["bo", "tpe"])
 def test_a_batch_of_pending_proposals_is_distinct_and_new(name) -> None:
     space = create_space("nb201")
     s = create_strategy(name, space, seed=1, feasible=deterministic_feasibility(space), initial=4)
@@ -33,7 +33,7 @@ def test_a_batch_of_pending_proposals_is_distinct_and_new(name) -> None:
     assert s.ask() not in set(first) | set(batch)
 
 
-@pytest.mark.parametrize("name", ["bo", "tpe", "gp"])
+@pytest.mark.parametrize("name", ["bo", "tpe"])
 def test_model_based_strategies_beat_random_on_a_toy_reward(name) -> None:
     space = create_space("nb201")
 
@@ -72,12 +72,6 @@ def test_bo_ucb_and_bad_parameters() -> None:
         create_strategy("tpe", space, on_repeat="mutate")
     with pytest.raises(UnknownNameError, match="constraint, neighbour"):
         create_strategy("tpe", space, on_infeasible="penalty")
-    with pytest.raises(ArgumentError, match="gp parameter deterministic takes true or false"):
-        create_strategy("gp", space, deterministic=1)
-    with pytest.raises(ArgumentError, match="no parameter 'prior_weight'"):
-        create_strategy("gp", space, prior_weight=3.0)
-    with pytest.raises(UnknownNameError, match="neighbour, resample"):
-        create_strategy("gp", space, on_repeat="mutate")
 
 
 def test_tpe_replaces_a_repeat_by_an_unseen_feasible_neighbour() -> None:
@@ -98,34 +92,7 @@ def test_tpe_replaces_a_repeat_by_an_unseen_feasible_neighbour() -> None:
     assert trials["neighbour"] < trials["resample"]
 
 
-def test_gp_gives_way_to_a_random_architecture_instead_of_asking_its_sampler_again() -> None:
-    """Optuna's GP proposes the same sample again from the same study: where a sample is infeasible
-    with no feasible neighbour, ``gp`` (one try by default) proposes a random feasible architecture
-    instead of asking again; ``tries=20`` asks up to 20 times (a sampler call each)."""
-    space = create_space("nb201")
-
-    def feasible(arch) -> bool:  # noqa: ANN001 - a corner of the space: most samples have no feasible neighbour
-        return arch.choices[0] == 0 and arch.choices[1] == 0
-
-    import torch
-
-    torch.set_num_threads(2)
-    trials = {}
-    for tries in (1, 20):
-        s = create_strategy("gp", space, seed=0, feasible=feasible, initial=4, tries=tries, deterministic=True)
-        seen = []
-        for _ in range(12):
-            a = s.ask()
-            assert feasible(a) and a not in seen
-            seen.append(a)
-            s.tell(a, _reward(a))
-        trials[tries] = len(s._study.trials)
-    assert trials[1] <= 2 * 12 < trials[20], trials
-    assert torch.get_num_threads() == 2  # one thread while the GP samples, the caller's restored
-
-
 @pytest.mark.parametrize("strategy, param, known", [("bo", "acquisition=pi", "ei, ucb"),
-                                                     ("gp", "deterministic=maybe", "takes true or false"),
                                                      ("tpe", "on_infeasible=penalty", "constraint, neighbour"),
                                                      ("tpe", "on_repeat=mutate", "neighbour, resample")])
 def test_bad_bo_parameter_on_the_command_line_is_one_line(tmp_path, strategy, param, known) -> None:

@@ -188,7 +188,7 @@ def test_two_devices_profiled_at_once_store_what_one_after_the_other_does(tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["bo", "tpe", "gp"])
+@pytest.mark.parametrize("strategy", ["bo", "tpe"])
 def test_cli_search_with_two_local_workers_and_a_model_based_strategy(trained, tmp_path, strategy) -> None:
     """The CLI end to end: worker processes started before the search loads, bo/tpe proposing while
     another trial is in flight, the journal complete and distinct; a larger budget resumes it."""

@@ -208,14 +208,14 @@ def test_search_bad_input(trained, tmp_path, capsys) -> None:
     base = ["search", "--predictor", str(trained / "predictor"), "--out", str(tmp_path / "x"), "--budget", "2",
             "--epochs", "1"]
     assert main([*base, "--strategy", "annealing"]) == 2
-    assert ("Known strategies: bo, compound-scaling, darts, enas, evolution, gp, grid, guided-evolution, hyperband, "
+    assert ("Known strategies: bo, compound-scaling, darts, enas, evolution, grid, guided-evolution, hyperband, "
             "hypernetwork, nsga2, "
             "once-for-all, pnas, ppo, proxyless, random, reinforce, successive-halving, tpe" in capsys.readouterr().err)
     assert main([*base, "--objective", "paretto"]) == 2
     assert "Known objectives: mnas, pareto. Did you mean: pareto?" in capsys.readouterr().err
     assert main([*base, "--objective", "pareto", "--strategy", "evolution"]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "--objective pareto needs a multi-objective strategy (gp, grid, nsga2, random, tpe); evolution takes one" in err
+    assert "--objective pareto needs a multi-objective strategy (grid, nsga2, random, tpe); evolution takes one" in err
     assert main([*base, "--space", "nasnet"]) == 2
     assert "Known search spaces" in capsys.readouterr().err
     assert main([*base, "--space-arg", "depth=3"]) == 2

@@ -1,6 +1,6 @@
 """Search strategies (ask/tell), registered by name: ``grid``, ``random``, ``evolution``,
 ``guided-evolution``, ``reinforce``, ``ppo``, Bayesian optimisation ``bo`` (a Gaussian process) and
-``tpe`` (Optuna's TPE) and ``gp`` (Optuna's GP sampler), and the multi-objective ``nsga2``."""
+``tpe`` (Optuna's TPE), and the multi-objective ``nsga2``."""
 
 from __future__ import annotations
 
@@ -8,18 +8,18 @@ from typing import Any
 
 from hwnas._registry import Registry
 from hwnas.search.strategies._base import SearchExhausted, Strategy
-from hwnas.search.strategies._bayes import GaussianProcessBO, OptunaGPSearch, TPESearch
+from hwnas.search.strategies._bayes import GaussianProcessBO, TPESearch
 from hwnas.search.strategies._controllers import PPOController, ReinforceController
 from hwnas.search.strategies._pareto import ParetoEvolution
 from hwnas.search.strategies._simple import GridSearch, GuidedEvolution, RandomSearch, RegularizedEvolution, surrogate_regressor
 
 __all__ = ["Strategy", "SearchExhausted", "GridSearch", "RandomSearch", "RegularizedEvolution", "GuidedEvolution",
-           "ReinforceController", "PPOController", "ParetoEvolution", "GaussianProcessBO", "TPESearch", "OptunaGPSearch", "surrogate_regressor",
+           "ReinforceController", "PPOController", "ParetoEvolution", "GaussianProcessBO", "TPESearch", "surrogate_regressor",
            "create_strategy", "check_strategy_params", "register_strategy", "list_strategies", "strategy_class", "strategy_names"]
 
 _STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 for _cls in (GridSearch, RandomSearch, RegularizedEvolution, GuidedEvolution, ReinforceController, PPOController,
-             ParetoEvolution, GaussianProcessBO, TPESearch, OptunaGPSearch):
+             ParetoEvolution, GaussianProcessBO, TPESearch):
     _STRATEGIES.register(_cls.name, _cls)
 
 

@@ -1,6 +1,5 @@
 """Bayesian optimisation: a Gaussian process over the space's features with expected improvement
-or UCB (``bo``), and Optuna's tree-structured Parzen estimator (``tpe``) and Gaussian-process
-sampler (``gp``) driven through ask/tell."""
+or UCB (``bo``), and Optuna's tree-structured Parzen estimator driven through ask/tell (``tpe``)."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import numpy as np
 from hwnas.search.spaces._base import Arch, SearchSpace
 from hwnas.search.strategies._base import SearchExhausted, Strategy
 
-__all__ = ["GaussianProcessBO", "TPESearch", "OptunaGPSearch"]
+__all__ = ["GaussianProcessBO", "TPESearch"]
 
 ACQUISITIONS = ("ei", "ucb")
 ON_REPEAT = ("neighbour", "resample")
@@ -178,23 +177,30 @@ class GaussianProcessBO(Strategy):
             self._pending.remove(arch)
 
 
-class _OptunaSearch(Strategy):
-    """An Optuna sampler driven through Optuna's ask/tell, each decision a categorical distribution
-    over its allowed options; the sampler models the reward of feasible architectures, the limits
-    are checked here. Optuna's trials are asked until one is feasible and new (at most ``tries``;
-    else a random feasible new architecture). A sample already evaluated (``on_repeat``) or
-    infeasible (``on_infeasible``) is told as failed and, with ``"neighbour"`` (the default for
-    both), replaced by a random unseen feasible single mutation of it (added to the study when
-    told). Otherwise the sampler is asked again: ``on_repeat="resample"`` (a peaked posterior
-    proposes its incumbent over and over, each time a sampler call over a study one trial larger),
-    ``on_infeasible="constraint"`` (told at the worst reward as violating a constraint,
-    ``Trial.set_constraint``: the sampler then models the limit itself).
-    The first ``initial`` proposals are random (the sampler's start-up trials). Multi-objective:
-    told tuples, the study maximises each value. Deterministic given the seed and the tells.
-    Subclasses name the sampler (:meth:`_sampler`)."""
+class TPESearch(Strategy):
+    """Optuna's TPE sampler (multivariate, with the constant liar for pending trials) driven
+    through Optuna's ask/tell, each decision a categorical distribution over its allowed options;
+    TPE models the reward of feasible architectures, the limits are checked here. Optuna's trials
+    are asked until one is feasible and new (at most ``tries``; else a random feasible new
+    architecture). A sample already evaluated (``on_repeat``) or infeasible (``on_infeasible``)
+    is told as failed and, with ``"neighbour"`` (the default for both), replaced by a random
+    unseen feasible single mutation of it (added to the study when told). Otherwise the sampler
+    is asked again: ``on_repeat="resample"`` (a peaked posterior proposes its incumbent over and
+    over, each time a sampler call over a study one trial larger), ``on_infeasible="constraint"``
+    (told at the worst reward as violating a constraint, ``Trial.set_constraint``: it then sits in
+    TPE's "bad" density next to the limit, where the constrained optimum lies, and steers TPE
+    away from it).
+    ``prior_weight``: the weight of Optuna's uniform prior in each categorical Parzen kernel (Optuna's
+    default 1.0 keeps a kernel's own option with probability 0.85 at 20 good trials and 5 options,
+    so most candidates copy a good architecture; 3.0 lowers that to 0.67).
+    The first ``initial`` proposals are random (the sampler's start-up trials).
+    Multi-objective: told tuples, the study maximises each value (MOTPE), so ``--objective pareto``
+    works. Deterministic given the seed and the tells."""
 
+    name = "tpe"
     multi_objective = True
-    param_ranges = {"initial": (int, 1, None), "tries": (int, 1, None)}
+    param_ranges = {"initial": (int, 1, None), "tries": (int, 1, None), "candidates": (int, 1, None),
+                    "prior_weight": (float, 0, None)}
 
     @classmethod
     def check_params(cls, params: dict) -> None:
@@ -205,12 +211,12 @@ class _OptunaSearch(Strategy):
             _check_choice(cls.name, "on_infeasible", params["on_infeasible"], ON_INFEASIBLE)
 
     def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
-                 initial: int = 10, tries: int = 100, on_repeat: str = "neighbour",
-                 on_infeasible: str = "neighbour") -> None:
+                 initial: int = 10, tries: int = 100, candidates: int = 24, on_repeat: str = "neighbour",
+                 on_infeasible: str = "neighbour", prior_weight: float = 3.0) -> None:
         super().__init__(space, seed, feasible)
         _check_choice(self.name, "on_repeat", on_repeat, ON_REPEAT)
         _check_choice(self.name, "on_infeasible", on_infeasible, ON_INFEASIBLE)
-        self.initial, self.tries = initial, tries
+        self.initial, self.tries, self.candidates, self.prior_weight = initial, tries, candidates, prior_weight
         self.on_repeat, self.on_infeasible = on_repeat, on_infeasible
         self._seen: set[Arch] = set()
         self._number: dict[Arch, int] = {}
@@ -218,21 +224,17 @@ class _OptunaSearch(Strategy):
         self._study: Any = None
         self._dists = {f"x{i}": allowed for i, allowed in enumerate(space.allowed)}
 
-    def _sampler(self) -> Any:
-        """The Optuna sampler, seeded with ``self.seed``, no start-up trials of its own."""
-        raise NotImplementedError
-
-    @property
-    def _constrained(self) -> bool:
-        """Whether trials carry the feasibility constraint (only where the sampler is told of
-        infeasible samples: a constraint that is always met would cost a GP its own fit)."""
-        return self.on_infeasible == "constraint"
-
     def _make_study(self, n_values: int) -> Any:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        return optuna.create_study(directions=["maximize"] * n_values, sampler=self._sampler())
+        with warnings.catch_warnings():  # multivariate and constant_liar are "experimental"
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.simplefilter("ignore", FutureWarning)  # prior_weight: deprecated, kept until Optuna 6
+            sampler = optuna.samplers.TPESampler(
+                seed=self.seed, n_startup_trials=0, n_ei_candidates=self.candidates, multivariate=True,
+                constant_liar=True, prior_weight=self.prior_weight)
+        return optuna.create_study(directions=["maximize"] * n_values, sampler=sampler)
 
     def _distributions(self) -> dict[str, Any]:
         import optuna
@@ -246,7 +248,7 @@ class _OptunaSearch(Strategy):
         if arch is None:
             arch = self._sample_new(self._seen)
         if arch is None:
-            raise SearchExhausted(f"{self.name} found no new feasible architecture of {self.space.name!r}")
+            raise SearchExhausted(f"tpe found no new feasible architecture of {self.space.name!r}")
         return arch
 
     def _ask_study(self) -> Arch | None:
@@ -258,8 +260,7 @@ class _OptunaSearch(Strategy):
             arch = self.space.make(choices)
             feasible = self.feasible(arch)
             if feasible and arch not in self._seen:
-                if self._constrained:
-                    trial.set_constraint("infeasible", 0.0)
+                trial.set_constraint("infeasible", 0.0)
                 self._seen.add(arch)
                 self._number[arch] = trial.number
                 return arch
@@ -297,9 +298,8 @@ class _OptunaSearch(Strategy):
             self._study.tell(number, list(values))
             return
         params = {k: int(c) for k, c in zip(self._dists, arch.choices)}
-        constraints = {"infeasible": 0.0} if self._constrained else None
         self._study.add_trial(optuna.trial.create_trial(params=params, distributions=self._distributions(),
-                                                        values=list(values), constraints=constraints))
+                                                        values=list(values), constraints={"infeasible": 0.0}))
 
     def fail(self, arch: Arch) -> None:
         import optuna
@@ -307,81 +307,3 @@ class _OptunaSearch(Strategy):
         number = self._number.pop(arch, None)
         if number is not None:
             self._study.tell(number, state=optuna.trial.TrialState.FAIL)
-
-
-class TPESearch(_OptunaSearch):
-    """Optuna's TPE sampler (multivariate, with the constant liar for pending trials), driven as
-    :class:`_OptunaSearch` describes (with ``on_infeasible="constraint"``, an infeasible sample sits
-    in TPE's "bad" density next to the limit, where the constrained optimum lies, and steers TPE
-    away from it). ``candidates``: samples from the "good" density scored per proposal (Optuna's
-    ``n_ei_candidates``). ``prior_weight``: the weight of Optuna's uniform prior in each categorical
-    Parzen kernel (Optuna's default 1.0 keeps a kernel's own option with probability 0.85 at 20 good
-    trials and 5 options, so most candidates copy a good architecture; 3.0 lowers that to 0.67)."""
-
-    name = "tpe"
-    param_ranges = {**_OptunaSearch.param_ranges, "candidates": (int, 1, None), "prior_weight": (float, 0, None)}
-
-    def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
-                 initial: int = 10, tries: int = 100, candidates: int = 24, on_repeat: str = "neighbour",
-                 on_infeasible: str = "neighbour", prior_weight: float = 3.0) -> None:
-        super().__init__(space, seed, feasible, initial, tries, on_repeat, on_infeasible)
-        self.candidates, self.prior_weight = candidates, prior_weight
-
-    def _sampler(self) -> Any:
-        import optuna
-
-        with warnings.catch_warnings():  # multivariate and constant_liar are "experimental"
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            warnings.simplefilter("ignore", FutureWarning)  # prior_weight: deprecated, kept until Optuna 6
-            return optuna.samplers.TPESampler(
-                seed=self.seed, n_startup_trials=0, n_ei_candidates=self.candidates, multivariate=True,
-                constant_liar=True, prior_weight=self.prior_weight)
-
-
-class OptunaGPSearch(_OptunaSearch):
-    """Optuna's Gaussian-process sampler (``GPSampler``: a Matern-5/2 kernel with a length scale per
-    decision, categorical decisions compared by equality; log expected improvement, q-batch over
-    pending trials, log expected hypervolume improvement for tuples), driven as
-    :class:`_OptunaSearch` describes. The alternative to ``bo``'s own GP, which scores a feasible
-    pool; ``deterministic``: the rewards have no noise (e.g. table look-ups). The sampler is
-    deterministic given its study, so asking it again after a failed sample proposes the same one:
-    ``tries`` is 1 by default (a sample with no unseen feasible neighbour gives way to a random
-    feasible architecture)."""
-
-    name = "gp"
-
-    @classmethod
-    def check_params(cls, params: dict) -> None:
-        from hwnas.errors import ArgumentError
-
-        super().check_params(params)
-        if not isinstance(params.get("deterministic", False), bool):
-            raise ArgumentError(f"{cls.name} parameter deterministic", "takes true or false", params["deterministic"])
-
-    def __init__(self, space: SearchSpace, seed: int = 0, feasible: Callable[[Arch], bool] | None = None,
-                 initial: int = 10, tries: int = 1, on_repeat: str = "neighbour",
-                 on_infeasible: str = "neighbour", deterministic: bool = False) -> None:
-        super().__init__(space, seed, feasible, initial, tries, on_repeat, on_infeasible)
-        self.deterministic = deterministic
-
-    def _ask_study(self) -> Arch | None:
-        """As :class:`_OptunaSearch`, with torch on one thread while the GP samples (its matrices
-        are a few hundred rows: on two busy cores, two threads made each sample 12 times slower);
-        the caller's thread count is restored after."""
-        import torch
-
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return super()._ask_study()
-        finally:
-            torch.set_num_threads(threads)
-
-    def _sampler(self) -> Any:
-        import optuna
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.GPSampler(seed=self.seed, n_startup_trials=0,
-                                             deterministic_objective=self.deterministic,
-                                             warn_independent_sampling=False)
