@@ -850,7 +850,8 @@ def quickstart(
 def _flag(exc: ArgumentError) -> str:
     """A library argument's name as the CLI's option (``target_ms`` -> ``--target-ms``)."""
     flags = {"storage": "--out", "space_args": "--space-arg", "strategy_params": "--strategy-param",
-             "path": "--output", "max_time_per_op": "--max-time-per-op", "max_time_s": "--max-time"}
+             "path": "--output", "max_time_per_op": "--max-time-per-op", "max_time_s": "--max-time",
+             "inherit_epochs": "--inherit"}
     for what, flag in ((" setting ", "--space-arg "), (" parameter ", "--strategy-param ")):
         if what in exc.argument:
             return exc.with_name(flag + exc.argument.split(what)[1])

@@ -39,14 +39,19 @@ class LogProgress(Progress):
     where rich draws nothing until the end, prints a plain line per task at most every
     ``every_s`` seconds and when the task completes: done/total, elapsed, ETA."""
 
-    def __init__(self, *columns: Any, every_s: float = 10.0, **kwargs: Any) -> None:
-        super().__init__(*columns, **kwargs)
+    def __init__(self, *columns: Any, every_s: float = 10.0, console: Console | None = None,
+                 disable: bool = False, **kwargs: Any) -> None:
+        console = console or Console()
+        # rich's own display only on a terminal: elsewhere it would print its last frame at the
+        # end, a blank line where no task started (a job that stopped at bad input)
+        self._log = not disable and not console.is_terminal
+        super().__init__(*columns, console=console, disable=disable or self._log, **kwargs)
         self._every_s = every_s
         self._last: dict[Any, float] = {}
 
     def update(self, task_id: Any, **kwargs: Any) -> None:  # type: ignore[override]
         super().update(task_id, **kwargs)
-        if self.disable or self.console.is_terminal:
+        if not self._log:
             return
         task = self._tasks[task_id]
         now = time.monotonic()

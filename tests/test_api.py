@@ -88,7 +88,9 @@ def test_bad_arguments_name_the_argument(trained) -> None:
     for kw, msg in (({"target_ms": 0}, "target_ms"), ({"target_ms": float("nan")}, "target_ms"),
                     ({"target_ms": 5, "verify": -1}, "verify"), ({"target_ms": 5, "qualify_band": 2}, "qualify_band"),
                     ({"target_ms": 5, "epochs": 0}, "epochs"), ({"target_ms": 5, "colour": 1}, "colour"),
-                    ({"target_ms": 5, "strategy": "annealing"}, "Known strategies")):
+                    ({"target_ms": 5, "strategy": "annealing"}, "Known strategies"),
+                    ({"target_ms": 5, "strategy": "proxyless"}, r"strategy takes an ask/tell strategy \(bo, .*proxyless "
+                     "is a search of its own")):
         with pytest.raises(hwnas.HwnasError, match=msg):
             hwnas.create_search("nb201", "cpu-ort", predictor=pred, evaluator=_toy_accuracy, **kw)
     with pytest.raises(hwnas.HwnasError, match="has no parameter 'population'"):

@@ -256,3 +256,24 @@ def test_hwnas_warnings_print_as_one_line(capsys, monkeypatch) -> None:
     assert drift == ["warning: whole models: the device's speed is 1.83x its baseline"], err
     assert "RuntimeWarning" not in err and "test_cli.py" not in err
     assert warnings.showwarning.__module__ == "warnings"  # Python's display is back after the command
+
+
+def test_progress_off_a_terminal_is_plain_lines_and_nothing_where_no_task_started() -> None:
+    """Off a terminal (a log, CI) the bars are plain lines, first and last at least; a job that stops
+    before its first task (bad input) prints nothing, not rich's empty last frame (a blank line)."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from hwnas.console import progress_bar
+
+    buf = StringIO()
+    with progress_bar(Console(file=buf, force_terminal=False, width=120)):
+        pass
+    assert buf.getvalue() == ""
+    with progress_bar(Console(file=buf, force_terminal=False, width=120)) as bars:
+        for i in range(1, 4):
+            bars("profile", i, 3, f"op {i}")
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("profile: 1/3, elapsed") and lines[0].endswith("op 1")
+    assert lines[1].startswith("profile: 3/3, elapsed") and "ETA" not in lines[1], lines

@@ -67,7 +67,7 @@ def test_evolution_children_inherit_and_bad_options(tmp_path) -> None:
         create_search("mlp", "cpu-ort", strategy="evolution", inherit_epochs=0, **kw)
 
 
-@pytest.mark.parametrize("args, match", [(["--inherit", "0"], "inherit"), (["--inherit", "1", "--workers", "2"], "one worker")])
+@pytest.mark.parametrize("args, match", [(["--inherit", "0"], "--inherit takes a count >= 1, got 0"), (["--inherit", "1", "--workers", "2"], "one worker")])
 def test_bad_inherit_on_the_command_line_is_one_line(tmp_path, args, match) -> None:
     r = subprocess.run([sys.executable, "-m", "hwnas", "search", "--space", "mlp", "--strategy", "evolution",
                         "--target-ms", "1000", "--out", str(tmp_path / "r"), *args], capture_output=True, text=True)

@@ -144,16 +144,20 @@ def test_an_inherited_child_trains_on_its_own_schedule() -> None:
 
 
 @pytest.mark.parametrize("args, match", [
-    (["--strategy-param", "eta=1"], "eta"),
-    (["--strategy-param", "max_epochs=2"], "minimum"),
-    (["--sampler", "nope"], "Known strategies"),
+    (["--strategy-param", "eta=1"], "--strategy-param eta takes an integer >= 2, got 1"),
+    (["--strategy-param", "max_epochs=2"], "--strategy-param max_epochs is below the minimum"),
+    (["--strategy-param", "restart=2"], "--strategy-param restart takes true or false"),
+    (["--sampler", "nope"], "unknown sampler 'nope'. Known samplers: bo, evolution,"),
+    (["--sampler", "proxyless"], "--sampler takes an ask/tell strategy (bo, evolution,"),
     (["--evaluator", "table"], "proxy evaluator"),
 ])
 def test_bad_multifidelity_input_is_one_line_exit_2(tmp_path, args, match) -> None:
+    """Named as the user gave it (a strategy parameter, not an option of its own); a search of its
+    own as the sampler is said to be one, not "unknown"; one line (no blank line before it)."""
     r = subprocess.run([sys.executable, "-m", "hwnas", "search", "--space", "mlp", "--strategy", "hyperband",
                         "--target-ms", "1000", "--out", str(tmp_path / "r"), *args], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    assert match in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert match in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     assert not (tmp_path / "r" / "journal.sqlite").exists()
 
 

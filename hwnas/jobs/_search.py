@@ -59,6 +59,9 @@ def _options(options: dict[str, Any]) -> dict[str, Any]:
 def _check(target_ms: float, strategy: str, objective: str, verify: int, o: dict[str, Any]) -> None:
     if isinstance(target_ms, bool) or not isinstance(target_ms, (int, float)) or math.isnan(target_ms) or target_ms <= 0:
         raise ArgumentError("target_ms", "takes a latency > 0 (ms; inf for no target)", target_ms)
+    if strategy in SUPERNET_JOBS:
+        raise ArgumentError("strategy", f"takes an ask/tell strategy ({', '.join(list_strategies())}); {strategy} "
+                            "is a search of its own, with a job function of its own", strategy)
     if strategy not in list_strategies():
         raise UnknownNameError("strategy", strategy, [*list_strategies(), *SUPERNET_JOBS])
     if objective not in OBJECTIVES:
