@@ -106,7 +106,8 @@ def test_darts_exports_within_its_target_and_resumes_per_epoch(trained, few_digi
 
 @pytest.mark.parametrize("kw,words", [
     ({"strategy_params": {"order": 3}}, "order is 1"),
-    ({"strategy_params": {"nope": 1}}, "bad strategy_params for darts"),
+    ({"strategy_params": {"nope": 1}}, "for darts has no parameter .nope.; its parameters: order, batch_size"),
+    ({"strategy_params": {"epochs": 3}}, "for darts has no parameter .epochs."),
     ({"latency_loss": "cubic"}, "latency loss"),
     ({"supernet_epochs": 0}, "supernet_epochs"),
     ({"space_args": {"blocks": 0}}, "blocks"),

@@ -73,7 +73,8 @@ def test_hypernetwork_search_exports_and_resumes(trained, few_digits, tmp_path) 
 
 
 @pytest.mark.parametrize("kw,words", [
-    ({"strategy_params": {"nope": 1}}, "bad strategy_params for hypernetwork"),
+    ({"strategy_params": {"nope": 1}}, "for hypernetwork has no parameter .nope.; its parameters: candidates, top_k"),
+    ({"strategy_params": {"candidates": 0}}, "hypernetwork parameter candidates takes an integer >= 1"),
     ({"strategy_params": {"top_k": 0}}, "top_k"),
     ({"target_ms": 1e-9}, "raise the target"),
 ])

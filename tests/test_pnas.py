@@ -76,7 +76,7 @@ def test_pnas_grows_cells_exports_and_resumes(trained, few_digits, tmp_path) -> 
 
 @pytest.mark.parametrize("kw,words", [
     ({"strategy_params": {"beam": 0}}, "beam"),
-    ({"strategy_params": {"nope": 1}}, "bad strategy_params for pnas"),
+    ({"strategy_params": {"nope": 1}}, "for pnas has no parameter .nope.; its parameters: beam, ensemble, hidden"),
     ({"target_ms": 0}, "target_ms"),
 ])
 def test_bad_input_is_one_error(trained, tmp_path, kw, words) -> None:

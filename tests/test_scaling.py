@@ -107,7 +107,11 @@ def test_cli_bad_base_and_space_are_one_line(capsys) -> None:
     from hwnas.cli import main
 
     for args, words in ((["--strategy", "compound-scaling", "--space", "nb201"], "scales a proxyless chain"),
-                        (["--base", "k3e6"], "is for --strategy compound-scaling")):
+                        (["--base", "k3e6"], "is for --strategy compound-scaling"),
+                        (["--strategy", "compound-scaling", "--space", "proxyless", "--strategy-param", "grid_points=0"],
+                         "--strategy-param grid_points takes a count >= 1"),
+                        (["--strategy", "compound-scaling", "--space", "proxyless", "--strategy-param",
+                          "flops_ratio=100"], "--strategy-param flops_ratio takes a number in (1, 16]")):
         rc = main(["search", *args])
         err = capsys.readouterr().err
         assert rc == 2 and words in err and "Traceback" not in err, err

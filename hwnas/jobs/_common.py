@@ -205,3 +205,23 @@ class OpProgress:
     def done(self, m: Any) -> None:
         self.done_n += 1
         self.progress(self.stage, self.done_n, self.total, f"{m.config}{'' if m.status == 'ok' else ' (unsupported)'}")
+
+
+def strategy_config(method: str, cls: type, params: dict[str, Any] | None, set_by_job: dict[str, Any],
+                    also: tuple[str, ...] = ()) -> Any:
+    """``cls(**set_by_job, **params)`` for a search of its own (``darts``, ``enas``...): a parameter
+    the config does not have, or one the job sets from an option of its own (``epochs`` from
+    ``--supernet-epochs``, ``seed``), is an :class:`~hwnas.errors.ArgumentError` listing the ones
+    ``params`` may set (with ``also``: the job's own, taken out of ``params`` before); a bad value
+    is the config's own error (a wrong type: one line too)."""
+    takes = [*also, *(f for f in cls.__dataclass_fields__ if f not in set_by_job)]
+    bad = [k for k in (params or {}) if k not in takes]
+    if bad:
+        raise ArgumentError("strategy_params", f"for {method} has no parameter {bad[0]!r}; its parameters: "
+                            f"{', '.join(takes)}")
+    try:
+        return cls(**set_by_job, **(params or {}))
+    except HwnasError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise HwnasError(f"bad strategy_params for {method}: {exc}") from None

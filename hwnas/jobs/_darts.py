@@ -13,7 +13,7 @@ from typing import Any
 
 from hwnas.devices import Device
 from hwnas.errors import HwnasError
-from hwnas.jobs._common import Progress, check_count, check_positive, get_device, no_progress
+from hwnas.jobs._common import Progress, check_count, check_positive, get_device, no_progress, strategy_config
 from hwnas.jobs._predictors import load_predictor
 from hwnas.latency_models import LatencyPredictor
 
@@ -54,12 +54,9 @@ def darts_search(device: str | Device, out: str | Path, *, target_ms: float | No
     check_positive("target_ms", target_ms, allow_none=True)
     space_args = dict(space_args or {})
     space = create_space("cell", **space_args).restrict(dev.constraints)
-    try:
-        cfg = DartsConfig(target_ms=target_ms, latency_loss=latency_loss, lam=latency_lambda, beta=latency_beta,
-                          epochs=supernet_epochs, seed=seed, **(strategy_params or {}))
-    except TypeError as exc:
-        raise HwnasError(f"bad strategy_params for darts: {exc}; its parameters: order, batch_size, weight_lr, "
-                         "arch_lr") from None
+    cfg = strategy_config("darts", DartsConfig, strategy_params,
+                          {"target_ms": target_ms, "latency_loss": latency_loss, "lam": latency_lambda,
+                           "beta": latency_beta, "epochs": supernet_epochs, "seed": seed})
     pred = predictor if isinstance(predictor, LatencyPredictor) else load_predictor(
         dev, path=predictor, allow_fingerprint_mismatch=allow_fingerprint_mismatch)
     out = Path(out)

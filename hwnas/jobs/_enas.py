@@ -11,7 +11,7 @@ from typing import Any
 
 from hwnas.devices import Device
 from hwnas.errors import HwnasError
-from hwnas.jobs._common import Progress, check_count, check_positive, get_device, no_progress
+from hwnas.jobs._common import Progress, check_count, check_positive, get_device, no_progress, strategy_config
 from hwnas.jobs._predictors import load_predictor
 from hwnas.latency_models import LatencyPredictor
 
@@ -48,11 +48,7 @@ def enas_search(device: str | Device, out: str | Path, *, target_ms: float, spac
     sp = create_space(space, **space_args).restrict(dev.constraints)
     train_space = sp if space == "cell" else _at_resolution(sp, resolution)
     resolution = train_space.resolution
-    try:
-        cfg = EnasConfig(epochs=supernet_epochs, seed=seed, **(strategy_params or {}))
-    except TypeError as exc:
-        raise HwnasError(f"bad strategy_params for enas: {exc}; its parameters: "
-                         f"{', '.join(k for k in EnasConfig.__dataclass_fields__ if k not in ('epochs', 'seed'))}") from None
+    cfg = strategy_config("enas", EnasConfig, strategy_params, {"epochs": supernet_epochs, "seed": seed})
     pred = predictor if isinstance(predictor, LatencyPredictor) else load_predictor(
         dev, path=predictor, allow_fingerprint_mismatch=allow_fingerprint_mismatch)
     out = Path(out)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from hwnas.devices import Device
-from hwnas.errors import HwnasError
-from hwnas.jobs._common import Progress, check_count, check_positive, get_device, no_progress
+from hwnas.errors import ArgumentError, HwnasError
+from hwnas.jobs._common import Progress, check_count, check_positive, get_device, no_progress, strategy_config
 from hwnas.jobs._predictors import load_predictor
 from hwnas.latency_models import LatencyPredictor
 
@@ -50,12 +50,10 @@ def hypernetwork_search(device: str | Device, out: str | Path, *, target_ms: flo
     params = dict(strategy_params or {})
     search_params = {k: params.pop(k, v) for k, v in HYPER_PARAMS.items()}
     for k, v in search_params.items():
-        check_count(k, v)
-    try:
-        cfg = HyperConfig(epochs=supernet_epochs, seed=seed, **params)
-    except TypeError as exc:
-        raise HwnasError(f"bad strategy_params for hypernetwork: {exc}; its parameters: candidates, top_k, "
-                         "batch_size, lr, rank, hidden") from None
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ArgumentError(f"hypernetwork parameter {k}", "takes an integer >= 1", v)
+    cfg = strategy_config("hypernetwork", HyperConfig, params, {"epochs": supernet_epochs, "seed": seed},
+                          also=tuple(HYPER_PARAMS))
     space_args = {**(space_args or {}), "classes": dataset_classes(dataset)}
     space = create_space("proxyless", **space_args).restrict(dev.constraints)
     pred = predictor if isinstance(predictor, LatencyPredictor) else load_predictor(

@@ -11,7 +11,7 @@ from typing import Any
 
 from hwnas.devices import Device
 from hwnas.errors import HwnasError
-from hwnas.jobs._common import Progress, check_count, get_device, no_progress
+from hwnas.jobs._common import Progress, check_count, get_device, no_progress, strategy_config
 from hwnas.jobs._predictors import load_predictor
 from hwnas.latency_models import LatencyPredictor
 
@@ -45,11 +45,7 @@ def once_for_all_search(devices: list[str | Device], out: str | Path, *, target_
         raise HwnasError(f"give one --target-ms for all devices or one per device ({len(devs)}), not {len(target_ms)}")
     check_count("supernet_epochs", supernet_epochs)
     check_count("epochs", epochs, 0)
-    try:
-        cfg = OFAConfig(epochs=supernet_epochs, seed=seed, **(strategy_params or {}))
-    except TypeError as exc:
-        raise HwnasError(f"bad strategy_params for once-for-all: {exc}; its parameters: "
-                         f"{', '.join(OFAConfig.__dataclass_fields__)}") from None
+    cfg = strategy_config("once-for-all", OFAConfig, strategy_params, {"epochs": supernet_epochs, "seed": seed})
     space_args = {**(space_args or {}), "classes": dataset_classes(dataset)}
     space = create_space("proxyless", **space_args)
     spaces = [space.restrict(d.constraints) for d in devs]

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.devices import Device
-from hwnas.errors import HwnasError
-from hwnas.jobs._common import Progress, check_count, check_positive, get_device, no_progress
+from hwnas.jobs._common import Progress, check_count, check_positive, get_device, no_progress, strategy_config
 from hwnas.jobs._predictors import load_predictor
 from hwnas.latency_models import LatencyPredictor
 
@@ -40,10 +39,7 @@ def pnas_search(device: str | Device, out: str | Path, *, target_ms: float, spac
     check_positive("target_ms", target_ms)
     space_args = dict(space_args or {})
     full = create_space("cell", **space_args).restrict(dev.constraints)
-    try:
-        cfg = PnasConfig(seed=seed, **(strategy_params or {}))
-    except TypeError as exc:
-        raise HwnasError(f"bad strategy_params for pnas: {exc}; its parameters: beam, ensemble, hidden") from None
+    cfg = strategy_config("pnas", PnasConfig, strategy_params, {"seed": seed})
     pred = predictor if isinstance(predictor, LatencyPredictor) else load_predictor(
         dev, path=predictor, allow_fingerprint_mismatch=allow_fingerprint_mismatch)
     out = Path(out)

@@ -13,7 +13,7 @@ import numpy as np
 
 from hwnas.devices import Device
 from hwnas.errors import ArgumentError, HwnasError, UnknownNameError
-from hwnas.jobs._common import Progress, check_count, check_fraction, check_positive, get_device, no_progress
+from hwnas.jobs._common import Progress, check_count, check_fraction, check_positive, get_device, no_progress, strategy_config
 from hwnas.jobs._predictors import load_predictor
 from hwnas.latency_models import LatencyPredictor
 from hwnas.profilers import Profiler
@@ -359,11 +359,9 @@ def proxyless_search(space: str | SearchSpace, device: str | Device, predictor: 
         check_count(name, value, low)
     t = None if math.isinf(target_ms) else target_ms
     params = dict(strategy_params or {})
-    try:
-        cfg = ProxylessConfig(target_ms=t, latency_loss=latency_loss, lam=latency_lambda, beta=latency_beta,
-                              epochs=supernet_epochs, warmup_epochs=warmup_epochs, seed=seed, **params)
-    except (TypeError, ValueError) as exc:
-        raise HwnasError(f"bad strategy_params for proxyless: {exc}") from None
+    cfg = strategy_config("proxyless", ProxylessConfig, params,
+                          {"target_ms": t, "latency_loss": latency_loss, "lam": latency_lambda, "beta": latency_beta,
+                           "epochs": supernet_epochs, "warmup_epochs": warmup_epochs, "seed": seed})
     strategy = "darts" if params.get("relaxation") == "softmax" else "proxyless"
     settings = {"device": device.name, "space": space.name, "space_args": space_args or {}, "strategy": strategy,
                 "strategy_params": params, "seed": seed, "target_ms": target_ms, "latency_loss": latency_loss,
