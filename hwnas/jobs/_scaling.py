@@ -71,7 +71,8 @@ def compound_scaling(device: str | Device, out: str | Path, *, target_ms: float,
 def _params(given: dict[str, Any] | None) -> dict[str, Any]:
     bad = [k for k in (given or {}) if k not in SCALING_PARAMS]
     if bad:
-        raise HwnasError(f"compound-scaling has no parameter {bad[0]!r}; its parameters: {', '.join(SCALING_PARAMS)}")
+        raise ArgumentError("strategy_params", f"for compound-scaling has no parameter {bad[0]!r}; its parameters: "
+                            f"{', '.join(SCALING_PARAMS)}")
     from hwnas.search.scaling import coefficient_grid
 
     p = {**SCALING_PARAMS, **(given or {})}

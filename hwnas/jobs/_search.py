@@ -13,7 +13,8 @@ import numpy as np
 
 from hwnas.devices import Device
 from hwnas.errors import ArgumentError, HwnasError, UnknownNameError
-from hwnas.jobs._common import Progress, check_count, check_fraction, check_positive, get_device, no_progress, strategy_config
+from hwnas.jobs._common import (Progress, check_count, check_fraction, check_positive, get_device, no_progress,
+                                strategy_config)
 from hwnas.jobs._predictors import load_predictor
 from hwnas.latency_models import LatencyPredictor
 from hwnas.profilers import Profiler
