@@ -108,6 +108,8 @@ def test_darts_exports_within_its_target_and_resumes_per_epoch(trained, few_digi
     ({"strategy_params": {"order": 3}}, "order is 1"),
     ({"strategy_params": {"nope": 1}}, "for darts has no parameter .nope.; its parameters: order, batch_size"),
     ({"strategy_params": {"epochs": 3}}, "for darts has no parameter .epochs."),
+    ({"strategy_params": {"batch_size": "x"}}, "darts parameter batch_size takes an integer, got 'x'"),
+    ({"strategy_params": {"weight_lr": True}}, "darts parameter weight_lr takes a number, got True"),
     ({"latency_loss": "cubic"}, "latency loss"),
     ({"supernet_epochs": 0}, "supernet_epochs"),
     ({"space_args": {"blocks": 0}}, "blocks"),

@@ -65,6 +65,7 @@ def test_a_killed_supernet_resumes_from_its_last_epoch(trained, tmp_path) -> Non
     ({"target_ms": [1.0, 2.0]}, "one --target-ms for all devices or one per device"),
     ({"strategy_params": {"nope": 1}}, "for once-for-all has no parameter .nope.; its parameters: batch_size"),
     ({"strategy_params": {"epochs": 3}}, "for once-for-all has no parameter .epochs."),
+    ({"strategy_params": {"strategy": 3}}, "once-for-all parameter strategy takes a name, got 3"),
     ({"strategy_params": {"evaluations": 0}}, "evaluations takes an integer >= 1"),
     ({"supernet_epochs": 0}, "supernet_epochs"),
     ({"strategy_params": {"accuracy_samples": 3}}, "at least 8"),

@@ -219,9 +219,27 @@ def strategy_config(method: str, cls: type, params: dict[str, Any] | None, set_b
     if bad:
         raise ArgumentError("strategy_params", f"for {method} has no parameter {bad[0]!r}; its parameters: "
                             f"{', '.join(takes)}")
+    for name, value in (params or {}).items():
+        if name in cls.__dataclass_fields__:
+            _check_field_type(method, name, value, cls.__dataclass_fields__[name].type)
     try:
         return cls(**set_by_job, **(params or {}))
     except HwnasError:
         raise
     except (TypeError, ValueError) as exc:
         raise HwnasError(f"bad strategy_params for {method}: {exc}") from None
+
+
+#: a config field's annotation -> (the types its value may have, what the message says it takes)
+_FIELD_TYPES = {"int": ((int,), "an integer"), "float": ((int, float), "a number"), "str": ((str,), "a name"),
+                "bool": ((bool,), "true or false")}
+
+
+def _check_field_type(method: str, name: str, value: Any, annotation: Any) -> None:
+    """A strategy parameter of the type its config field is annotated with (``int``, ``float``,
+    ``str``, ``bool``; others are the config's to check): one line before any training starts."""
+    types, says = _FIELD_TYPES.get(str(annotation), (None, ""))
+    if types is None:
+        return
+    if isinstance(value, bool) != (bool in types) or not isinstance(value, types):
+        raise ArgumentError(f"{method} parameter {name}", f"takes {says}", value)
