@@ -110,6 +110,8 @@ def test_darts_exports_within_its_target_and_resumes_per_epoch(trained, few_digi
     ({"strategy_params": {"epochs": 3}}, "for darts has no parameter .epochs."),
     ({"strategy_params": {"batch_size": "x"}}, "darts parameter batch_size takes an integer, got 'x'"),
     ({"strategy_params": {"weight_lr": True}}, "darts parameter weight_lr takes a number, got True"),
+    ({"strategy_params": {"batch_size": 0}}, "darts batch_size takes an integer >= 1, got 0"),
+    ({"strategy_params": {"arch_lr": -1.0}}, "darts arch_lr must be > 0"),
     ({"latency_loss": "cubic"}, "latency loss"),
     ({"supernet_epochs": 0}, "supernet_epochs"),
     ({"space_args": {"blocks": 0}}, "blocks"),
@@ -202,3 +204,16 @@ def test_darts_on_the_chain_exports_and_resumes(trained, few_digits, tmp_path) -
 def test_bad_chain_darts_settings_are_one_error(trained, few_digits, tmp_path, params, words) -> None:
     with pytest.raises(HwnasError, match=words):
         _run(trained, few_digits, tmp_path / "c", export=False, space="proxyless", strategy_params=params)
+
+
+@pytest.mark.parametrize("kw,words", [({"batch_size": 0}, "softmax supernet batch_size takes an integer >= 1, got 0"),
+                                      ({"arch_every": 0}, "arch_every takes an integer >= 1"),
+                                      ({"weight_lr": 0.0}, "weight_lr must be > 0"),
+                                      ({"arch_lr": -1.0}, "arch_lr must be > 0")])
+def test_a_supernet_setting_out_of_range_is_one_error(kw, words) -> None:
+    """Ranges the supernet config checks itself, before a search loads anything (types are checked
+    by the jobs, from the config's field annotations)."""
+    from hwnas.search.proxyless import ProxylessConfig
+
+    with pytest.raises(HwnasError, match=words):
+        ProxylessConfig(relaxation="softmax", warmup_epochs=0, **kw)

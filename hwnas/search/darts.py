@@ -58,6 +58,11 @@ class DartsConfig:
             raise HwnasError(f"the latency target must be > 0 ms, got {self.target_ms}")
         if not (isinstance(self.epochs, int) and self.epochs >= 1):
             raise HwnasError(f"DARTS epochs must be an integer >= 1, got {self.epochs}")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise HwnasError(f"darts batch_size takes an integer >= 1, got {self.batch_size!r}")
+        for name in ("weight_lr", "arch_lr"):
+            if not getattr(self, name) > 0:
+                raise HwnasError(f"darts {name} must be > 0, got {getattr(self, name)!r}")
 
 
 def _edges(blocks: int) -> list[tuple[int, int]]:
