@@ -4,7 +4,8 @@ policy, progress callbacks, and argument checks."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -205,6 +206,18 @@ class OpProgress:
     def done(self, m: Any) -> None:
         self.done_n += 1
         self.progress(self.stage, self.done_n, self.total, f"{m.config}{'' if m.status == 'ok' else ' (unsupported)'}")
+
+
+@contextmanager
+def strategy_params_named(method: str, renames: dict[str, str] | None = None) -> Iterator[None]:
+    """An :class:`~hwnas.errors.ArgumentError` raised inside, about a value that came from
+    ``strategy_params``, re-raised as ``<method> parameter <name>`` (the CLI's ``--strategy-param
+    NAME``); ``renames``: a library argument's name -> the parameter's (``step`` -> ``grid_step``)."""
+    try:
+        yield
+    except ArgumentError as exc:
+        name = (renames or {}).get(exc.argument, exc.argument)
+        raise ArgumentError(f"{method} parameter {name}", exc.problem, exc.value) from None
 
 
 def strategy_config(method: str, cls: type, params: dict[str, Any] | None, set_by_job: dict[str, Any],

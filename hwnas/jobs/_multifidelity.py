@@ -9,8 +9,8 @@ from typing import Any
 
 from hwnas.devices import Device
 from hwnas.errors import ArgumentError, HwnasError, UnknownNameError
-from hwnas.jobs._common import Progress, no_progress
-from hwnas.jobs._search import create_search
+from hwnas.jobs._common import Progress, no_progress, strategy_params_named
+from hwnas.jobs._search import check_ask_tell, create_search
 from hwnas.search import RunDir, SearchSpace, Trial
 from hwnas.search._multifidelity import (MULTI_FIDELITY, MultiFidelitySearch, Rung, RungJournal, RungResult,
                                          hyperband_schedule, schedule_text, successive_halving_schedule)
@@ -29,28 +29,12 @@ def multifidelity_schedule(method: str, params: dict[str, Any] | None = None) ->
         raise ArgumentError("strategy_params", f"for {method} has no parameter {bad[0]!r}; its parameters: "
                             f"{', '.join(known)}")
     p = {**known, **(params or {})}
-    try:
+    with strategy_params_named(method):
         if not isinstance(p["restart"], bool):
             raise ArgumentError("restart", "takes true or false", p["restart"])
         if method == "hyperband":
             return hyperband_schedule(p["max_epochs"], p["eta"], p["min_epochs"])
         return [successive_halving_schedule(p["n"], p["eta"], p["min_epochs"], p["max_epochs"])]
-    except ArgumentError as exc:  # named as the strategy parameter it is (the CLI's --strategy-param)
-        raise ArgumentError(f"{method} parameter {exc.argument}", exc.problem, exc.value) from None
-
-
-def _check_sampler(sampler: str) -> None:
-    """An ask/tell strategy; a search of its own (``proxyless``, ``hyperband``...) cannot propose
-    a bracket's candidates."""
-    from hwnas.jobs._search import SUPERNET_JOBS
-    from hwnas.search import list_strategies
-
-    if sampler in list_strategies():
-        return
-    if sampler in SUPERNET_JOBS:
-        raise ArgumentError("sampler", f"takes an ask/tell strategy ({', '.join(list_strategies())}); "
-                            f"{sampler} is a search of its own", sampler)
-    raise UnknownNameError("sampler", sampler, list_strategies())
 
 
 def multifidelity_search(method: str, space: str | SearchSpace, device: str | Device, predictor: Any,
@@ -67,7 +51,7 @@ def multifidelity_search(method: str, space: str | SearchSpace, device: str | De
     candidates trained to the full epochs (``hwnas export --run`` reads them); returns best.json's
     content. ``resume`` continues a killed run at the rung it was in."""
     brackets = multifidelity_schedule(method, params)
-    _check_sampler(sampler)
+    check_ask_tell(sampler, "sampler")  # a search of its own cannot propose a bracket's candidates
     max_epochs = max(r.epochs for rungs in brackets for r in rungs)
     run = RunDir(out)
     _check_run_dir(run, resume)

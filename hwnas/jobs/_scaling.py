@@ -14,7 +14,7 @@ import numpy as np
 
 from hwnas.devices import Device
 from hwnas.errors import ArgumentError, HwnasError
-from hwnas.jobs._common import Progress, check_count, check_positive, get_device, no_progress
+from hwnas.jobs._common import Progress, check_count, check_positive, get_device, no_progress, strategy_params_named
 from hwnas.jobs._predictors import load_predictor
 from hwnas.latency_models import LatencyPredictor
 
@@ -73,18 +73,15 @@ def _params(given: dict[str, Any] | None) -> dict[str, Any]:
     if bad:
         raise ArgumentError("strategy_params", f"for compound-scaling has no parameter {bad[0]!r}; its parameters: "
                             f"{', '.join(SCALING_PARAMS)}")
-    from hwnas.search.scaling import coefficient_grid
+    from hwnas.search.scaling import check_grid
 
     p = {**SCALING_PARAMS, **(given or {})}
-    try:
+    with strategy_params_named("compound-scaling", {"step": "grid_step"}):
         check_count("grid_points", p["grid_points"])
         check_count("measure_tries", p["measure_tries"])
         for k in ("grid_step", "flops_ratio", "tolerance", "phi_step", "max_phi"):
             check_positive(k, p[k])
-        coefficient_grid(p["grid_step"], p["flops_ratio"], p["tolerance"])  # its ranges, before any training
-    except ArgumentError as exc:  # named as the strategy parameter it is (the CLI's --strategy-param)
-        name = {"step": "grid_step"}.get(exc.argument, exc.argument)
-        raise ArgumentError(f"compound-scaling parameter {name}", exc.problem, exc.value) from None
+        check_grid(p["grid_step"], p["flops_ratio"], p["tolerance"])  # before any training
     return p
 
 

@@ -57,14 +57,22 @@ def _options(options: dict[str, Any]) -> dict[str, Any]:
     return {**SEARCH_OPTIONS, **options}
 
 
+def check_ask_tell(name: str, argument: str = "strategy") -> None:
+    """``name`` is a registered ask/tell strategy: a search of its own (:data:`SUPERNET_JOBS`) is said
+    to be one; any other name is unknown, listing for ``strategy`` the searches of their own too (the
+    CLI's ``--strategy`` runs them), for any other ``argument`` (``sampler``) the ask/tell ones."""
+    if name in list_strategies():
+        return
+    if name in SUPERNET_JOBS:
+        raise ArgumentError(argument, f"takes an ask/tell strategy ({', '.join(list_strategies())}); {name} "
+                            "is a search of its own", name)
+    raise UnknownNameError(argument, name, [*list_strategies(), *(SUPERNET_JOBS if argument == "strategy" else ())])
+
+
 def _check(target_ms: float, strategy: str, objective: str, verify: int, o: dict[str, Any]) -> None:
     if isinstance(target_ms, bool) or not isinstance(target_ms, (int, float)) or math.isnan(target_ms) or target_ms <= 0:
         raise ArgumentError("target_ms", "takes a latency > 0 (ms; inf for no target)", target_ms)
-    if strategy in SUPERNET_JOBS:
-        raise ArgumentError("strategy", f"takes an ask/tell strategy ({', '.join(list_strategies())}); {strategy} "
-                            "is a search of its own, with a job function of its own", strategy)
-    if strategy not in list_strategies():
-        raise UnknownNameError("strategy", strategy, [*list_strategies(), *SUPERNET_JOBS])
+    check_ask_tell(strategy)
     if objective not in OBJECTIVES:
         raise UnknownNameError("objective", objective, OBJECTIVES)
     if objective == "pareto" and not strategy_class(strategy).multi_objective:

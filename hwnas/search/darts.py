@@ -27,6 +27,7 @@ from torch import nn
 from hwnas.errors import HwnasError, UnknownNameError
 from hwnas.search.proxyless import LATENCY_LOSSES, latency_term
 from hwnas.search.spaces import CELL_OPS, Arch, CellSpace
+from hwnas.search.spaces._base import check_config_fields
 from hwnas.search.spaces._cell import _cell_ops, _op_configs, _preprocess, _ReLUConvBN, make_cell_op
 
 __all__ = ["DartsConfig", "DartsSearch", "DartsEpoch", "cell_paths"]
@@ -58,11 +59,7 @@ class DartsConfig:
             raise HwnasError(f"the latency target must be > 0 ms, got {self.target_ms}")
         if not (isinstance(self.epochs, int) and self.epochs >= 1):
             raise HwnasError(f"DARTS epochs must be an integer >= 1, got {self.epochs}")
-        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise HwnasError(f"darts batch_size takes an integer >= 1, got {self.batch_size!r}")
-        for name in ("weight_lr", "arch_lr"):
-            if not getattr(self, name) > 0:
-                raise HwnasError(f"darts {name} must be > 0, got {getattr(self, name)!r}")
+        check_config_fields("darts", self, {"batch_size": 1}, ("weight_lr", "arch_lr"))
 
 
 def _edges(blocks: int) -> list[tuple[int, int]]:

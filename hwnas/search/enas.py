@@ -26,6 +26,7 @@ from hwnas.search._objective import MnasReward
 from hwnas.search.cell_supernet import CellSupernet
 from hwnas.search.ofa import OFAConfig, OnceForAll
 from hwnas.search.spaces import Arch, CellSpace, InfeasibleError, ProxylessSpace
+from hwnas.search.spaces._base import check_config_fields
 from hwnas.search.strategies._controllers import LSTMPolicy
 
 __all__ = ["EnasConfig", "EnasSearch"]
@@ -50,13 +51,8 @@ class EnasConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "controller_steps", "controller_batch", "final_samples", "hidden"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise HwnasError(f"enas {name} takes an integer >= 1, got {value!r}")
-        for name in ("lr", "controller_lr"):
-            if not getattr(self, name) > 0:
-                raise HwnasError(f"enas {name} must be > 0, got {getattr(self, name)!r}")
+        counts = ("epochs", "batch_size", "controller_steps", "controller_batch", "final_samples", "hidden")
+        check_config_fields("enas", self, dict.fromkeys(counts, 1), ("lr", "controller_lr"))
 
 
 class EnasSearch:

@@ -29,7 +29,7 @@ from torch import nn
 
 from hwnas.errors import HwnasError
 from hwnas.search.proxyless import WEIGHT_SHARING, Supernet
-from hwnas.search.spaces._base import Arch
+from hwnas.search.spaces._base import Arch, check_config_fields
 from hwnas.search.spaces._proxyless import ProxylessSpace
 
 __all__ = ["OFAConfig", "OnceForAll", "DeviceSearchResult"]
@@ -55,17 +55,12 @@ class OFAConfig:
     def __post_init__(self) -> None:
         from hwnas.errors import UnknownNameError
 
-        for name in ("epochs", "batch_size", "bn_batches", "evaluations", "population_size", "predicted_evaluations",
-                     "verify_top", "accuracy_samples"):
-            value = getattr(self, name)
-            low = 0 if name == "accuracy_samples" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise HwnasError(f"once-for-all {name} takes an integer >= {low}, got {value!r}")
+        counts = ("epochs", "batch_size", "bn_batches", "evaluations", "population_size", "predicted_evaluations",
+                  "verify_top")
+        check_config_fields("once-for-all", self, {**dict.fromkeys(counts, 1), "accuracy_samples": 0}, ("lr",))
         if 0 < self.accuracy_samples < 8:
             raise HwnasError(f"once-for-all accuracy_samples: 0 (no predictor) or at least 8 to fit one, "
                              f"got {self.accuracy_samples}")
-        if not self.lr > 0:
-            raise HwnasError(f"once-for-all lr must be > 0, got {self.lr!r}")
         if self.weight_sharing not in WEIGHT_SHARING:
             raise UnknownNameError("weight sharing", self.weight_sharing, WEIGHT_SHARING)
 

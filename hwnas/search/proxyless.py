@@ -32,7 +32,7 @@ from torch import nn
 
 from hwnas.errors import HwnasError, UnknownNameError
 from hwnas.profilers._ops import OpConfig
-from hwnas.search.spaces._base import Arch
+from hwnas.search.spaces._base import Arch, check_config_fields
 from hwnas.search.spaces._proxyless import ProxylessSpace
 
 __all__ = ["MixedLayer", "Supernet", "LatencyTable", "ProxylessConfig", "ProxylessSearch", "EpochRecord",
@@ -526,12 +526,8 @@ class ProxylessConfig:
             raise HwnasError(f"the latency target must be > 0 ms, got {self.target_ms}")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise HwnasError(f"need 0 <= warmup epochs ({self.warmup_epochs}) < epochs ({self.epochs})")
-        for name in ("batch_size", "arch_every"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
-                raise HwnasError(f"{self.relaxation} supernet {name} takes an integer >= 1, got {getattr(self, name)!r}")
-        for name in ("weight_lr", "arch_lr"):
-            if not getattr(self, name) > 0:
-                raise HwnasError(f"{self.relaxation} supernet {name} must be > 0, got {getattr(self, name)!r}")
+        check_config_fields(f"{self.relaxation} supernet", self, {"batch_size": 1, "arch_every": 1},
+                            ("weight_lr", "arch_lr"))
 
 
 @dataclass(frozen=True)

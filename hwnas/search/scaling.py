@@ -25,7 +25,7 @@ import numpy as np
 from hwnas.errors import ArgumentError
 from hwnas.search.spaces import Arch, ProxylessSpace
 
-__all__ = ["Coefficients", "coefficient_grid", "scaled_space", "scale_arch"]
+__all__ = ["Coefficients", "check_grid", "coefficient_grid", "scaled_space", "scale_arch"]
 
 
 @dataclass(frozen=True)
@@ -45,16 +45,21 @@ class Coefficients:
         return f"alpha {self.alpha:g}, beta {self.beta:g}, gamma {self.gamma:g}"
 
 
-def coefficient_grid(step: float = 0.05, flops_ratio: float = 2.0, tolerance: float = 0.1,
-                     largest: float = 2.0) -> list[Coefficients]:
-    """Every (alpha, beta, gamma) on a grid of ``step`` in [1, ``largest``] whose
-    alpha * beta^2 * gamma^2 is within ``tolerance`` of ``flops_ratio`` (EfficientNet: step 0.05, 2)."""
+def check_grid(step: float, flops_ratio: float, tolerance: float) -> None:
+    """:func:`coefficient_grid`'s arguments in their ranges (an :class:`~hwnas.errors.ArgumentError`)."""
     if not 0 < step <= 1:
         raise ArgumentError("step", "takes a number in (0, 1]", step)
     if not 1 < flops_ratio <= 16:
         raise ArgumentError("flops_ratio", "takes a number in (1, 16]", flops_ratio)
     if not 0 < tolerance < flops_ratio - 1:
         raise ArgumentError("tolerance", f"takes a number in (0, {flops_ratio - 1:g})", tolerance)
+
+
+def coefficient_grid(step: float = 0.05, flops_ratio: float = 2.0, tolerance: float = 0.1,
+                     largest: float = 2.0) -> list[Coefficients]:
+    """Every (alpha, beta, gamma) on a grid of ``step`` in [1, ``largest``] whose
+    alpha * beta^2 * gamma^2 is within ``tolerance`` of ``flops_ratio`` (EfficientNet: step 0.05, 2)."""
+    check_grid(step, flops_ratio, tolerance)
     values = np.round(np.arange(1.0, largest + 1e-9, step), 6)
     return [Coefficients(float(a), float(b), float(g)) for a, b, g in itertools.product(values, repeat=3)
             if abs(a * b * b * g * g - flops_ratio) <= tolerance]

@@ -17,7 +17,7 @@ from hwnas.devices import DeviceConstraints
 from hwnas.errors import HwnasError
 from hwnas.profilers import OpConfig
 
-__all__ = ["Decision", "Arch", "SearchSpace", "InfeasibleError", "check_setting", "check_act"]
+__all__ = ["Decision", "Arch", "SearchSpace", "InfeasibleError", "check_setting", "check_act", "check_config_fields"]
 
 
 def check_setting(space: str, name: str, value: Any, kind: type = int, low: float = 1, high: float | None = None,
@@ -35,6 +35,20 @@ def check_setting(space: str, name: str, value: Any, kind: type = int, low: floa
         raise ArgumentError(f"{space} {what} {name}", f"takes {'an integer' if kind is int else 'a number'} {rng}",
                             value)
     return value
+
+
+def check_config_fields(owner: str, config: Any, integers: dict[str, int], positive: tuple[str, ...] = ()) -> None:
+    """A search config's ``integers`` (field -> its minimum) integers at least that, its ``positive``
+    fields (rates) > 0: anything else a :class:`~hwnas.errors.HwnasError`, ``<owner> <field> ...``."""
+    from hwnas.errors import HwnasError
+
+    for name, low in integers.items():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise HwnasError(f"{owner} {name} takes an integer >= {low}, got {value!r}")
+    for name in positive:
+        if not getattr(config, name) > 0:
+            raise HwnasError(f"{owner} {name} must be > 0, got {getattr(config, name)!r}")
 
 
 def check_act(space: str, act: Any) -> Any:
