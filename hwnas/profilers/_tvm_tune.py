@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -125,13 +127,30 @@ def _tune(tasks: list[Any], target: Any, device: Device, work_dir: Path, databas
     from tvm.s_tir import meta_schedule as ms
 
     trials = device.options.tune_trials
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        extracted_tasks=tasks, work_dir=str(work_dir), seed=0)
+    with _unnamed_handlers_set_aside("tvm.s_tir.meta_schedule"):
+        contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+            extracted_tasks=tasks, work_dir=str(work_dir), seed=0)
     builder, runner = _builder_runner(device)
     ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(work_dir),
                        max_trials_global=trials * len(tasks), max_trials_per_task=trials,
                        num_trials_per_iter=min(64, trials), builder=builder, runner=runner,
                        database=database, cost_model="xgb")
+
+
+@contextmanager
+def _unnamed_handlers_set_aside(name: str) -> Iterator[None]:
+    """MetaSchedule's logging set-up lists its logger's handlers by name and fails on one without a
+    name (pytest >= 9.2 attaches its unnamed capture handler to every logger that does not propagate,
+    as MetaSchedule's does once set up): such handlers are off the logger while it sets up, then back."""
+    logger = logging.getLogger(name)
+    unnamed = [h for h in logger.handlers if h.get_name() is None]
+    for h in unnamed:
+        logger.removeHandler(h)
+    try:
+        yield
+    finally:
+        for h in unnamed:
+            logger.addHandler(h)
 
 
 def _builder_runner(device: Device) -> tuple[Any, Any]:
